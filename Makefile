@@ -1,0 +1,41 @@
+# Two commands do all the set-up on a fresh machine (see README.md):
+#   make demo   the gateway's demo on embedded defaults, no external service
+#   make test   every test, installing what the tests need
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test test-quick lint bench system-deps venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is needed"; exit 1; }
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[test,opcua,influxdb,bench]'
+	touch $(STAMP)
+
+demo: venv
+	$(VENV)/bin/gateway demo
+
+system-deps:
+	scripts/install-test-deps.sh
+
+test: venv system-deps lint
+	$(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# The fast loop while developing: no slow fault-injection tests, no lint.
+test-quick: venv
+	$(PYTHON) -m pytest -m "not slow" -x $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check gateway connectors tests bench
+	$(VENV)/bin/mypy
+
+bench: venv system-deps
+	$(PYTHON) -m bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,158 @@
+"""The two small interfaces every plug-in implements: :class:`Source` and :class:`Sink`.
+
+A **source** (a connector) produces batches of points and hands each one to ``emit`` together
+with an optional ``on_stored`` callback; the pipeline calls ``on_stored`` once every sink has
+the batch durably (the MQTT connector acknowledges QoS ≥ 1 messages there). A **sink** writes
+batches; batching, retries and acknowledgements are the pipeline's job, written once.
+
+Both carry a :class:`Status` that the runtime, the logs and the HTTP API read.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from gateway.point import Point
+
+__all__ = [
+    "Emit",
+    "OnStored",
+    "RuntimeContext",
+    "Sink",
+    "Source",
+    "State",
+    "Status",
+]
+
+OnStored = Callable[[], None]
+
+
+class Emit(Protocol):
+    """Hand a batch of points to the pipeline; waits when the pipeline is full (back-pressure)."""
+
+    def __call__(self, points: Sequence[Point], on_stored: OnStored | None = None) -> Awaitable[None]: ...
+
+
+class State(enum.StrEnum):
+    """Where a component is in its life; shown in logs, status and /readyz."""
+
+    STARTING = "starting"
+    CONNECTING = "connecting"
+    RUNNING = "running"
+    RECONNECTING = "reconnecting"
+    BACKOFF = "backoff"  # failed, waiting before the supervisor restarts it
+    UNAUTHORIZED = "unauthorized"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass
+class Status:
+    """The live state of one connector or sink, plus its counters."""
+
+    name: str
+    kind: str  # "connector" or "sink"
+    type: str
+    state: State = State.STARTING
+    since: float = field(default_factory=time.time)
+    last_error: str | None = None
+    last_error_at: float | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def set_state(self, state: State) -> None:
+        if state is not self.state:
+            self.state = state
+            self.since = time.time()
+
+    def record_error(self, message: str) -> None:
+        self.last_error = message
+        self.last_error_at = time.time()
+
+    def count(self, name: str, amount: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + amount
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "type": self.type,
+            "state": self.state.value,
+            "since": self.since,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "counters": dict(self.counters),
+            **({"detail": dict(self.detail)} if self.detail else {}),
+        }
+
+
+@dataclass(frozen=True)
+class RuntimeContext:
+    """What the runtime gives every component it builds."""
+
+    gateway_name: str
+    data_dir: Path
+    log: logging.LoggerAdapter[logging.Logger]
+
+
+class Source(abc.ABC):
+    """A connector: reads a protocol and emits points.
+
+    Life cycle, driven by the runtime:
+
+    1. ``await run(emit)`` — connect and emit batches until :meth:`request_stop` is called, then
+       emit what was already received and return. Transient trouble (a broker restart) is
+       handled inside, with the state shown in :attr:`status`; an exception out of ``run``
+       makes the runtime log it and call ``run`` again after a capped exponential backoff.
+    2. ``await aclose()`` — after the pipeline has drained (so pending acknowledgements could
+       still be sent), release connections.
+    """
+
+    def __init__(self, name: str, type_: str, context: RuntimeContext) -> None:
+        self.name = name
+        self.context = context
+        self.log = context.log
+        self.status = Status(name=name, kind="connector", type=type_)
+
+    @abc.abstractmethod
+    async def run(self, emit: Emit) -> None:
+        """Produce batches until asked to stop."""
+
+    @abc.abstractmethod
+    def request_stop(self) -> None:
+        """Stop taking new data; ``run`` emits what it holds and returns soon after."""
+
+    async def aclose(self) -> None:
+        """Release connections once the pipeline has drained."""
+
+
+class Sink(abc.ABC):
+    """A store: writes batches of points.
+
+    ``write`` raises :class:`~gateway.errors.SinkUnavailable` (retry later),
+    :class:`~gateway.errors.SinkUnauthorized` (retry slowly) or
+    :class:`~gateway.errors.SinkRejected` (drop those points); the pipeline acts on each.
+    """
+
+    def __init__(self, name: str, type_: str, context: RuntimeContext) -> None:
+        self.name = name
+        self.context = context
+        self.log = context.log
+        self.status = Status(name=name, kind="sink", type=type_)
+
+    async def open(self) -> None:
+        """Prepare the store (create files, check the connection)."""
+
+    @abc.abstractmethod
+    async def write(self, points: Sequence[Point]) -> None:
+        """Store a batch durably, or raise a SinkError saying what to do next."""
+
+    async def close(self) -> None:
+        """Flush and release the store."""

@@ -1,0 +1,416 @@
+"""Loading configuration: YAML (one file or a folder of files) → validated pydantic models.
+
+Every problem is reported at once, one line each, as ``file:line: key.path: what is wrong``::
+
+    configs/cell.yaml:14: connectors[0].brokr: unknown key 'brokr' (did you mean 'broker'?)
+
+``${VAR}`` and ``${VAR:-default}`` in values read the environment (``$${`` is a literal ``${``).
+The models themselves live beside their components; :func:`config_model` assembles the whole
+file's model from the registered connector and sink types.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import types
+import typing
+from collections.abc import Iterable, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Annotated, Any, Union
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
+from pydantic_core import ErrorDetails
+
+from gateway.errors import ConfigError, ConfigProblem
+from gateway.registry import component_types
+from gateway.settings import ComponentConfig, ConnectorConfig, GatewaySettings, SinkConfig, StrictModel
+
+__all__ = ["GatewayConfig", "config_model", "json_schema", "load_config", "validate_data"]
+
+Loc = tuple[str | int, ...]
+_ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}])*))?\}")
+
+
+class GatewayConfig(StrictModel):
+    """The whole configuration (the model the registered component types are plugged into)."""
+
+    gateway: GatewaySettings = GatewaySettings()
+    sinks: list[SinkConfig] = Field(default_factory=list)
+    connectors: list[ConnectorConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> GatewayConfig:
+        _unique_names("sinks", self.sinks)
+        _unique_names("connectors", self.connectors)
+        if self.connectors and not self.sinks:
+            raise ValueError("connectors are configured but no sinks: add at least one sink")
+        known = {sink.name for sink in self.sinks}
+        for index, connector in enumerate(self.connectors):
+            for name in connector.sinks or ():
+                if name not in known:
+                    raise _RefError(
+                        ("connectors", index, "sinks"),
+                        f"sink {name!r} is not defined"
+                        + (f"; defined sinks: {', '.join(sorted(known))}" if known else ""),
+                    )
+        return self
+
+
+class _RefError(ValueError):
+    def __init__(self, loc: Loc, message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
+
+
+def _unique_names(section: str, items: Sequence[ComponentConfig]) -> None:
+    seen: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item.name in seen:
+            raise _RefError(
+                (section, index, "name"),
+                f"name {item.name!r} is already used by {section}[{seen[item.name]}]; names must be unique",
+            )
+        seen[item.name] = index
+
+
+def _union(base: type[ComponentConfig], models: list[type[BaseModel]]) -> Any:
+    if not models:
+        return base
+    if len(models) == 1:
+        return Annotated[models[0], Field(discriminator="type")]
+    return Annotated[Union[tuple(models)], Field(discriminator="type")]  # noqa: UP007
+
+
+@cache
+def config_model() -> type[GatewayConfig]:
+    """The whole file's model, with every registered connector and sink type plugged in."""
+    sink_models = [c.config_model for c in component_types("sink").values()]
+    connector_models = [c.config_model for c in component_types("connector").values()]
+    sinks: Any = list[_union(SinkConfig, sink_models)]  # type: ignore[misc]
+    connectors: Any = list[_union(ConnectorConfig, connector_models)]  # type: ignore[misc]
+    return create_model(
+        "GatewayConfig",
+        __base__=GatewayConfig,
+        sinks=(sinks, Field(default_factory=list)),
+        connectors=(connectors, Field(default_factory=list)),
+    )
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of a whole config file (for editors: ``gateway schema > gateway.schema.json``)."""
+    schema = config_model().model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "Shop-floor gateway configuration"
+    return schema
+
+
+# --- YAML with locations -------------------------------------------------------------------
+
+
+class _Document:
+    """Plain data read from YAML, with the file and line of every key and value."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.locations: dict[Loc, tuple[str, int]] = {}
+        self.problems: list[ConfigProblem] = []
+
+
+def _interpolate(text: str, file: str, line: int, key: str, problems: list[ConfigProblem]) -> str:
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name)
+        if value is None:  # ${VAR:-default} also applies the default to an empty variable
+            if default is None:
+                problems.append(
+                    ConfigProblem(
+                        file,
+                        line,
+                        key,
+                        f"environment variable {name} is not set "
+                        f"(set it, or write ${{{name}:-default}} to give a default)",
+                    )
+                )
+                return ""
+            return default
+        if value == "" and default is not None:
+            return default
+        return value
+
+    return _ENV.sub(replace, text)
+
+
+def _read_yaml(path: Path, display: str) -> _Document:
+    doc = _Document()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        doc.problems.append(ConfigProblem(display, None, "", f"cannot read the file: {exc}"))
+        return doc
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        reason = " ".join(part for part in (exc.context, exc.problem) if part)
+        doc.problems.append(ConfigProblem(display, line, "", f"YAML syntax error: {reason}"))
+        return doc
+    except yaml.YAMLError as exc:
+        doc.problems.append(ConfigProblem(display, None, "", f"YAML error: {exc}"))
+        return doc
+    finally:
+        loader.dispose()
+    if root is None:
+        return doc
+    data = _construct(root, (), display, doc, loader)
+    if not isinstance(data, dict):
+        doc.problems.append(
+            ConfigProblem(
+                display, root.start_mark.line + 1, "", "expected a mapping with gateway:, sinks:, connectors:"
+            )
+        )
+        return doc
+    doc.data = data
+    return doc
+
+
+def _construct(node: yaml.Node, loc: Loc, file: str, doc: _Document, loader: yaml.SafeLoader) -> Any:
+    line = node.start_mark.line + 1
+    doc.locations.setdefault(loc, (file, line))
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, str | int | float | bool) or key is None:
+                doc.problems.append(
+                    ConfigProblem(file, key_node.start_mark.line + 1, format_loc(loc), "keys must be text")
+                )
+                continue
+            if key in result:
+                doc.problems.append(
+                    ConfigProblem(
+                        file,
+                        key_node.start_mark.line + 1,
+                        format_loc((*loc, str(key))),
+                        f"key {key!r} appears twice in the same mapping",
+                    )
+                )
+            child: Loc = (*loc, str(key))
+            doc.locations[child] = (file, key_node.start_mark.line + 1)
+            result[key] = _construct(value_node, child, file, doc, loader)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, (*loc, index), file, doc, loader) for index, item in enumerate(node.value)]
+    value = loader.construct_object(node, deep=True)
+    if isinstance(value, str) and "$" in value:
+        substituted = _interpolate(value, file, line, format_loc(loc), doc.problems)
+        if substituted != value and isinstance(node, yaml.ScalarNode) and node.style is None:
+            # A plain scalar keeps YAML typing after substitution: `qos: ${QOS:-1}` is the int 1.
+            tag = loader.resolve(yaml.ScalarNode, substituted, (True, False))  # type: ignore[no-untyped-call]
+            if tag != "tag:yaml.org,2002:str" and substituted:
+                return loader.construct_object(yaml.ScalarNode(tag, substituted), deep=True)
+        return substituted
+    return value
+
+
+def _merge(documents: Sequence[_Document]) -> _Document:
+    merged = _Document()
+    owner_of_gateway: str | None = None
+    for doc in documents:
+        merged.problems.extend(doc.problems)
+        shifts: dict[str, int] = {}
+        for key, value in doc.data.items():
+            if key in ("sinks", "connectors") and isinstance(value, list):
+                existing = merged.data.setdefault(key, [])
+                if isinstance(existing, list):
+                    shifts[key] = len(existing)
+                    existing.extend(value)
+                    continue
+            if key in merged.data:
+                file, line = doc.locations.get((key,), ("?", 0))
+                merged.problems.append(
+                    ConfigProblem(
+                        file, line, key, f"'{key}' is already defined in {owner_of_gateway or 'another file'}"
+                    )
+                )
+                continue
+            merged.data[key] = value
+            if key == "gateway":
+                owner_of_gateway = doc.locations.get((key,), ("?", 0))[0]
+        for loc, where in doc.locations.items():
+            if loc and loc[0] in shifts and len(loc) > 1 and isinstance(loc[1], int):
+                loc = (loc[0], loc[1] + shifts[loc[0]], *loc[2:])
+            merged.locations.setdefault(loc, where)
+    return merged
+
+
+def _config_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+        if not files:
+            raise ConfigError([ConfigProblem(str(path), None, "", "the folder holds no .yaml or .yml file")])
+        return files
+    if not path.exists():
+        raise ConfigError([ConfigProblem(str(path), None, "", "no such file or folder")])
+    return [path]
+
+
+# --- validation and error messages -----------------------------------------------------------
+
+
+def format_loc(loc: Iterable[str | int]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _data_loc(data: Any, loc: Loc) -> Loc:
+    """Drop the discriminator tags pydantic puts in error locations (``connectors.0.mqtt.x``)."""
+    result: list[str | int] = []
+    current = data
+    for part in loc:
+        if isinstance(current, dict) and part not in current and current.get("type") == part:
+            continue
+        current = _child(current, part)
+        result.append(part)
+    return tuple(result)
+
+
+def _child(value: Any, part: str | int) -> Any:
+    if isinstance(value, dict):
+        return value.get(part)
+    if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+        return value[part]
+    return None
+
+
+def _model_at(model: Any, data: Any, loc: Loc) -> type[BaseModel] | None:
+    """The config model that validates the mapping at ``loc`` (for "did you mean" hints)."""
+    current: Any = model
+    value = data
+    for part in loc:
+        current = _unwrap(current, value)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+        elif typing.get_origin(current) is list:
+            current = typing.get_args(current)[0]
+        else:
+            return None
+        value = _child(value, part)
+    current = _unwrap(current, value)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _unwrap(annotation: Any, value: Any) -> Any:
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin is Union or origin is types.UnionType:
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            chosen = members[0] if len(members) == 1 else None
+            for member in members:
+                if isinstance(member, type) and issubclass(member, BaseModel) and isinstance(value, dict):
+                    tag = member.model_fields.get("type")
+                    if tag is not None and value.get("type") in typing.get_args(tag.annotation):
+                        chosen = member
+            if chosen is None:
+                return None
+            annotation = chosen
+        else:
+            return annotation
+
+
+def _message(error: ErrorDetails, model: type[BaseModel], data: Any, loc: Loc) -> tuple[Loc, str]:
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        parent = _model_at(model, data, loc[:-1])
+        allowed = sorted(parent.model_fields) if parent else []
+        hint = difflib.get_close_matches(key, allowed, n=1)
+        if hint:
+            return loc, f"unknown key {key!r} (did you mean {hint[0]!r}?)"
+        return loc, f"unknown key {key!r}" + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
+    if kind == "missing":
+        return loc, f"required key {str(loc[-1])!r} is missing"
+    if kind == "union_tag_invalid":
+        expected = str(ctx.get("expected_tags", "")).replace("'", "")
+        section = "connector" if loc and loc[0] == "connectors" else "sink"
+        return (*loc, "type"), f"unknown {section} type {ctx.get('tag')!r}; known types: {expected}"
+    if kind == "union_tag_not_found":
+        return (*loc, "type"), "required key 'type' is missing"
+    message = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    if kind not in ("value_error", "assertion_error") and not isinstance(error.get("input"), dict | list):
+        message += f" (got {error.get('input')!r:.60})"
+    return loc, message
+
+
+def validate_data(
+    data: dict[str, Any],
+    locations: dict[Loc, tuple[str, int]] | None = None,
+    default_file: str = "<config>",
+) -> GatewayConfig:
+    """Validate plain data (as read from YAML); raise ConfigError with every problem found."""
+    model = config_model()
+    locations = locations or {}
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False):
+            loc = _data_loc(data, tuple(error["loc"]))
+            ref = _find_ref_error(error)
+            if ref is not None:
+                loc, message = ref.loc, str(ref)
+            else:
+                loc, message = _message(error, model, data, loc)
+            file, line = _locate(locations, loc, default_file)
+            problems.append(ConfigProblem(file, line, format_loc(loc), message))
+        raise ConfigError(problems) from None
+
+
+def _find_ref_error(error: ErrorDetails) -> _RefError | None:
+    cause = (error.get("ctx") or {}).get("error")
+    return cause if isinstance(cause, _RefError) else None
+
+
+def _locate(locations: dict[Loc, tuple[str, int]], loc: Loc, default_file: str) -> tuple[str, int | None]:
+    for end in range(len(loc), -1, -1):
+        where = locations.get(loc[:end])
+        if where is not None:
+            return where
+    return default_file, None
+
+
+def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
+    """Read and validate a config file or a folder of them; raise ConfigError listing every problem."""
+    path = Path(path)
+    documents = [_read_yaml(file, str(file)) for file in _config_files(path)]
+    merged = _merge(documents)
+    first_file = str(_config_files(path)[0])
+    problems = list(merged.problems)
+    try:
+        config = validate_data(merged.data, merged.locations, first_file)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        config = None
+    if problems:
+        problems.sort(key=lambda p: (p.file, p.line or 0))
+        raise ConfigError(problems)
+    assert config is not None
+    return config

@@ -1,0 +1,131 @@
+"""The one data model: a Point is a measurement, its tags, its fields and a time in nanoseconds.
+
+A Point checks itself when it is created, so that everything downstream (the line-protocol
+encoder, the historian, InfluxDB) can trust it: a value that cannot be stored faithfully is
+refused here with a :class:`~gateway.errors.PointError` that says why.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from typing import Final
+
+from gateway.errors import PointError
+
+FieldValue = float | int | bool | str
+
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+
+__all__ = ["FieldValue", "Point", "now_ns"]
+
+
+def now_ns() -> int:
+    """The current UTC time in nanoseconds since the Unix epoch."""
+    return time.time_ns()
+
+
+def _check_name(kind: str, name: object) -> None:
+    """Names (measurement, tag keys and values, field keys) must survive line protocol."""
+    if type(name) is not str:
+        raise PointError(f"{kind} must be text, got {type(name).__name__} {name!r}")
+    if not name:
+        raise PointError(f"{kind} is empty")
+    if "\n" in name or "\r" in name:
+        raise PointError(f"{kind} {name!r} contains a line break, which line protocol cannot carry")
+    if "\\" in name:
+        _check_backslashes(kind, name)
+
+
+def _check_backslashes(kind: str, name: str) -> None:
+    # A backslash is a literal character in names, except where a line-protocol parser would
+    # read it as an escape: at the end, or before a backslash, comma, equals sign or space.
+    # InfluxDB 1.x and 2.x disagree on those, so they are refused rather than guessed.
+    for i, char in enumerate(name):
+        if char != "\\":
+            continue
+        following = name[i + 1] if i + 1 < len(name) else ""
+        if following in ("", "\\", ",", "=", " "):
+            raise PointError(
+                f"{kind} {name!r} has a backslash "
+                + ("at the end" if not following else f"before {following!r}")
+                + ", which line protocol cannot carry unambiguously"
+            )
+
+
+def _check_field(key: str, value: object) -> None:
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):  # type: ignore[arg-type]
+            raise PointError(f"field {key!r} is {value!r}: NaN and infinity cannot be stored")
+    elif kind is int:
+        if not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
+            raise PointError(f"field {key!r} = {value} does not fit in a 64-bit integer")
+    elif kind is not bool and kind is not str:
+        raise PointError(
+            f"field {key!r} has a value of type {kind.__name__} ({value!r:.40}); expected a number, a boolean or text"
+        )
+
+
+class Point:
+    """One sample: ``measurement``, ``tags`` (text → text), ``fields`` and ``time`` (ns, UTC).
+
+    Points are treated as immutable once created; the constructor validates everything.
+    """
+
+    __slots__ = ("fields", "measurement", "tags", "time")
+
+    measurement: str
+    tags: Mapping[str, str]
+    fields: Mapping[str, FieldValue]
+    time: int
+
+    def __init__(
+        self,
+        measurement: str,
+        fields: Mapping[str, FieldValue],
+        tags: Mapping[str, str] | None = None,
+        time: int | None = None,
+    ) -> None:
+        _check_name("measurement", measurement)
+        if measurement[0] == "#":
+            raise PointError(f"measurement {measurement!r} starts with '#', which line protocol reads as a comment")
+        if tags:
+            for key, tag_value in tags.items():
+                _check_name("tag key", key)
+                _check_name(f"tag {key!r} value", tag_value)
+        if not fields:
+            raise PointError(f"point {measurement!r} has no fields")
+        for key, value in fields.items():
+            _check_name("field key", key)
+            _check_field(key, value)
+        if time is None:
+            time = now_ns()
+        elif type(time) is not int or not INT64_MIN <= time <= INT64_MAX:
+            raise PointError(f"time must be integer nanoseconds, got {time!r}")
+        self.measurement = measurement
+        self.tags = tags if tags is not None else {}
+        self.fields = fields
+        self.time = time
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Point):
+            return NotImplemented
+        return (
+            self.measurement == other.measurement
+            and self.time == other.time
+            and dict(self.tags) == dict(other.tags)
+            and _typed(self.fields) == _typed(other.fields)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Point({self.measurement!r}, fields={dict(self.fields)!r}, tags={dict(self.tags)!r}, time={self.time})"
+
+
+def _typed(fields: Mapping[str, FieldValue]) -> dict[str, tuple[type, FieldValue]]:
+    # 1 == 1.0 == True in Python; a stored value must also keep its type.
+    return {key: (type(value), value) for key, value in fields.items()}

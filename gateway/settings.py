@@ -1,0 +1,102 @@
+"""Config models shared by every component, and the ``gateway:`` section of a config file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.units import Duration, Size
+
+__all__ = [
+    "BatchPolicy",
+    "BufferSettings",
+    "ComponentConfig",
+    "ConnectorConfig",
+    "GatewaySettings",
+    "HttpSettings",
+    "SinkConfig",
+    "StrictModel",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class StrictModel(BaseModel):
+    """Base of every config model: unknown keys are errors (a typo must not pass silently)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComponentConfig(StrictModel):
+    """What every connector and sink has: a unique name and a type."""
+
+    name: str = Field(description="Unique name, used in logs, status and metrics.", examples=["cnc-01"])
+    type: str
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not a valid name: use letters, digits, '-', '_' and '.', starting with a letter or digit"
+            )
+        return value
+
+
+class ConnectorConfig(ComponentConfig):
+    """Options common to every connector."""
+
+    sinks: list[str] | None = Field(
+        default=None,
+        description="Names of the sinks that receive this connector's points (default: all sinks).",
+    )
+
+
+class BatchPolicy(StrictModel):
+    """How a sink groups points into writes (embedded in every sink's config)."""
+
+    batch_size: int = Field(default=5000, ge=1, le=1_000_000, description="Most points in one write.")
+    flush_interval: Duration = Field(default=1.0, description="Longest time a point waits for its batch to fill.")
+
+
+class SinkConfig(ComponentConfig, BatchPolicy):
+    """Options common to every sink."""
+
+
+class HttpSettings(StrictModel):
+    listen: str = Field(
+        default="127.0.0.1:8080",
+        description="host:port of the built-in web page, API and /metrics.",
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not host:port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
+        return value
+
+
+class BufferSettings(StrictModel):
+    path: Path = Field(default=Path("data/buffer"), description="Folder of the on-disk buffers.")
+    max_size: Size = Field(default=2**30, description="Most disk the buffers may use, per sink.")
+    overflow: Literal["drop_oldest", "block"] = Field(
+        default="drop_oldest",
+        description="When a buffer is full: drop its oldest points (counted) or slow the sources.",
+    )
+
+
+class GatewaySettings(StrictModel):
+    name: str = Field(default="gateway", description="This gateway's name, in logs and status.")
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Folder for the gateway's own files (certificates, state). Relative paths "
+        "in the config are relative to the working directory.",
+    )
+    http: HttpSettings = HttpSettings()
+    buffer: BufferSettings = BufferSettings()
+    shutdown_timeout: Duration = Field(default=30.0, description="How long a stop may take to flush what is pending.")

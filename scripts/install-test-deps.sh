@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the real servers the integration tests start (each on a free port, by a fixture):
+# Mosquitto, InfluxDB 1.x, VictoriaMetrics and Chromium from Debian's packages, and the
+# node-opcua peer server from npm. Installs with apt when run as root; otherwise says exactly
+# what to install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+declare -A binary_of=(
+  [mosquitto]=/usr/sbin/mosquitto
+  [mosquitto-clients]=/usr/bin/mosquitto_sub
+  [influxdb]=/usr/bin/influxd
+  [victoria-metrics]=/usr/bin/victoria-metrics
+  [chromium]=/usr/bin/chromium
+)
+missing=()
+for package in "${!binary_of[@]}"; do
+  [ -x "${binary_of[$package]}" ] || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing with apt: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "The tests need these Debian packages: ${missing[*]}" >&2
+    echo "Install them with:  sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+# Debian starts the services it installs; the tests start their own on free ports.
+for service in mosquitto influxdb victoria-metrics; do
+  if command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
+    systemctl stop "$service" || true
+  fi
+done
+
+# The independent OPC UA peer (node-opcua), when its test server is present.
+if [ -f tests/opcua_peer/package.json ]; then
+  if [ ! -d tests/opcua_peer/node_modules/node-opcua ]; then
+    command -v npm >/dev/null || { echo "npm is needed for the node-opcua peer tests: apt-get install npm" >&2; exit 1; }
+    (cd tests/opcua_peer && npm install --no-audit --no-fund --silent)
+  fi
+fi
