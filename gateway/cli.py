@@ -155,6 +155,7 @@ def simulate_mqtt(
     count: Annotated[int, typer.Option(help="Stop after this many messages (0: no limit).")] = 0,
     seed: Annotated[int | None, typer.Option(help="Seed for a reproducible run.")] = None,
     prefix: Annotated[str, typer.Option(help="First topic segment.")] = "factory",
+    protocol: Annotated[str, typer.Option(help="MQTT protocol version: 5 or 3.1.1.")] = "5",
 ) -> None:
     """Publish realistic shop-floor data: energy meters, temperatures, machine states."""
     from gateway.logs import setup_logging
@@ -173,6 +174,7 @@ def simulate_mqtt(
         count=count,
         seed=seed,
         prefix=prefix,
+        protocol=protocol,
     )
     try:
         asyncio.run(run_mqtt_simulator(settings))

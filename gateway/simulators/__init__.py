@@ -1,0 +1,1 @@
+"""Simulated shop-floor devices for demos, tests and benchmarks."""

@@ -1,0 +1,61 @@
+"""The MQTT simulator's payloads are plausible and match the example configs' topics."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import time
+from datetime import datetime
+
+from gateway.simulators.mqtt import MACHINE_STATES, SimulatorSettings, build_devices
+
+
+def _devices(**kwargs: object) -> list:  # type: ignore[type-arg]
+    return build_devices(SimulatorSettings(**kwargs), random.Random(7))  # type: ignore[arg-type]
+
+
+def test_topics_per_line_follow_the_example_configs() -> None:
+    devices = _devices(lines=2, meters=3, machines=2, prefix="factory")
+    topics = [d.topic for d in devices]
+    assert len(topics) == len(set(topics)) == 2 * (3 + 2 + 1)
+    assert "factory/A/energy/meter-A1" in topics
+    assert "factory/B/machine/cnc-B2/state" in topics
+    assert "factory/A/temperature/coolant-A1" in topics
+
+
+def test_energy_meter_counts_up_and_power_is_plausible() -> None:
+    meter = next(d for d in _devices(lines=1, meters=1, machines=1) if d.kind == "energy")
+    readings = []
+    for _ in range(50):
+        meter.last -= 1.0  # one simulated second between readings
+        readings.append(json.loads(meter.payload()))
+    energies = [r["e"] for r in readings]
+    assert energies == sorted(energies) and energies[-1] > energies[0]
+    assert all(300 < r["p"] < 12_000 for r in readings)
+    assert all(abs(r["ts"] - time.time() * 1000) < 60_000 for r in readings)
+
+
+def test_machine_states_transition_and_spindle_follows_state() -> None:
+    machine = next(d for d in _devices(lines=1, meters=0, machines=1, seed=3) if d.kind == "machine")
+    seen = set()
+    for _ in range(3000):
+        machine.last -= 1.0
+        state = json.loads(machine.payload())
+        datetime.fromisoformat(state["ts"])
+        assert state["state"] in MACHINE_STATES
+        seen.add(state["state"])
+        if state["state"] != "running":
+            assert state["spindle"]["rpm"] < 9000
+        assert (state["alarm"] is not None) == (state["state"] == "alarm")
+    assert {"idle", "running"} <= seen and len(seen) >= 3
+
+
+def test_temperature_is_a_plain_number_that_drifts_smoothly() -> None:
+    sensor = next(d for d in _devices(lines=1, meters=0, machines=1) if d.kind == "temperature")
+    values = []
+    for _ in range(100):
+        sensor.last -= 1.0
+        values.append(float(sensor.payload()))
+    assert all(10 < v < 40 for v in values)
+    assert max(abs(a - b) for a, b in itertools.pairwise(values)) < 2.0
