@@ -1,0 +1,497 @@
+"""MQTT payloads → points: pure functions, no I/O, compiled once per topic filter.
+
+A :class:`TopicDecoder` is built from one :class:`~connectors.mqtt.config.TopicConfig`: key
+paths are split once, tags from topic segments are cached per topic, JSON is read with orjson.
+``decode(topic, payload, received_ns)`` returns the points of one message or raises
+:class:`~gateway.errors.DecodeError` with a message that says what is wrong with the payload.
+
+Formats:
+
+- ``json``: fields picked by key path (``a.b.c``, list indexes ``a.0.b``), or every top-level
+  number/boolean/text when ``fields`` is omitted; ``flatten`` turns nested objects into
+  ``a_b_c`` fields; a payload that is a JSON array (or the list at ``records``) gives one point
+  per object;
+- ``value``: the payload is one number, ``true``/``false`` or text;
+- ``influx``: the payload is line protocol (:func:`gateway.lineprotocol.parse`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+
+from connectors.mqtt.config import FieldSpec, TimeSpec, TopicConfig
+from gateway.errors import DecodeError, PointError
+from gateway.lineprotocol import parse as parse_line_protocol
+from gateway.point import FieldValue, Point
+
+__all__ = ["TopicDecoder", "TopicMatcher", "excerpt", "filter_matches"]
+
+_MISSING: Final = object()
+_TAG_CACHE_LIMIT: Final = 10_000
+_UNIT_NS: Final = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_ISO_FRACTION: Final = re.compile(r"\.(\d{7,})")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+Step = tuple[str, int | None]
+Path = tuple[Step, ...]
+
+
+def excerpt(payload: bytes, limit: int = 60) -> str:
+    """The start of a payload, printable, for log lines."""
+    return repr(bytes(payload[:limit]))[1:] + ("…" if len(payload) > limit else "")
+
+
+def _size(size: int) -> str:
+    for unit, length in (("MiB", 2**20), ("KiB", 2**10)):
+        if size >= length and size % length == 0:
+            return f"{size // length}{unit}"
+    return f"{size} bytes"
+
+
+# --- topic filters ----------------------------------------------------------------------------
+
+
+def filter_matches(filter_segments: Sequence[str], topic: str) -> bool:
+    """Does ``topic`` match the filter (split on '/')? Topics starting with '$' need a literal first segment."""
+    segments = topic.split("/")
+    if topic.startswith("$") and filter_segments and filter_segments[0] in ("+", "#"):
+        return False
+    for index, wanted in enumerate(filter_segments):
+        if wanted == "#":
+            return True
+        if index >= len(segments):
+            return False
+        if wanted != "+" and wanted != segments[index]:
+            return False
+    return len(segments) == len(filter_segments) or (
+        # "a/#" also matches "a" itself
+        len(filter_segments) == len(segments) + 1 and filter_segments[-1] == "#"
+    )
+
+
+class TopicMatcher:
+    """Which filter (the first listed) a topic belongs to; results cached per topic."""
+
+    def __init__(self, filters: Sequence[str]) -> None:
+        self._filters = [tuple(f.split("/")) for f in filters]
+        self._cache: dict[str, int | None] = {}
+
+    def match(self, topic: str) -> int | None:
+        try:
+            return self._cache[topic]
+        except KeyError:
+            pass
+        found = next((i for i, f in enumerate(self._filters) if filter_matches(f, topic)), None)
+        if len(self._cache) >= _TAG_CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[topic] = found
+        return found
+
+
+# --- key paths --------------------------------------------------------------------------------
+
+
+def _compile_path(path: str) -> Path:
+    steps: list[Step] = []
+    for part in path.split("."):
+        index: int | None
+        try:
+            index = int(part)
+        except ValueError:
+            index = None
+        steps.append((part, index))
+    return tuple(steps)
+
+
+def _pick(value: Any, path: Path) -> Any:
+    for key, index in path:
+        kind = type(value)
+        if kind is dict:
+            value = value.get(key, _MISSING)
+            if value is _MISSING:
+                return _MISSING
+        elif kind is list and index is not None and -len(value) <= index < len(value):
+            value = value[index]
+        else:
+            return _MISSING
+    return value
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r:.40}"
+
+
+# --- value conversions -----------------------------------------------------------------------
+
+Convert = Callable[[Any], FieldValue]
+
+
+def _auto(numbers: str) -> Convert:
+    floats = numbers == "float"
+
+    def convert(value: Any) -> FieldValue:
+        kind = type(value)
+        if kind is float or kind is str or kind is bool:
+            return value  # type: ignore[no-any-return]
+        if kind is int:
+            return float(value) if floats else value
+        raise ValueError("a number, boolean or text")
+
+    return convert
+
+
+def _to_float(value: Any) -> FieldValue:
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return float(value)
+    if kind is str:
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ValueError("a number")
+
+
+def _to_int(value: Any) -> FieldValue:
+    kind = type(value)
+    if kind is int:
+        return value  # type: ignore[no-any-return]
+    if kind is float and value.is_integer():
+        return int(value)
+    if kind is str:
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    raise ValueError("an integer")
+
+
+def _to_bool(value: Any) -> FieldValue:
+    kind = type(value)
+    if kind is bool:
+        return value  # type: ignore[no-any-return]
+    if (kind is int or kind is float) and value in (0, 1):
+        return bool(value)
+    if kind is str and value.lower() in ("true", "false"):
+        return bool(value.lower() == "true")
+    raise ValueError("true or false")
+
+
+def _to_string(value: Any) -> FieldValue:
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int or kind is float:
+        return str(value)
+    raise ValueError("text")
+
+
+def _converter(spec: FieldSpec, numbers: str) -> Convert:
+    if spec.type == "float":
+        return _to_float
+    if spec.type == "int":
+        return _to_int
+    if spec.type == "bool":
+        return _to_bool
+    if spec.type == "string":
+        return _to_string
+    return _auto(numbers)
+
+
+def _tag_text(value: Any) -> str | None:
+    kind = type(value)
+    if kind is str:
+        return value or None
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int or kind is float:
+        return str(value)
+    return None
+
+
+# --- time ------------------------------------------------------------------------------------
+
+
+def _time_reader(spec: TimeSpec) -> Callable[[Any], int]:
+    if spec.unit == "iso8601":
+        return _iso_ns
+    factor = _UNIT_NS[spec.unit]
+    unit = spec.unit
+
+    def read(value: Any) -> int:
+        kind = type(value)
+        if kind is str:
+            try:
+                value = int(value)
+            except ValueError:
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise ValueError(f"a number of {unit} since 1970") from None
+            kind = type(value)
+        if kind is int:
+            return value * factor  # type: ignore[no-any-return]
+        if kind is float and math.isfinite(value):
+            # Floats carry about 16 digits: keep microseconds, which they hold exactly for dates near now.
+            return round(value * factor / 1000) * 1000 if factor >= 1000 else round(value)  # type: ignore[no-any-return]
+        raise ValueError(f"a number of {unit} since 1970")
+
+    return read
+
+
+def _iso_ns(value: Any) -> int:
+    if type(value) is not str:
+        raise ValueError("ISO 8601 text such as 2024-05-01T12:00:00.250Z")
+    extra_ns = 0
+    text = value
+    fraction = _ISO_FRACTION.search(text)
+    if fraction is not None:  # datetime keeps microseconds: read the digits beyond them here
+        digits = fraction.group(1)
+        extra_ns = int(digits[6:9].ljust(3, "0"))
+        text = text[: fraction.start()] + "." + digits[:6] + text[fraction.end() :]
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError("ISO 8601 text such as 2024-05-01T12:00:00.250Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    delta = moment - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000 + extra_ns
+
+
+# --- the decoder ----------------------------------------------------------------------------
+
+
+class TopicDecoder:
+    """Turns the messages of one topic filter into points (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: TopicConfig,
+        *,
+        measurement: str,
+        tags: Mapping[str, str] | None = None,
+        max_payload_size: int = 256 * 1024,
+    ) -> None:
+        self.config = config
+        self.format = config.format
+        self.measurement = config.measurement or measurement
+        self.static_tags = {**(tags or {}), **config.tags}
+        self.max_payload_size = max_payload_size
+        self._topic_tags = tuple(config.tags_from_topic.items())
+        self._tag_cache: dict[str, dict[str, str]] = {}
+        self._payload_tags = tuple((name, path, _compile_path(path)) for name, path in config.tags_from_payload.items())
+        self._time: tuple[str, Path, Callable[[Any], int]] | None = None
+        if config.time is not None:
+            self._time = (config.time.path, _compile_path(config.time.path), _time_reader(config.time))
+        self._fields: tuple[tuple[str, str, Path, Convert], ...] | None = None
+        if config.fields is not None:
+            self._fields = tuple(
+                (name, spec.path, _compile_path(spec.path), _converter(spec, config.numbers))
+                for name, spec in config.fields.items()
+            )
+        self._auto = _auto(config.numbers)
+        self._records = None if config.records is None else _compile_path(config.records)
+        # Top-level keys that are the time or a tag, not fields, when every value is taken.
+        self._reserved = {p for p in [*config.tags_from_payload.values(), config.time.path if config.time else ""] if p}
+        self._value_field = config.field
+
+    # -- public --
+
+    def tags_for(self, topic: str) -> dict[str, str]:
+        """Static tags plus tags from the topic's segments (cached per topic)."""
+        tags = self._tag_cache.get(topic)
+        if tags is None:
+            tags = dict(self.static_tags)
+            if self._topic_tags:
+                segments = topic.split("/")
+                count = len(segments)
+                for name, index in self._topic_tags:
+                    if -count <= index < count and segments[index]:
+                        tags[name] = segments[index]
+            if len(self._tag_cache) >= _TAG_CACHE_LIMIT:
+                self._tag_cache.clear()
+            self._tag_cache[topic] = tags
+        return tags
+
+    def decode(self, topic: str, payload: bytes, received_ns: int) -> list[Point]:
+        """The points of one message; DecodeError if the payload cannot give them."""
+        if len(payload) > self.max_payload_size:
+            raise DecodeError(
+                f"payload is {len(payload)} bytes, more than max_payload_size ({_size(self.max_payload_size)})"
+            )
+        try:
+            if self.format == "json":
+                return self._json(topic, payload, received_ns)
+            if self.format == "value":
+                return [self._value(topic, payload, received_ns)]
+            return self._influx(topic, payload, received_ns)
+        except PointError as exc:
+            raise DecodeError(str(exc)) from None
+
+    # -- formats --
+
+    def _json(self, topic: str, payload: bytes, received_ns: int) -> list[Point]:
+        try:
+            document = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            if not payload.strip():
+                raise DecodeError("payload is empty, expected JSON") from None
+            raise DecodeError(f"payload is not valid JSON: {exc}") from None
+        tags = self.tags_for(topic)
+        if self._records is not None:
+            if type(document) is not dict:
+                raise DecodeError(f"payload is {_describe(document)}, expected a JSON object with records")
+            records = _pick(document, self._records)
+            if type(records) is not list:
+                found = "missing" if records is _MISSING else _describe(records)
+                raise DecodeError(f"records {self.config.records!r} is {found}, expected a list of objects")
+            return [self._record(item, document, tags, received_ns, i) for i, item in enumerate(records)]
+        kind = type(document)
+        if kind is dict:
+            return [self._object(document, None, tags, received_ns)]
+        if kind is list:
+            return [self._record(item, None, tags, received_ns, i) for i, item in enumerate(document)]
+        raise DecodeError(f"payload is {_describe(document)}, expected a JSON object or an array of objects")
+
+    def _record(
+        self, item: Any, parent: dict[str, Any] | None, tags: dict[str, str], received_ns: int, index: int
+    ) -> Point:
+        if type(item) is not dict:
+            raise DecodeError(f"element {index} of the array is {_describe(item)}, expected an object")
+        try:
+            return self._object(item, parent, tags, received_ns)
+        except DecodeError as exc:
+            raise DecodeError(f"element {index}: {exc}") from None
+
+    def _lookup(self, obj: dict[str, Any], parent: dict[str, Any] | None, path: Path) -> Any:
+        value = _pick(obj, path)
+        if value is _MISSING and parent is not None:
+            value = _pick(parent, path)
+        return value
+
+    def _object(
+        self, obj: dict[str, Any], parent: dict[str, Any] | None, tags: dict[str, str], received_ns: int
+    ) -> Point:
+        if self._payload_tags:
+            tags = dict(tags)
+            for name, path_text, path in self._payload_tags:
+                text = _tag_text(self._lookup(obj, parent, path))
+                if text is None:
+                    found = self._lookup(obj, parent, path)
+                    raise DecodeError(
+                        f"tag {name!r} (path {path_text!r}) is "
+                        + ("missing" if found is _MISSING else f"{_describe(found)}, expected text or a number")
+                    )
+                tags[name] = text
+        time = received_ns
+        if self._time is not None:
+            path_text, path, read = self._time
+            raw = self._lookup(obj, parent, path)
+            if raw is _MISSING:
+                raise DecodeError(f"time (path {path_text!r}) is missing")
+            try:
+                time = read(raw)
+            except ValueError as exc:
+                raise DecodeError(f"time (path {path_text!r}) is {_describe(raw)}, expected {exc}") from None
+        fields: dict[str, FieldValue] = {}
+        if self._fields is None:
+            self._all_fields(obj, fields)
+            if not fields:
+                raise DecodeError("payload has no number, boolean or text value to store")
+        else:
+            for name, path_text, path, convert in self._fields:
+                raw = self._lookup(obj, parent, path)
+                if raw is _MISSING:
+                    raise DecodeError(f"field {name!r} (path {path_text!r}) is missing")
+                if type(raw) is dict and self.config.flatten:
+                    self._flatten(raw, name, path_text, fields)
+                    continue
+                try:
+                    fields[name] = convert(raw)
+                except ValueError as exc:
+                    raise DecodeError(
+                        f"field {name!r} (path {path_text!r}) is {_describe(raw)}, expected {exc}"
+                    ) from None
+        return Point(self.measurement, fields, tags, time)
+
+    def _all_fields(self, obj: dict[str, Any], fields: dict[str, FieldValue]) -> None:
+        reserved = self._reserved
+        if self.config.flatten:
+            for key, value in obj.items():
+                if key not in reserved:
+                    self._flatten_value(value, key, key, fields)
+            return
+        convert = self._auto
+        for key, value in obj.items():
+            kind = type(value)
+            if (kind is float or kind is int or kind is str or kind is bool) and key not in reserved:
+                fields[key] = convert(value)
+
+    def _flatten(self, obj: dict[str, Any], prefix: str, path: str, fields: dict[str, FieldValue]) -> None:
+        for key, value in obj.items():
+            self._flatten_value(value, f"{prefix}_{key}", f"{path}.{key}", fields)
+
+    def _flatten_value(self, value: Any, name: str, path: str, fields: dict[str, FieldValue]) -> None:
+        kind = type(value)
+        if kind is dict:
+            self._flatten(value, name, path, fields)
+        elif kind is list:
+            for index, item in enumerate(value):
+                self._flatten_value(item, f"{name}_{index}", f"{path}.{index}", fields)
+        elif value is not None and path not in self._reserved:
+            fields[name] = self._auto(value)
+
+    def _value(self, topic: str, payload: bytes, received_ns: int) -> Point:
+        try:
+            text = payload.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise DecodeError("payload is not UTF-8 text") from None
+        if not text:
+            raise DecodeError("payload is empty, expected a number, true/false or text")
+        value: FieldValue
+        lowered = text.lower()
+        if lowered in ("true", "false"):
+            value = lowered == "true"
+        else:
+            try:
+                value = int(text) if self.config.numbers == "auto" else float(text)
+            except ValueError:
+                try:
+                    value = float(text)
+                except ValueError:
+                    value = text
+        return Point(self.measurement, {self._value_field: value}, self.tags_for(topic), received_ns)
+
+    def _influx(self, topic: str, payload: bytes, received_ns: int) -> list[Point]:
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError("payload is not UTF-8 text") from None
+        points = parse_line_protocol(text, default_time=received_ns)
+        if not points:
+            raise DecodeError("payload holds no line of line protocol")
+        tags = self.tags_for(topic)
+        measurement = self.config.measurement
+        if not tags and measurement is None:
+            return list(points)
+        return [
+            Point(measurement or p.measurement, p.fields, {**p.tags, **tags} if tags else p.tags, p.time)
+            for p in points
+        ]
