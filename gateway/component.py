@@ -11,6 +11,7 @@ Both carry a :class:`Status` that the runtime, the logs and the HTTP API read.
 from __future__ import annotations
 
 import abc
+import bisect
 import enum
 import logging
 import time
@@ -23,6 +24,7 @@ from gateway.point import Point
 
 __all__ = [
     "Emit",
+    "Histogram",
     "OnStored",
     "RuntimeContext",
     "Sink",
@@ -53,6 +55,25 @@ class State(enum.StrEnum):
     STOPPED = "stopped"
 
 
+#: Upper bounds (seconds) of the write-latency histogram buckets.
+LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class Histogram:
+    """Counts of observations per bucket (cumulative on export), their sum and count; for /metrics."""
+
+    buckets: tuple[float, ...] = LATENCY_BUCKETS
+    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    sum: float = 0.0
+    count: int = 0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.sum += value
+        self.count += 1
+
+
 @dataclass
 class Status:
     """The live state of one connector or sink, plus its counters."""
@@ -66,6 +87,7 @@ class Status:
     last_error_at: float | None = None
     counters: dict[str, int] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
+    histograms: dict[str, Histogram] = field(default_factory=dict)
 
     def set_state(self, state: State) -> None:
         if state is not self.state:
@@ -78,6 +100,13 @@ class Status:
 
     def count(self, name: str, amount: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + amount
+
+    def observe(self, name: str, value: float) -> None:
+        """Record one measurement (e.g. a write's duration in seconds) in the histogram ``name``."""
+        histogram = self.histograms.get(name)
+        if histogram is None:
+            histogram = self.histograms[name] = Histogram()
+        histogram.observe(value)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -223,6 +223,7 @@ class SinkRunner:
                 self.status.count("points_written", len(chunk))
                 self.status.count("batches_written")
                 self.status.detail["last_write_seconds"] = round(elapsed, 6)
+                self.status.observe("write_seconds", elapsed)
                 if self.status.state is not State.RUNNING:
                     self.log.info("writing again after %s", self.status.last_error)
                     self.status.set_state(State.RUNNING)

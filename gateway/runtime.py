@@ -16,15 +16,19 @@ import signal
 import time
 from collections.abc import Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from gateway.component import RuntimeContext, Sink, Source, State, Status
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
+from gateway.http.latest import LatestValues
 from gateway.logs import component_logger
 from gateway.pipeline import Backoff, Route, SinkRunner, fan_out
 from gateway.registry import component_types
 from gateway.settings import SinkConfig
+
+if TYPE_CHECKING:
+    from gateway.http.server import HttpServer
 
 __all__ = ["Gateway", "run_gateway"]
 
@@ -46,6 +50,9 @@ class Gateway:
         self._route_tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
         self.started_at = time.time()
+        #: the latest value of every series, updated by a tap on every connector's emit (web page, SSE)
+        self.latest = LatestValues()
+        self.http: HttpServer | None = None
 
     def _context(self, kind: str, name: str) -> RuntimeContext:
         settings = self.config.gateway
@@ -63,6 +70,7 @@ class Gateway:
         sink_types = component_types("sink")
         connector_types = component_types("connector")
         try:
+            await self._start_http()
             for sink_config in self.config.sinks:
                 sink = sink_types[sink_config.type].factory(sink_config, self._context("sink", sink_config.name))
                 assert isinstance(sink, Sink)
@@ -77,7 +85,7 @@ class Gateway:
                 )
                 assert isinstance(source, Source)
                 names = connector_config.sinks or [s.name for s in self.config.sinks]
-                emit: Any = fan_out([self.routes[name] for name in names])
+                emit: Any = self.latest.tap(fan_out([self.routes[name] for name in names]), source.name)
                 self.sources.append(source)
                 self._tasks[source.name] = asyncio.create_task(
                     self._supervise(source, emit), name=f"connector:{source.name}"
@@ -111,6 +119,20 @@ class Gateway:
 
     def statuses(self) -> list[Status]:
         return [source.status for source in self.sources] + [route.status for route in self.routes.values()]
+
+    async def _start_http(self) -> None:
+        """The web page, API and /metrics; if its port is taken, collection goes on without them."""
+        if not self.config.gateway.http.enabled:
+            return
+        from gateway.http.server import HttpServer, context_for
+
+        server = HttpServer(context_for(self))
+        try:
+            await server.__aenter__()
+        except GatewayError as exc:
+            log.error("%s; collecting data without the web page, API and /metrics", exc)
+            return
+        self.http = server
 
     async def _supervise(self, source: Source, emit: Any) -> None:
         backoff = Backoff(initial=1.0, cap=60.0)
@@ -172,6 +194,9 @@ class Gateway:
             except Exception as exc:  # noqa: BLE001 - one failing close must not stop the others
                 sink.log.warning("error while closing: %s", exc)
             sink.status.set_state(State.STOPPED)
+        # 4. The web page last, so /readyz and /metrics show the whole shutdown.
+        if self.http is not None:
+            await self.http.close()
         log.info("stopped")
 
 

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.http.config import HttpSettings
 from gateway.units import Duration, Size
 
 __all__ = [
@@ -64,21 +65,6 @@ class BatchPolicy(StrictModel):
 
 class SinkConfig(ComponentConfig, BatchPolicy):
     """Options common to every sink."""
-
-
-class HttpSettings(StrictModel):
-    listen: str = Field(
-        default="127.0.0.1:8080",
-        description="host:port of the built-in web page, API and /metrics.",
-    )
-
-    @field_validator("listen")
-    @classmethod
-    def _check_listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"{value!r} is not host:port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
-        return value
 
 
 class BufferSettings(StrictModel):

@@ -1,0 +1,441 @@
+"""The FastAPI application: the web page, the JSON API, Server-Sent Events, health and /metrics.
+
+Built by :func:`create_app` from an :class:`AppContext` — what the app may read of the running
+gateway (statuses, latest values, the historian, the config). Tests build one from fakes.
+
+Endpoints (all but /healthz and /readyz need a viewer credential when credentials are set):
+
+=====================================  =========================================================
+``GET /healthz``                       the process answers
+``GET /readyz``                        200 when every connector and sink is running, else 503
+``GET /metrics``                       Prometheus text
+``GET /api/status``                    the gateway and every connector and sink: state, errors, rates
+``GET /api/components/{name}``         one component's details and config (admin)
+``GET /api/overview``                  machine cards with state badges
+``GET /api/series``                    series with their last value
+``GET /api/series/{id}/range``         downsampled range (``from``, ``to``, ``points``)
+``GET /api/events``                    live updates (Server-Sent Events: overview, status, values)
+``GET /api/openapi.json``              this API's OpenAPI spec
+``GET /``                              the web page
+=====================================  =========================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from gateway import __version__
+from gateway.component import State, Status
+from gateway.errors import GatewayError
+from gateway.http.auth import Role, authenticate
+from gateway.http.config import HttpSettings
+from gateway.http.history import History, SeriesRow
+from gateway.http.latest import LatestValues
+from gateway.http.metrics import CONTENT_TYPE, GatewayCollector, render_metrics
+from gateway.http.models import (
+    Bucket,
+    ComponentDetailOut,
+    ComponentOut,
+    GatewayOut,
+    Health,
+    NotReady,
+    OverviewOut,
+    RangeOut,
+    Readiness,
+    SeriesOut,
+    StatusOut,
+    WhoAmI,
+)
+from gateway.http.overview import build_cards
+from gateway.http.rates import RateTracker
+from gateway.units import parse_duration
+
+__all__ = ["AppContext", "create_app", "parse_time"]
+
+STATIC = Path(__file__).parent / "static"
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
+#: Largest number of buckets one range request may ask for.
+MAX_POINTS = 10_000
+_SECRET_KEY = re.compile(r"password|token|secret|private_key|passphrase", re.IGNORECASE)
+
+
+@dataclass
+class AppContext:
+    """What the HTTP app may read of the running gateway."""
+
+    name: str
+    settings: HttpSettings
+    statuses: Callable[[], Sequence[Status]]
+    latest: LatestValues = field(default_factory=LatestValues)
+    history: History | None = None
+    started_at: float = field(default_factory=time.time)
+    configs: Mapping[str, BaseModel] = field(default_factory=dict)
+    rates: RateTracker = field(default_factory=RateTracker)
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    #: seconds between two ``status`` events on an SSE stream, and the shortest gap between overview events
+    status_interval: float = 2.0
+    overview_interval: float = 1.0
+
+
+def parse_time(text: str | None, now_ns: int, default_ns: int) -> int:
+    """``now``, ``-15m`` / ``now-15m``, Unix milliseconds, or ISO 8601 → Unix ns."""
+    if text is None or text == "":
+        return default_ns
+    value = text.strip()
+    if value == "now":
+        return now_ns
+    relative = value.removeprefix("now")
+    if relative.startswith("-"):
+        return now_ns - int(parse_duration(relative[1:]) * 1e9)
+    if re.fullmatch(r"\d{1,15}(\.\d+)?", value):
+        return int(float(value) * 1_000_000)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time: give Unix milliseconds, ISO 8601 (2026-03-01T08:00:00Z), now, or -15m / -7d"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1e9)
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _mask(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v, key) for v in value]
+    if key and _SECRET_KEY.search(key) and value not in (None, ""):
+        return "***"
+    return value
+
+
+class _AuthMiddleware:
+    """Puts the caller's role in ``scope['state']['role']``; refuses unknown callers with 401."""
+
+    def __init__(self, app: ASGIApp, settings: HttpSettings) -> None:
+        self.app = app
+        self.auth = settings.auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = None
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                header = value.decode("latin-1")
+                break
+        role = authenticate(self.auth, header)
+        scope.setdefault("state", {})["role"] = role
+        if role is Role.NONE and scope["path"] not in PUBLIC_PATHS:
+            wrong = header is not None
+            response = JSONResponse(
+                {"detail": "wrong credentials" if wrong else "credentials required"},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Basic realm="gateway", charset="UTF-8"'},
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _role(request: Request) -> Role:
+    role: Role = request.state.role
+    return role
+
+
+def _buffer_depth(status: Status) -> int | None:
+    for key in ("buffer_points", "pending_points", "buffered_points"):
+        value = status.detail.get(key)
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def _oldest_age(status: Status) -> float | None:
+    for key in ("oldest_age_seconds", "buffer_oldest_age_seconds", "oldest_seconds"):
+        value = status.detail.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    return None
+
+
+def _component(status: Status, rates: RateTracker) -> dict[str, Any]:
+    return {
+        "name": status.name,
+        "kind": status.kind,
+        "type": status.type,
+        "state": status.state.value,
+        "since": status.since,
+        "last_error": status.last_error,
+        "last_error_at": status.last_error_at,
+        "counters": dict(status.counters),
+        "rates": rates.rates(status),
+        "buffer_depth": _buffer_depth(status),
+        "oldest_age_seconds": _oldest_age(status),
+    }
+
+
+def _series_out(row: SeriesRow) -> SeriesOut:
+    return SeriesOut(
+        id=row.id,
+        measurement=row.measurement,
+        tags=dict(row.tags),
+        field=row.field,
+        kind=row.kind,
+        last_value=row.last_value,
+        last_time=row.last_time // 1_000_000 if row.last_time is not None else None,
+    )
+
+
+def _tag_filter(tag: list[str] | None) -> dict[str, str]:
+    tags: dict[str, str] = {}
+    for item in tag or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise HTTPException(422, f"tag {item!r}: write key=value, e.g. tag=line=A")
+        tags[key] = value
+    return tags
+
+
+def _sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n".encode()
+
+
+def create_app(ctx: AppContext) -> FastAPI:
+    app = FastAPI(
+        title=f"Gateway {ctx.name}",
+        version=__version__,
+        description="Status, series and live values of a shop-floor data gateway.",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    collector = GatewayCollector(ctx.name, ctx.statuses, ctx.started_at, lambda: dict(ctx.latest.emitted))
+
+    def components() -> list[dict[str, Any]]:
+        return [_component(status, ctx.rates) for status in ctx.statuses()]
+
+    def overview() -> dict[str, Any]:
+        now = time.time()
+        cards = build_cards(ctx.latest.all(), ctx.settings.overview, now)
+        return {
+            "server_time": now,
+            "offline_after": ctx.settings.overview.offline_after,
+            "group_by": list(ctx.settings.overview.group_by),
+            "cards": [card.as_dict(now) for card in cards],
+        }
+
+    @app.get("/healthz", response_model=Health, tags=["health"])
+    async def healthz() -> Health:
+        """The gateway process is alive and its event loop answers."""
+        return Health()
+
+    @app.get("/readyz", response_model=Readiness, tags=["health"], responses={503: {"model": Readiness}})
+    async def readyz() -> Response:
+        """Every connector and sink is running (503 with the ones that are not)."""
+        not_ready = [
+            NotReady(kind=s.kind, name=s.name, state=s.state.value, last_error=s.last_error)
+            for s in ctx.statuses()
+            if s.state is not State.RUNNING
+        ]
+        body = Readiness(ready=not not_ready and not ctx.stopping.is_set(), not_ready=not_ready)
+        return JSONResponse(body.model_dump(), status_code=200 if body.ready else 503)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    async def metrics() -> Response:
+        """Counters, states, buffer depths and write latencies in the Prometheus text format."""
+        return Response(render_metrics(collector), media_type=CONTENT_TYPE)
+
+    @app.get("/api/whoami", response_model=WhoAmI, tags=["api"])
+    async def whoami(request: Request) -> WhoAmI:
+        """The caller's role (the page hides admin-only parts for viewers)."""
+        role = _role(request)
+        return WhoAmI(role="admin" if role is Role.ADMIN else "viewer", auth=ctx.settings.auth.configured)
+
+    @app.get("/api/status", response_model=StatusOut, tags=["api"])
+    async def status() -> StatusOut:
+        """The gateway and each connector and sink: state, last error and when, counters and rates."""
+        return StatusOut(
+            gateway=GatewayOut(
+                name=ctx.name,
+                version=__version__,
+                started_at=ctx.started_at,
+                uptime_seconds=round(time.time() - ctx.started_at, 3),
+            ),
+            components=[ComponentOut(**c) for c in components()],
+        )
+
+    @app.get("/api/components/{name}", response_model=list[ComponentDetailOut], tags=["api"])
+    async def component(name: str, request: Request) -> list[ComponentDetailOut]:
+        """Everything one connector or sink reports, and its configuration with secrets masked (admin only)."""
+        if _role(request) is not Role.ADMIN:
+            raise HTTPException(403, "connector and sink details are for the admin only")
+        found = [s for s in ctx.statuses() if s.name == name]
+        if not found:
+            raise HTTPException(404, f"no connector or sink is named {name!r}")
+        result = []
+        for s in found:
+            config = ctx.configs.get(f"{s.kind}:{s.name}")
+            result.append(
+                ComponentDetailOut(
+                    **_component(s, ctx.rates),
+                    detail=json.loads(json.dumps(s.detail, default=str)),
+                    config=_mask(config.model_dump(mode="json")) if config is not None else None,
+                )
+            )
+        return result
+
+    @app.get("/api/overview", response_model=OverviewOut, tags=["api"])
+    async def get_overview() -> OverviewOut:
+        """One card per machine (series grouped by tags) with live values and a state badge."""
+        return OverviewOut(**overview())
+
+    @app.get("/api/series", response_model=list[SeriesOut], tags=["api"])
+    async def series(
+        measurement: Annotated[str | None, Query(description="Only this measurement.")] = None,
+        tag: Annotated[list[str] | None, Query(description="Only series with this tag, as key=value.")] = None,
+        field: Annotated[str | None, Query(description="Only this field.")] = None,
+    ) -> list[SeriesOut]:
+        """Every known series with its last value: from the historian, plus live series not stored there."""
+        tags = _tag_filter(tag)
+
+        def wanted(m: str, t: Mapping[str, str], f: str) -> bool:
+            return (
+                (measurement is None or m == measurement)
+                and (field is None or f == field)
+                and all(t.get(k) == v for k, v in tags.items())
+            )
+
+        out: dict[tuple[str, frozenset[tuple[str, str]], str], SeriesOut] = {}
+        if ctx.history is not None:
+            for row in await ctx.history.series():
+                if wanted(row.measurement, row.tags, row.field):
+                    out[(row.measurement, frozenset(row.tags.items()), row.field)] = _series_out(row)
+        for entry in ctx.latest.all():
+            for name, (value, time_ns) in entry.fields.items():
+                if not wanted(entry.measurement, entry.tags, name):
+                    continue
+                key = (entry.measurement, frozenset(entry.tags.items()), name)
+                known = out.get(key)
+                last_ms = time_ns // 1_000_000
+                if known is None:
+                    out[key] = SeriesOut(
+                        id=None,
+                        measurement=entry.measurement,
+                        tags=dict(entry.tags),
+                        field=name,
+                        last_value=value,
+                        last_time=last_ms,
+                    )
+                elif known.last_time is None or known.last_time <= last_ms:
+                    known.last_value, known.last_time = value, last_ms
+        return sorted(out.values(), key=lambda s: (s.measurement, sorted(s.tags.items()), s.field))
+
+    @app.get("/api/series/{series_id}/range", response_model=RangeOut, tags=["api"])
+    async def series_range(
+        series_id: str,
+        from_: Annotated[
+            str | None, Query(alias="from", description="Start: Unix ms, ISO 8601, now, or -15m (default -1h).")
+        ] = None,
+        to: Annotated[str | None, Query(description="End: Unix ms, ISO 8601, now, or -5m (default now).")] = None,
+        points: Annotated[int, Query(ge=1, le=MAX_POINTS, description="Most buckets to return.")] = 1000,
+    ) -> RangeOut:
+        """A series between two times, reduced to at most ``points`` buckets (min, max, mean, count each)."""
+        if ctx.history is None:
+            raise HTTPException(404, "no historian sink is configured, so there is no history to chart")
+        now_ns = time.time_ns()
+        try:
+            start = parse_time(from_, now_ns, now_ns - 3600 * 10**9)
+            end = parse_time(to, now_ns, now_ns)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        if end <= start:
+            raise HTTPException(422, "'to' must be after 'from'")
+        rows = {row.id: row for row in await ctx.history.series()}
+        row = rows.get(series_id)
+        if row is None:
+            raise HTTPException(404, f"no series with id {series_id!r} in the historian")
+        try:
+            buckets = await ctx.history.range(series_id, start, end, points)
+        except GatewayError as exc:
+            raise HTTPException(503, f"the historian cannot be read now: {exc}") from None
+        return RangeOut(
+            series=_series_out(row),
+            **{"from": start // 1_000_000},
+            to=end // 1_000_000,
+            points=points,
+            buckets=[
+                Bucket(time=b.time // 1_000_000, min=b.min, max=b.max, mean=b.mean, count=b.count, last=b.last)
+                for b in buckets
+            ],
+        )
+
+    @app.get(
+        "/api/events",
+        tags=["api"],
+        response_class=StreamingResponse,
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def events(
+        topics: Annotated[str, Query(description="Comma-separated: overview, status, values.")] = "overview,status",
+    ) -> StreamingResponse:
+        """Live updates as Server-Sent Events: ``overview`` (cards, at most once a second when
+        something changed), ``status`` (components, every 2 s), ``values`` (changed series)."""
+        wanted = {t.strip() for t in topics.split(",") if t.strip()}
+        return StreamingResponse(_stream(wanted), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+    async def _stream(wanted: set[str]) -> AsyncIterator[bytes]:
+        latest = ctx.latest
+        version = latest.version
+        yield b"retry: 2000\n\n"
+        if "overview" in wanted:
+            yield _sse("overview", overview())
+        if "status" in wanted:
+            yield _sse("status", components())
+        next_status = time.monotonic() + ctx.status_interval
+        heartbeat = time.monotonic() + 15.0
+        while not ctx.stopping.is_set():
+            await latest.wait_changed(version, max(0.05, min(next_status, heartbeat) - time.monotonic()))
+            if ctx.stopping.is_set():
+                break
+            if latest.version > version:
+                previous, version = version, latest.version
+                if "values" in wanted:
+                    yield _sse("values", [entry.as_dict() for entry in latest.changed_since(previous)])
+                if "overview" in wanted:
+                    yield _sse("overview", overview())
+                    heartbeat = time.monotonic() + 15.0
+                await asyncio.sleep(ctx.overview_interval)  # at most one update per interval
+            if "status" in wanted and time.monotonic() >= next_status:
+                yield _sse("status", components())
+                next_status = time.monotonic() + ctx.status_interval
+                heartbeat = time.monotonic() + 15.0
+            if time.monotonic() >= heartbeat:
+                yield b": keep-alive\n\n"
+                heartbeat = time.monotonic() + 15.0
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    app.add_middleware(_AuthMiddleware, settings=ctx.settings)
+    return app

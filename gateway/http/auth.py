@@ -1,0 +1,76 @@
+"""Who may see what: a read-only **viewer** and an **admin** (connector details and config).
+
+- No credential configured (only allowed on loopback): everyone who can connect is admin.
+- Otherwise every request except ``/healthz`` and ``/readyz`` needs one of:
+  ``Authorization: Bearer <token>``, or HTTP Basic with the role's username and password
+  (the browser asks for them), or HTTP Basic with any username and the token as password.
+
+Secrets are compared in constant time. A refused request gets 401 with a ``WWW-Authenticate``
+header (so the browser shows its login prompt); a viewer asking for admin data gets 403.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import secrets
+
+from gateway.http.config import AuthSettings, Credential
+
+__all__ = ["Role", "authenticate"]
+
+
+class Role(enum.IntEnum):
+    NONE = 0
+    VIEWER = 1
+    ADMIN = 2
+
+
+def _same(given: str, expected: str) -> bool:
+    return bool(expected) and secrets.compare_digest(given.encode(), expected.encode())
+
+
+def _matches(credential: Credential, token: str | None, user: str | None, password: str | None) -> bool:
+    if token is not None and _same(token, credential.token):
+        return True
+    if password is not None:
+        if _same(password, credential.token):
+            return True
+        if user is not None and _same(user, credential.username) & _same(password, credential.password):
+            return True
+    return False
+
+
+def _parse(header: str | None) -> tuple[str | None, str | None, str | None]:
+    """``Authorization`` header → (bearer token, basic user, basic password)."""
+    if not header:
+        return None, None, None
+    scheme, _, value = header.strip().partition(" ")
+    scheme = scheme.lower()
+    value = value.strip()
+    if scheme == "bearer" and value:
+        return value, None, None
+    if scheme == "basic" and value:
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            return None, None, None
+        user, sep, password = decoded.partition(":")
+        if sep:
+            return None, user, password
+    return None, None, None
+
+
+def authenticate(settings: AuthSettings, header: str | None) -> Role:
+    """The role an ``Authorization`` header grants (ADMIN for everyone when no credential is set)."""
+    if not settings.configured:
+        return Role.ADMIN
+    token, user, password = _parse(header)
+    if token is None and password is None:
+        return Role.NONE
+    if settings.admin.configured and _matches(settings.admin, token, user, password):
+        return Role.ADMIN
+    if settings.viewer.configured and _matches(settings.viewer, token, user, password):
+        return Role.VIEWER
+    return Role.NONE

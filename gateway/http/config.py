@@ -1,0 +1,138 @@
+"""The ``gateway.http`` section: where the web page, API and /metrics listen, and who may see them.
+
+On loopback (the default, ``127.0.0.1:8080``) no credential is needed: whoever is on the
+gateway's own machine is trusted as admin. Listening anywhere else (``0.0.0.0:8080``, a LAN
+address) requires at least one credential, so the page is never open to the plant network by
+accident::
+
+    gateway:
+      http:
+        listen: 0.0.0.0:8080
+        auth:
+          viewer: {username: officina, password: ${GATEWAY_VIEWER_PASSWORD}}
+          admin: {token: ${GATEWAY_ADMIN_TOKEN}}
+
+A **viewer** sees the overview, charts, series, the connections page and /metrics; an **admin**
+also sees each connector's and sink's details and its configuration (secrets masked).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gateway.units import Duration
+
+__all__ = ["AuthSettings", "Credential", "HttpSettings", "OverviewSettings", "is_loopback"]
+
+#: Shortest token or password accepted: guessable secrets would defeat the point of requiring one.
+MIN_SECRET = 12
+
+
+class _Strict(BaseModel):
+    # Same policy as gateway.settings.StrictModel (imported from there it would be a cycle).
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Credential(_Strict):
+    """One role's credentials: a bearer token, a username and password, or both."""
+
+    token: str = Field(
+        default="",
+        description="Bearer token (Authorization: Bearer …), also accepted as the password of any username. "
+        "Read it from the environment, e.g. ${GATEWAY_ADMIN_TOKEN}. Empty: no token.",
+    )
+    username: str = Field(default="", description="Username for the browser's login prompt (HTTP Basic).")
+    password: str = Field(default="", description="Password for that username, from the environment.")
+
+    @model_validator(mode="after")
+    def _check(self) -> Credential:
+        if bool(self.username) != bool(self.password):
+            raise ValueError("give both username and password, or neither")
+        for what, secret in (("token", self.token), ("password", self.password)):
+            if secret and len(secret) < MIN_SECRET:
+                raise ValueError(
+                    f"the {what} is too short ({len(secret)} characters, at least {MIN_SECRET}); "
+                    'make one with: python3 -c "import secrets; print(secrets.token_urlsafe(24))"'
+                )
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.token or self.username)
+
+
+class AuthSettings(_Strict):
+    viewer: Credential = Field(default=Credential(), description="Read-only access: pages, series, charts, /metrics.")
+    admin: Credential = Field(
+        default=Credential(), description="Everything a viewer sees, plus connector and sink details and config."
+    )
+
+    @property
+    def configured(self) -> bool:
+        return self.viewer.configured or self.admin.configured
+
+
+class OverviewSettings(_Strict):
+    group_by: list[str] = Field(
+        default=["line", "machine"],
+        min_length=1,
+        description="Tags that make one card on the overview page: points sharing these tag values "
+        "are one machine. Points with none of them get a card per measurement.",
+    )
+    state_field: str = Field(
+        default="state",
+        description="Field that carries a machine's state (running / idle / alarm, or words like setup, fault).",
+    )
+    offline_after: Duration = Field(
+        default=60.0, description="A machine with no new data for this long is shown offline."
+    )
+
+
+class HttpSettings(_Strict):
+    listen: str = Field(
+        default="127.0.0.1:8080",
+        description="host:port of the built-in web page, API and /metrics. Anything but loopback needs http.auth.",
+    )
+    auth: AuthSettings = Field(
+        default=AuthSettings(), description="Credentials; required when listening beyond loopback."
+    )
+    overview: OverviewSettings = Field(default=OverviewSettings(), description="How the overview page groups cards.")
+    enabled: bool = Field(default=True, description="Set to false to run without the web page, API and /metrics.")
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"{value!r} is not host:port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
+        return value
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> HttpSettings:
+        if self.enabled and not is_loopback(self.host) and not self.auth.configured:
+            raise ValueError(
+                f"listen {self.listen} is reachable from the network, so http.auth needs a credential: "
+                "e.g. auth: {viewer: {token: ${GATEWAY_VIEWER_TOKEN}}} (or listen on 127.0.0.1)"
+            )
+        return self
+
+    @property
+    def host(self) -> str:
+        host = self.listen.rpartition(":")[0]
+        return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and ``localhost``: only this machine can connect."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,158 @@
+"""/metrics: the gateway's statuses and counters in the Prometheus text format.
+
+Read at scrape time from the live :class:`~gateway.component.Status` of every connector and
+sink, so nothing is counted twice and nothing can drift from what the API shows:
+
+- ``gateway_info{gateway}`` and ``gateway_uptime_seconds``;
+- ``gateway_component_up{kind,name,type}`` (1 while running) and
+  ``gateway_component_state{kind,name,type,state}`` (1 for the current state);
+- every counter of a connector as ``gateway_connector_<counter>_total{connector,type}`` and of
+  a sink as ``gateway_sink_<counter>_total{sink,type}`` (e.g. ``gateway_sink_points_written_total``);
+- every numeric detail as a gauge ``gateway_<kind>_<detail>`` (e.g. ``gateway_sink_pending_points``,
+  the buffer depth);
+- ``gateway_connector_points_emitted_total{connector}``: points handed to the sinks;
+- histograms such as ``gateway_sink_write_seconds{sink}`` (write latency);
+- ``gateway_connector_last_error_timestamp_seconds`` and ``gateway_component_state_since_seconds``.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from gateway.component import State, Status
+
+__all__ = ["CONTENT_TYPE", "GatewayCollector", "render_metrics"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_UNSAFE = re.compile(r"[^a-zA-Z0-9_]")
+
+
+def _metric_name(text: str) -> str:
+    name = _UNSAFE.sub("_", text).strip("_").lower()
+    return name if name and not name[0].isdigit() else f"_{name}"
+
+
+class GatewayCollector(Collector):
+    """Builds every metric family from the current statuses on each scrape."""
+
+    def __init__(
+        self,
+        gateway_name: str,
+        statuses: Callable[[], Sequence[Status]],
+        started_at: float,
+        points_emitted: Callable[[], dict[str, int]] | None = None,
+    ) -> None:
+        self.gateway_name = gateway_name
+        self.statuses = statuses
+        self.started_at = started_at
+        self.points_emitted = points_emitted or dict
+
+    def collect(self) -> Iterator[Metric]:
+        statuses = list(self.statuses())
+        info = GaugeMetricFamily("gateway_info", "This gateway (value always 1).", labels=["gateway"])
+        info.add_metric([self.gateway_name], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "gateway_uptime_seconds", "Seconds since the gateway started.", value=time.time() - self.started_at
+        )
+        up = GaugeMetricFamily(
+            "gateway_component_up", "1 while the connector or sink is running.", labels=["kind", "name", "type"]
+        )
+        state = GaugeMetricFamily(
+            "gateway_component_state",
+            "1 for the component's current state, 0 for the others.",
+            labels=["kind", "name", "type", "state"],
+        )
+        since = GaugeMetricFamily(
+            "gateway_component_state_since_seconds",
+            "Unix time when the component entered its current state.",
+            labels=["kind", "name", "type"],
+        )
+        errors = GaugeMetricFamily(
+            "gateway_component_last_error_timestamp_seconds",
+            "Unix time of the component's last error (absent if none).",
+            labels=["kind", "name", "type"],
+        )
+        for status in statuses:
+            labels = [status.kind, status.name, status.type]
+            up.add_metric(labels, 1 if status.state is State.RUNNING else 0)
+            for candidate in State:
+                state.add_metric([*labels, candidate.value], 1 if status.state is candidate else 0)
+            since.add_metric(labels, status.since)
+            if status.last_error_at is not None:
+                errors.add_metric(labels, status.last_error_at)
+        yield from (up, state, since, errors)
+        yield from self._counters(statuses)
+        yield from self._gauges(statuses)
+        yield from self._histograms(statuses)
+        emitted = CounterMetricFamily(
+            "gateway_connector_points_emitted",
+            "Points the connector handed to the sinks (after decoding; before storage).",
+            labels=["connector"],
+        )
+        for name, count in sorted(self.points_emitted().items()):
+            emitted.add_metric([name], count)
+        yield emitted
+
+    @staticmethod
+    def _counters(statuses: Sequence[Status]) -> Iterator[Metric]:
+        families: dict[str, CounterMetricFamily] = {}
+        for status in statuses:
+            for counter, value in sorted(status.counters.items()):
+                name = f"gateway_{_metric_name(status.kind)}_{_metric_name(counter)}"
+                name = name.removesuffix("_total")
+                family = families.get(name)
+                if family is None:
+                    family = families[name] = CounterMetricFamily(
+                        name, f"The {status.kind}'s {counter.replace('_', ' ')} counter.", labels=[status.kind, "type"]
+                    )
+                family.add_metric([status.name, status.type], value)
+        yield from families.values()
+
+    @staticmethod
+    def _gauges(statuses: Sequence[Status]) -> Iterator[Metric]:
+        families: dict[str, GaugeMetricFamily] = {}
+        for status in statuses:
+            for key, value in sorted(status.detail.items()):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    continue
+                name = f"gateway_{_metric_name(status.kind)}_{_metric_name(key)}"
+                family = families.get(name)
+                if family is None:
+                    family = families[name] = GaugeMetricFamily(
+                        name, f"The {status.kind}'s {key.replace('_', ' ')}.", labels=[status.kind, "type"]
+                    )
+                family.add_metric([status.name, status.type], float(value))
+        yield from families.values()
+
+    @staticmethod
+    def _histograms(statuses: Sequence[Status]) -> Iterator[Metric]:
+        families: dict[str, HistogramMetricFamily] = {}
+        for status in statuses:
+            for key, histogram in sorted(status.histograms.items()):
+                name = f"gateway_{_metric_name(status.kind)}_{_metric_name(key)}"
+                family = families.get(name)
+                if family is None:
+                    family = families[name] = HistogramMetricFamily(
+                        name, f"The {status.kind}'s {key.replace('_', ' ')}.", labels=[status.kind, "type"]
+                    )
+                cumulative = 0
+                buckets: list[tuple[str, float]] = []
+                for bound, count in zip((*histogram.buckets, float("inf")), histogram.counts, strict=True):
+                    cumulative += count
+                    buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+                family.add_metric([status.name, status.type], buckets, histogram.sum)
+        yield from families.values()
+
+
+def render_metrics(collector: GatewayCollector) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return generate_latest(registry)

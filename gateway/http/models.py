@@ -1,0 +1,137 @@
+"""Response models of the JSON API: they are the OpenAPI spec (``/api/openapi.json``).
+
+Times are Unix **milliseconds** (what JavaScript's ``Date`` takes; nanoseconds do not fit in a
+JavaScript number), except ``*_at``/``since`` fields which are Unix seconds with a fraction.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "Bucket",
+    "CardOut",
+    "CardValueOut",
+    "ComponentDetailOut",
+    "ComponentOut",
+    "GatewayOut",
+    "Health",
+    "OverviewOut",
+    "RangeOut",
+    "Readiness",
+    "SeriesOut",
+    "StatusOut",
+    "WhoAmI",
+]
+
+Value = float | int | bool | str
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class NotReady(BaseModel):
+    kind: str
+    name: str
+    state: str
+    last_error: str | None = None
+
+
+class Readiness(BaseModel):
+    ready: bool = Field(description="True when every connector and sink is running.")
+    not_ready: list[NotReady] = Field(description="Components not in their expected state.")
+
+
+class WhoAmI(BaseModel):
+    role: Literal["viewer", "admin"]
+    auth: bool = Field(description="False when no credential is configured (loopback only).")
+
+
+class GatewayOut(BaseModel):
+    name: str
+    version: str
+    started_at: float
+    uptime_seconds: float
+
+
+class ComponentOut(BaseModel):
+    name: str
+    kind: Literal["connector", "sink"] | str
+    type: str
+    state: str = Field(description="starting, connecting, running, reconnecting, backoff, unauthorized, stopping…")
+    since: float = Field(description="Unix seconds when it entered this state.")
+    last_error: str | None
+    last_error_at: float | None
+    counters: dict[str, int]
+    rates: dict[str, float] = Field(description="Per-second growth of each counter over the last ~10 s.")
+    buffer_depth: int | None = Field(description="Points waiting to be written (sinks).")
+    oldest_age_seconds: float | None = Field(default=None, description="Age of the oldest waiting point (sinks).")
+
+
+class ComponentDetailOut(ComponentOut):
+    detail: dict[str, Any] = Field(description="Everything the component reports about itself (admin only).")
+    config: dict[str, Any] | None = Field(description="Its configuration, secrets masked (admin only).")
+
+
+class StatusOut(BaseModel):
+    gateway: GatewayOut
+    components: list[ComponentOut]
+
+
+class CardValueOut(BaseModel):
+    label: str
+    measurement: str
+    field: str
+    tags: dict[str, str]
+    value: Value
+    time: int = Field(description="Unix ms of the value.")
+
+
+class CardOut(BaseModel):
+    id: str = Field(description="The card's tags as key=value,… (or measurement=… without them).")
+    title: str
+    tags: dict[str, str]
+    state: Literal["running", "idle", "alarm", "offline", "unknown"]
+    state_value: Value | None = Field(description="The machine's state field as received.")
+    last_update: float = Field(description="Unix seconds when data for this machine last arrived.")
+    age_seconds: float
+    values: list[CardValueOut]
+
+
+class OverviewOut(BaseModel):
+    server_time: float
+    offline_after: float
+    group_by: list[str]
+    cards: list[CardOut]
+
+
+class SeriesOut(BaseModel):
+    id: str | None = Field(description="Historian series id (for /api/series/{id}/range); null if not stored there.")
+    measurement: str
+    tags: dict[str, str]
+    field: str
+    kind: str | None = None
+    last_value: Value | None
+    last_time: int | None = Field(description="Unix ms of the last value.")
+
+
+class Bucket(BaseModel):
+    time: int = Field(description="Unix ms of the bucket's start.")
+    min: float | None
+    max: float | None
+    mean: float | None
+    count: int
+    last: Value | None = Field(default=None, description="Last value (for text and boolean series).")
+
+
+class RangeOut(BaseModel):
+    series: SeriesOut
+    from_: int = Field(alias="from", description="Unix ms.")
+    to: int = Field(description="Unix ms.")
+    points: int = Field(description="Most buckets asked for.")
+    buckets: list[Bucket]
+
+    model_config = {"populate_by_name": True}

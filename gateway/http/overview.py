@@ -1,0 +1,128 @@
+"""Machine cards for the overview page: series grouped by tags, with a state badge.
+
+A card is one machine: every series whose ``group_by`` tags (default ``line`` and ``machine``)
+have the same values. Series with none of those tags get a card per measurement, so a plant
+with only energy meters still sees something. The badge is one of:
+
+- ``running`` / ``idle`` / ``alarm`` — from the machine's ``state`` field (words such as
+  ``setup``, ``stopped``, ``fault`` are mapped to the nearest of the three);
+- ``offline`` — nothing new arrived for ``offline_after`` seconds;
+- ``unknown`` — data arrives but no state field says what the machine does.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from gateway.http.config import OverviewSettings
+from gateway.http.latest import SeriesLatest
+from gateway.point import FieldValue
+
+__all__ = ["Card", "build_cards", "machine_state"]
+
+Badge = Literal["running", "idle", "alarm", "offline", "unknown"]
+
+_RUNNING = {"running", "run", "production", "producing", "active", "auto", "automatic", "working", "busy", "cycle"}
+_IDLE = {"idle", "setup", "stopped", "stop", "standby", "ready", "paused", "pause", "waiting", "off", "manual"}
+_ALARM = {"alarm", "fault", "error", "emergency", "estop", "failure", "failed", "down", "blocked", "warning"}
+#: Numeric states as many PLCs publish them (0 stopped, 1 running, 2 alarm); anything else is unknown.
+_NUMERIC: dict[int, Badge] = {0: "idle", 1: "running", 2: "alarm"}
+
+
+def machine_state(value: FieldValue | None) -> Badge:
+    """Map a machine's state value to running / idle / alarm (``unknown`` if it says nothing known)."""
+    if value is None:
+        return "unknown"
+    if isinstance(value, bool):
+        return "running" if value else "idle"
+    if isinstance(value, int | float):
+        return _NUMERIC.get(int(value), "unknown") if float(value).is_integer() else "unknown"
+    word = value.strip().lower().replace("-", "").replace("_", "").replace(" ", "")
+    for names, badge in ((_ALARM, "alarm"), (_RUNNING, "running"), (_IDLE, "idle")):
+        if word in names:
+            return badge  # type: ignore[return-value]
+    return "unknown"
+
+
+@dataclass
+class CardValue:
+    label: str
+    measurement: str
+    field: str
+    tags: dict[str, str]
+    value: FieldValue
+    time_ms: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "measurement": self.measurement,
+            "field": self.field,
+            "tags": self.tags,
+            "value": self.value,
+            "time": self.time_ms,
+        }
+
+
+@dataclass
+class Card:
+    id: str
+    title: str
+    tags: dict[str, str]
+    state: Badge = "unknown"
+    state_value: FieldValue | None = None
+    seen: float = 0.0
+    values: list[CardValue] = field(default_factory=list)
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "tags": self.tags,
+            "state": self.state,
+            "state_value": self.state_value,
+            "last_update": self.seen,
+            "age_seconds": round(max(0.0, now - self.seen), 3),
+            "values": [v.as_dict() for v in self.values],
+        }
+
+
+def _card_identity(entry: SeriesLatest, group_by: list[str]) -> tuple[str, str, dict[str, str]]:
+    tags = {key: entry.tags[key] for key in group_by if key in entry.tags}
+    if not tags:
+        return f"measurement={entry.measurement}", entry.measurement, {}
+    card_id = ",".join(f"{key}={value}" for key, value in tags.items())
+    return card_id, list(tags.values())[-1], tags
+
+
+def build_cards(entries: Iterable[SeriesLatest], settings: OverviewSettings, now: float | None = None) -> list[Card]:
+    """Group the latest values into machine cards, sorted by their tags."""
+    now = time.time() if now is None else now
+    cards: dict[str, Card] = {}
+    state_times: dict[str, int] = {}
+    for entry in entries:
+        card_id, title, tags = _card_identity(entry, settings.group_by)
+        card = cards.get(card_id)
+        if card is None:
+            card = cards[card_id] = Card(card_id, title, tags)
+        card.seen = max(card.seen, entry.seen)
+        extra = {k: v for k, v in sorted(entry.tags.items()) if k not in tags}
+        suffix = " · ".join(extra.values())
+        for name, (value, time_ns) in sorted(entry.fields.items()):
+            if name == settings.state_field:
+                if time_ns >= state_times.get(card_id, -1):
+                    state_times[card_id] = time_ns
+                    card.state_value = value
+                continue
+            label = f"{name} · {suffix}" if suffix else name
+            card.values.append(CardValue(label, entry.measurement, name, dict(entry.tags), value, time_ns // 1_000_000))
+    for card in cards.values():
+        card.values.sort(key=lambda v: v.label)
+        if now - card.seen > settings.offline_after:
+            card.state = "offline"
+        else:
+            card.state = machine_state(card.state_value)
+    return sorted(cards.values(), key=lambda c: (not c.tags, sorted(c.tags.items()), c.title))
