@@ -1,0 +1,40 @@
+// Talking to the gateway: JSON requests and one shared Server-Sent Events stream.
+
+export async function getJSON(path) {
+  const response = await fetch(path, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+  if (!response.ok) {
+    let detail = "";
+    try { detail = (await response.json()).detail; } catch { /* not JSON */ }
+    throw new Error(`${response.status} ${detail || response.statusText}`);
+  }
+  return response.json();
+}
+
+const handlers = new Map(); // event name → Set of callbacks
+let source = null;
+let stateListener = () => {};
+
+/** Subscribe to a live event ("overview", "status"); returns the unsubscribe function. */
+export function subscribe(event, callback) {
+  if (!handlers.has(event)) handlers.set(event, new Set());
+  handlers.get(event).add(callback);
+  ensureStream();
+  return () => handlers.get(event).delete(callback);
+}
+
+export function onStreamState(fn) { stateListener = fn; }
+
+function ensureStream() {
+  if (source) return;
+  source = new EventSource("/api/events?topics=overview,status");
+  stateListener("connecting");
+  source.onopen = () => stateListener("open");
+  source.onerror = () => stateListener(source.readyState === EventSource.CLOSED ? "error" : "connecting");
+  for (const event of ["overview", "status"]) {
+    source.addEventListener(event, (message) => {
+      let data;
+      try { data = JSON.parse(message.data); } catch { return; }
+      for (const callback of handlers.get(event) || []) callback(data);
+    });
+  }
+}

@@ -1,0 +1,74 @@
+// Overview: one card per machine with its key values, a state badge and the age of the last update.
+
+import { getJSON, subscribe } from "./api.js";
+import { h, fill } from "./dom.js";
+import { t, formatAge, formatNumber } from "./i18n.js";
+
+const MAX_VALUES = 8;
+
+export function showOverview(root) {
+  const grid = h("div", { class: "cards", id: "cards" });
+  const empty = h("p", { class: "empty", id: "cards-empty", hidden: true }, t("overview.empty"));
+  root.append(h("h1", {}, t("overview.title")), empty, grid);
+  let latest = null;
+  let offset = 0; // server clock − browser clock, in ms
+
+  function render(data) {
+    latest = data;
+    offset = data.server_time * 1000 - Date.now();
+    empty.hidden = data.cards.length > 0;
+    const existing = new Map([...grid.children].map((el) => [el.dataset.id, el]));
+    const order = [];
+    for (const card of data.cards) {
+      const el = existing.get(card.id) || h("a", { class: "card", dataset: { id: card.id } });
+      fillCard(el, card);
+      existing.delete(card.id);
+      order.push(el);
+    }
+    for (const el of existing.values()) el.remove();
+    order.forEach((el, i) => { if (grid.children[i] !== el) grid.insertBefore(el, grid.children[i] || null); });
+    tick();
+  }
+
+  function fillCard(el, card) {
+    el.href = `#/machine/${encodeURIComponent(card.id)}`;
+    el.dataset.lastUpdate = String(card.last_update);
+    el.dataset.reported = card.state;
+    const sub = Object.entries(card.tags).slice(0, -1).map(([k, v]) => `${k} ${v}`).join(" · ");
+    const values = card.values.slice(0, MAX_VALUES);
+    fill(el,
+      h("div", { class: "card-head" },
+        h("span", { class: "card-title" }, card.title),
+        h("span", { class: "badge", dataset: { state: card.state } }, t(`state.${card.state}`))),
+      sub ? h("div", { class: "card-sub" }, sub) : null,
+      h("dl", { class: "kv" }, values.flatMap((v) => [
+        h("dt", {}, v.label),
+        h("dd", { dataset: { field: v.field } }, formatNumber(v.value)),
+      ])),
+      card.values.length > MAX_VALUES ? h("div", { class: "muted" }, `+${card.values.length - MAX_VALUES}`) : null,
+      h("div", { class: "age" }, ""),
+    );
+  }
+
+  // Every second: ages move on, and a machine that went silent turns offline even if no
+  // new event arrives.
+  function tick() {
+    if (!latest) return;
+    const now = (Date.now() + offset) / 1000;
+    for (const el of grid.children) {
+      const last = Number(el.dataset.lastUpdate);
+      const age = now - last;
+      const state = last > 0 && age > latest.offline_after ? "offline" : el.dataset.reported;
+      el.dataset.state = state;
+      const badge = el.querySelector(".badge");
+      badge.dataset.state = state;
+      badge.textContent = t(`state.${state}`);
+      el.querySelector(".age").textContent = last > 0 ? t("age.updated", { age: formatAge(age) }) : t("age.never");
+    }
+  }
+
+  const timer = setInterval(tick, 1000);
+  const unsubscribe = subscribe("overview", render);
+  getJSON("/api/overview").then((data) => { if (!latest) render(data); }).catch((e) => console.error(e));
+  return () => { clearInterval(timer); unsubscribe(); };
+}
