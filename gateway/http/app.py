@@ -102,8 +102,9 @@ def parse_time(text: str | None, now_ns: int, default_ns: int) -> int:
     relative = value.removeprefix("now")
     if relative.startswith("-"):
         return now_ns - int(parse_duration(relative[1:]) * 1e9)
-    if re.fullmatch(r"\d{1,15}(\.\d+)?", value):
-        return int(float(value) * 1_000_000)
+    if re.fullmatch(r"\d{1,15}(\.\d{1,6})?", value):
+        whole, _, fraction = value.partition(".")  # exact: a float would lose nanoseconds
+        return int(whole) * 1_000_000 + int(fraction.ljust(6, "0"))
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
     except ValueError:

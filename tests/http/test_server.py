@@ -1,0 +1,85 @@
+"""The real uvicorn server on the gateway's loop: live updates over SSE, a taken port, a quick close."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from gateway.component import Status
+from gateway.errors import GatewayError
+from gateway.http.app import AppContext
+from gateway.http.config import HttpSettings
+from gateway.http.server import HttpServer
+from gateway.point import Point
+from tests.helpers import async_wait_until
+
+
+async def sse_events(response: httpx.Response) -> AsyncIterator[tuple[str, object]]:
+    event = ""
+    async for line in response.aiter_lines():
+        if line.startswith("event: "):
+            event = line[len("event: ") :]
+        elif line.startswith("data: "):
+            yield event, json.loads(line[len("data: ") :])
+
+
+def context(listen: str = "127.0.0.1:0") -> AppContext:
+    statuses = [Status("energy", "connector", "mqtt")]
+    return AppContext(name="gw", settings=HttpSettings(listen=listen), statuses=lambda: statuses, status_interval=0.2)
+
+
+async def test_sse_sends_overview_when_values_change_and_status_periodically() -> None:
+    ctx = context()
+    async with HttpServer(ctx) as server, httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        async with client.stream("GET", "/api/events", params={"topics": "overview,status,values"}) as response:
+            assert response.headers["content-type"].startswith("text/event-stream")
+            events = sse_events(response)
+            first = await anext(events)
+            assert first == ("overview", first[1]) and first[1]["cards"] == []  # type: ignore[index]
+            assert (await anext(events))[0] == "status"
+            started = time.monotonic()
+            ctx.latest.update([Point("machine", {"rpm": 1500.0}, {"line": "A", "machine": "m1"}, time.time_ns())])
+            seen: dict[str, object] = {}
+            async for name, data in events:
+                seen[name] = data
+                if "overview" in seen and "values" in seen:
+                    break
+            assert time.monotonic() - started < 3.0
+            [card] = seen["overview"]["cards"]  # type: ignore[index]
+            assert card["id"] == "line=A,machine=m1" and card["values"][0]["value"] == 1500.0
+            [series] = seen["values"]  # type: ignore[misc]
+            assert series["fields"]["rpm"]["value"] == 1500.0  # type: ignore[index]
+            # The server closes promptly even with a live stream open.
+            closing = time.monotonic()
+            await server.close()
+            assert time.monotonic() - closing < 3.0
+
+
+async def test_a_taken_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(GatewayError, match=f"cannot listen on 127.0.0.1:{port}.*another program uses that port"):
+            async with HttpServer(context(f"127.0.0.1:{port}")):
+                pass
+
+
+async def test_rates_are_sampled_while_serving() -> None:
+    ctx = context()
+    status = Status("local", "sink", "historian")
+    ctx.statuses = lambda: [status]
+    async with HttpServer(ctx) as server, httpx.AsyncClient(base_url=server.url) as client:
+
+        async def rate() -> float:
+            status.count("points_written", 100)
+            body = (await client.get("/api/status")).json()
+            return float(body["components"][0]["rates"].get("points_written", 0))
+
+        assert await async_wait_until(rate, timeout=10, interval=0.2, message="a points_written rate") > 0
