@@ -1,0 +1,1 @@
+"""The embedded historian (``type: historian``): one local SQLite file, no server needed."""
