@@ -33,6 +33,11 @@ __all__ = ["GatewayConfig", "config_model", "json_schema", "load_config", "valid
 
 Loc = tuple[str | int, ...]
 _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}])*))?\}")
+# `${VAR}` holds '{' and '}', which YAML's flow mappings ({user: ${OPC_USER}}) read as syntax:
+# references are masked with plain tokens (same line) before parsing and restored after.
+_ENV_REF = re.compile(r"(?<!\$)\$\{[^}\n]*\}")
+_ENV_MASK = "__gwenv{}__"
+_ENV_MASKED = re.compile(r"__gwenv(\d+)__")
 
 
 class GatewayConfig(StrictModel):
@@ -118,6 +123,7 @@ class _Document:
         self.data: dict[str, Any] = {}
         self.locations: dict[Loc, tuple[str, int]] = {}
         self.problems: list[ConfigProblem] = []
+        self.masked: list[str] = []
 
 
 def _interpolate(text: str, file: str, line: int, key: str, problems: list[ConfigProblem]) -> str:
@@ -146,6 +152,14 @@ def _interpolate(text: str, file: str, line: int, key: str, problems: list[Confi
     return _ENV.sub(replace, text)
 
 
+def _mask_env(text: str, masked: list[str]) -> str:
+    def mask(match: re.Match[str]) -> str:
+        masked.append(match.group(0))
+        return _ENV_MASK.format(len(masked) - 1)
+
+    return _ENV_REF.sub(mask, text)
+
+
 def _read_yaml(path: Path, display: str) -> _Document:
     doc = _Document()
     try:
@@ -153,6 +167,7 @@ def _read_yaml(path: Path, display: str) -> _Document:
     except (OSError, UnicodeDecodeError) as exc:
         doc.problems.append(ConfigProblem(display, None, "", f"cannot read the file: {exc}"))
         return doc
+    text = _mask_env(text, doc.masked)
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
@@ -210,6 +225,8 @@ def _construct(node: yaml.Node, loc: Loc, file: str, doc: _Document, loader: yam
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, (*loc, index), file, doc, loader) for index, item in enumerate(node.value)]
     value = loader.construct_object(node, deep=True)
+    if isinstance(value, str) and "__gwenv" in value:
+        value = _ENV_MASKED.sub(lambda m: doc.masked[int(m.group(1))], value)
     if isinstance(value, str) and "$" in value:
         substituted = _interpolate(value, file, line, format_loc(loc), doc.problems)
         if substituted != value and isinstance(node, yaml.ScalarNode) and node.style is None:
