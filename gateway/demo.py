@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -75,10 +76,14 @@ async def run_demo(data_dir: Path, port: int = 8080, duration: float | None = No
     if not DEMO_CONFIG.exists():
         raise GatewayError(f"the demo config {DEMO_CONFIG} is missing; run the demo from the project's folder")
     data_dir.mkdir(parents=True, exist_ok=True)
+    logging.getLogger("amqtt").setLevel(logging.ERROR)  # the embedded broker's start-up chatter
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if _reachable("127.0.0.1", port):
+        busy, port = port, _free_port()
+        log.info("port %d is taken: the web page will be on port %d", busy, port)
     async with _broker() as (broker_url, protocol):
         os.environ.update(
             DEMO_BROKER=broker_url,
@@ -90,7 +95,7 @@ async def run_demo(data_dir: Path, port: int = 8080, duration: float | None = No
         simulator = SimulatorSettings(broker=broker_url, rate=12.0, protocol=protocol, seed=None, qos=1)
         async with Gateway(config) as gateway:
             sim_task = asyncio.create_task(run_mqtt_simulator(simulator, stop), name="simulator:mqtt")
-            _print_guide(data_dir, config)
+            _print_guide(data_dir, config, port)
             started = time.monotonic()
             while not stop.is_set():
                 if duration is not None and time.monotonic() - started >= duration:
@@ -101,13 +106,13 @@ async def run_demo(data_dir: Path, port: int = 8080, duration: float | None = No
                     raise GatewayError(f"the simulator stopped: {sim_task.exception()}")
             stop.set()
             await sim_task
-            stored = sum(s.counters.get("points_written", 0) for s in gateway.statuses() if s.kind == "sink")
-            log.info("demo stopped; %d points stored in %s", stored, data_dir)
+        stored = sum(s.counters.get("points_written", 0) for s in gateway.statuses() if s.kind == "sink")
+        log.info("demo stopped; %d points stored in %s", stored, data_dir)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
 
 
-def _print_guide(data_dir: Path, config: Any) -> None:
+def _print_guide(data_dir: Path, config: Any, port: int) -> None:
     history = next((getattr(s, "path", None) for s in config.sinks if s.type == "historian"), None)
     env = "" if data_dir == Path("data/demo") else f"DEMO_DATA={data_dir} "
     print(
@@ -115,6 +120,8 @@ def _print_guide(data_dir: Path, config: Any) -> None:
         "  Shop-floor gateway demo is running (Ctrl-C to stop).\n"
         "  Simulated energy meters, coolant temperatures and CNC machines publish over MQTT;\n"
         f"  the gateway stores them in the embedded historian: {history}\n"
+        "\n"
+        f"  Web page: http://127.0.0.1:{port}/   (Prometheus metrics: /metrics)\n"
         "\n"
         "  See what landed, from another terminal:\n"
         f"    {env}.venv/bin/gateway query configs/demo.yaml --measurement energy --since 5m\n"

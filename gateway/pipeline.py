@@ -224,9 +224,9 @@ class SinkRunner:
                 self.status.count("batches_written")
                 self.status.detail["last_write_seconds"] = round(elapsed, 6)
                 self.status.observe("write_seconds", elapsed)
-                if self.status.state is not State.RUNNING:
-                    self.log.info("writing again after %s", self.status.last_error)
-                    self.status.set_state(State.RUNNING)
+                if self.status.state in (State.BACKOFF, State.UNAUTHORIZED):
+                    self.log.info("writing again after: %s", self.status.last_error)
+                    self.status.set_state(State.STOPPING if self._closing else State.RUNNING)
                 return True
             if time.monotonic() + delay > self._deadline:
                 return False
