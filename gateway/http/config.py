@@ -81,9 +81,11 @@ class OverviewSettings(_Strict):
         description="Tags that make one card on the overview page: points sharing these tag values "
         "are one machine. Points with none of them get a card per measurement.",
     )
-    state_field: str = Field(
-        default="state",
-        description="Field that carries a machine's state (running / idle / alarm, or words like setup, fault).",
+    state_fields: list[str] = Field(
+        default=["state", "state_name", "mode_name"],
+        min_length=1,
+        description="Fields that carry a machine's state (running / idle / alarm, words like setup or fault, "
+        "or 0 idle / 1 running / 2 alarm); the first one a machine has is used.",
     )
     offline_after: Duration = Field(
         default=60.0, description="A machine with no new data for this long is shown offline."

@@ -4,8 +4,9 @@ A card is one machine: every series whose ``group_by`` tags (default ``line`` an
 have the same values. Series with none of those tags get a card per measurement, so a plant
 with only energy meters still sees something. The badge is one of:
 
-- ``running`` / ``idle`` / ``alarm`` — from the machine's ``state`` field (words such as
-  ``setup``, ``stopped``, ``fault`` are mapped to the nearest of the three);
+- ``running`` / ``idle`` / ``alarm`` — from the machine's state field (``state``, or
+  ``state_name`` / ``mode_name`` as the OPC UA connector names an enumeration's text; words
+  such as ``setup``, ``stopped``, ``fault`` are mapped to the nearest of the three);
 - ``offline`` — nothing new arrived for ``offline_after`` seconds;
 - ``unknown`` — data arrives but no state field says what the machine does.
 """
@@ -102,7 +103,8 @@ def build_cards(entries: Iterable[SeriesLatest], settings: OverviewSettings, now
     """Group the latest values into machine cards, sorted by their tags."""
     now = time.time() if now is None else now
     cards: dict[str, Card] = {}
-    state_times: dict[str, int] = {}
+    state_ranks: dict[str, tuple[int, int]] = {}  # card → (preference of the state field, its time)
+    preference = {name: len(settings.state_fields) - i for i, name in enumerate(settings.state_fields)}
     for entry in entries:
         card_id, title, tags = _card_identity(entry, settings.group_by)
         card = cards.get(card_id)
@@ -112,9 +114,10 @@ def build_cards(entries: Iterable[SeriesLatest], settings: OverviewSettings, now
         extra = {k: v for k, v in sorted(entry.tags.items()) if k not in tags}
         suffix = " · ".join(extra.values())
         for name, (value, time_ns) in sorted(entry.fields.items()):
-            if name == settings.state_field:
-                if time_ns >= state_times.get(card_id, -1):
-                    state_times[card_id] = time_ns
+            if name in preference:
+                rank = (preference[name], time_ns)
+                if rank >= state_ranks.get(card_id, (-1, -1)):
+                    state_ranks[card_id] = rank
                     card.state_value = value
                 continue
             label = f"{name} · {suffix}" if suffix else name

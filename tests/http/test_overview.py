@@ -93,3 +93,15 @@ async def test_tap_records_every_batch_and_hands_it_on_unchanged() -> None:
     # A value known from the store does not replace a newer live one.
     latest.seed("m", {"k": "x"}, "v", -1.0, 50)
     assert entry.fields["v"] == (99.0, 99)
+
+
+def test_state_comes_from_the_first_state_field_a_machine_has() -> None:
+    latest = LatestValues()
+    # An OPC UA machine: the enumeration as a number (mode) and its text (mode_name).
+    latest.update([Point("machine", {"mode": 3, "mode_name": "Setup"}, {"line": "C", "machine": "cnc-01"}, 1)])
+    [card] = build_cards(latest.all(), OverviewSettings(), now=latest.all()[0].seen)
+    assert card.state == "idle" and card.state_value == "Setup"
+    assert [v.field for v in card.values] == ["mode"]
+    custom = OverviewSettings(state_fields=["mode"])
+    [card] = build_cards(latest.all(), custom, now=latest.all()[0].seen)
+    assert card.state == "unknown" and card.state_value == 3  # 3 is no known numeric state
