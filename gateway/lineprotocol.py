@@ -89,8 +89,9 @@ def encode_batch(points: Iterable[Point]) -> bytes:
 _SERIES = re.compile(r"((?:[^\\ ]|\\.)+)(?: |$)")
 _FIELD = re.compile(r'((?:[^\\=, ]|\\.)+)=("(?:[^"\\]|\\.)*"|[^ ,"]+)(,|(?= )|$)', re.DOTALL)
 _TIMESTAMP = re.compile(r" (-?\d+)\s*$")
-_SPLIT_TAGS = re.compile(r"(?<!\\),")
+_SERIES_PART = re.compile(r"(?:[^\\,]|\\.)*")
 _UNESCAPE_NAME = re.compile(r"\\([,= ])")
+_UNESCAPE_MEASUREMENT = re.compile(r"\\([, ])")
 _UNESCAPE_STRING = re.compile(r'\\(["\\])')
 _FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INT = re.compile(r"[+-]?\d+[iu]")
@@ -98,6 +99,21 @@ _INT = re.compile(r"[+-]?\d+[iu]")
 
 def _unescape(name: str) -> str:
     return _UNESCAPE_NAME.sub(r"\1", name) if "\\" in name else name
+
+
+def _split_series(series: str) -> list[str]:
+    """Measurement and tag pairs, split at the commas that are not escaped."""
+    if "\\" not in series:
+        return series.split(",")
+    parts = []
+    pos = 0
+    while True:
+        part = _SERIES_PART.match(series, pos)
+        assert part is not None  # the pattern matches the empty string
+        parts.append(part.group())
+        pos = part.end() + 1  # past the comma that ended this part
+        if pos > len(series):
+            return parts
 
 
 def _parse_value(raw: str, line: str) -> FieldValue:
@@ -111,23 +127,27 @@ def _parse_value(raw: str, line: str) -> FieldValue:
         return False
     if _FLOAT.fullmatch(raw):
         return float(raw)
-    raise DecodeError(f"field value {raw!r} is not a number, boolean or quoted string in {line!r:.80}")
+    raise DecodeError(f"field value {raw!r:.40} is not a number, boolean or quoted string in {line!r:.80}")
 
 
 def parse_line(line: str, default_time: int | None = None) -> Point:
     """Parse one line of line protocol into a Point (``default_time`` when it has none)."""
+    if line[:1] in (" ", "\t"):
+        line = line.lstrip(" \t")  # as InfluxDB does
     series = _SERIES.match(line)
     if series is None or series.end() >= len(line):
         raise DecodeError(f"line has no fields: {line!r:.80}")
-    parts = _SPLIT_TAGS.split(series.group(1))
-    measurement = _unescape(parts[0])
+    parts = _split_series(series.group(1))
+    measurement = _UNESCAPE_MEASUREMENT.sub(r"\1", parts[0]) if "\\" in parts[0] else parts[0]
     tags: dict[str, str] = {}
     for pair in parts[1:]:
         key, sep, value = _split_pair(pair)
         if not sep:
-            raise DecodeError(f"tag {pair!r} has no '=' in {line!r:.80}")
+            raise DecodeError(f"tag {pair!r:.40} has no '=' in {line!r:.80}")
         tags[_unescape(key)] = _unescape(value)
     rest = line[series.end() :]
+    if rest[:1] in (" ", "\t"):
+        rest = rest.lstrip(" \t")  # as InfluxDB does
     fields: dict[str, FieldValue] = {}
     pos = 0
     while True:
@@ -162,24 +182,42 @@ def _split_pair(pair: str) -> tuple[str, str, str]:
         index += 1
 
 
+_LINE_TOKENS = re.compile(r'\\.|["=, \n]', re.DOTALL)
+
+
 def _lines(text: str) -> Iterator[str]:
-    # A newline inside a quoted string value belongs to the value, not to the next line.
-    start = 0
-    quoted = False
-    escaped = False
+    """Split a body into lines; a line break inside a quoted string value belongs to the value.
+
+    As in InfluxDB's own scanner, a double quote opens a string only in a field value (after
+    the first unescaped space, where more '=' than ',' were seen): quotes in names are literal.
+    """
     if '"' not in text:
         yield from text.split("\n")
         return
-    for index, char in enumerate(text):
-        if escaped:
-            escaped = False
-        elif char == "\\":
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif char == "\n" and not quoted:
-            yield text[start:index]
-            start = index + 1
+    start = 0
+    in_fields = quoted = False
+    equals = commas = 0
+    for match in _LINE_TOKENS.finditer(text):
+        char = match.group()
+        if len(char) == 2:  # an escaped character
+            continue
+        if quoted:
+            if char == '"':
+                quoted = False
+        elif char == "\n":
+            yield text[start : match.start()]
+            start = match.end()
+            in_fields = False
+            equals = commas = 0
+        elif char == " ":
+            in_fields = True
+        elif in_fields:
+            if char == "=":
+                equals += 1
+            elif char == ",":
+                commas += 1
+            elif equals > commas:
+                quoted = True
     yield text[start:]
 
 
@@ -188,7 +226,8 @@ def parse(text: str, default_time: int | None = None) -> Sequence[Point]:
     points = []
     for line in _lines(text):
         stripped = line.rstrip("\r")
-        if not stripped.strip() or stripped.lstrip().startswith("#"):
+        start = stripped.lstrip(" \t")  # the whitespace InfluxDB skips; other characters are names
+        if not start or start[0] == "#":
             continue
         points.append(parse_line(stripped, default_time))
     return points

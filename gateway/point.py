@@ -18,6 +18,10 @@ FieldValue = float | int | bool | str
 
 INT64_MIN: Final = -(2**63)
 INT64_MAX: Final = 2**63 - 1
+#: The times InfluxDB accepts: int64 less two reserved values at the bottom and one at the top
+#: (1677-09-21T00:12:43.145224194Z to 2262-04-11T23:47:16.854775806Z).
+TIME_MIN: Final = INT64_MIN + 2
+TIME_MAX: Final = INT64_MAX - 1
 
 __all__ = ["FieldValue", "Point", "now_ns"]
 
@@ -30,13 +34,24 @@ def now_ns() -> int:
 def _check_name(kind: str, name: object) -> None:
     """Names (measurement, tag keys and values, field keys) must survive line protocol."""
     if type(name) is not str:
-        raise PointError(f"{kind} must be text, got {type(name).__name__} {name!r}")
+        raise PointError(f"{kind} must be text, got {type(name).__name__} {name!r:.60}")
     if not name:
         raise PointError(f"{kind} is empty")
     if "\n" in name or "\r" in name:
-        raise PointError(f"{kind} {name!r} contains a line break, which line protocol cannot carry")
+        raise PointError(f"{kind} {name!r:.60} contains a line break, which line protocol cannot carry")
     if "\\" in name:
         _check_backslashes(kind, name)
+    if not name.isascii():
+        _check_utf8(kind, name)
+
+
+def _check_utf8(kind: str, text: str) -> None:
+    # A lone surrogate (from a badly decoded payload) cannot be written as UTF-8: refused here,
+    # it would otherwise fail the encoding of the whole batch it lands in.
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise PointError(f"{kind} {text!r:.60} is not valid text (it cannot be encoded as UTF-8)") from None
 
 
 def _check_backslashes(kind: str, name: str) -> None:
@@ -49,23 +64,31 @@ def _check_backslashes(kind: str, name: str) -> None:
         following = name[i + 1] if i + 1 < len(name) else ""
         if following in ("", "\\", ",", "=", " "):
             raise PointError(
-                f"{kind} {name!r} has a backslash "
+                f"{kind} {name!r:.60} has a backslash "
                 + ("at the end" if not following else f"before {following!r}")
                 + ", which line protocol cannot carry unambiguously"
             )
+
+
+def _short(number: int) -> str:
+    # str() of a huge int is slow and refused past 4,300 digits.
+    return str(number) if number.bit_length() < 128 else f"a {number.bit_length()}-bit number"
 
 
 def _check_field(key: str, value: object) -> None:
     kind = type(value)
     if kind is float:
         if not math.isfinite(value):  # type: ignore[arg-type]
-            raise PointError(f"field {key!r} is {value!r}: NaN and infinity cannot be stored")
+            raise PointError(f"field {key!r:.60} is {value!r}: NaN and infinity cannot be stored")
     elif kind is int:
         if not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
-            raise PointError(f"field {key!r} = {value} does not fit in a 64-bit integer")
-    elif kind is not bool and kind is not str:
+            raise PointError(f"field {key!r:.60} = {_short(value)} does not fit in a 64-bit integer")  # type: ignore[arg-type]
+    elif kind is str:
+        if not value.isascii():  # type: ignore[union-attr]
+            _check_utf8(f"field {key!r:.60} value", value)  # type: ignore[arg-type]
+    elif kind is not bool:
         raise PointError(
-            f"field {key!r} has a value of type {kind.__name__} ({value!r:.40}); expected a number, a boolean or text"
+            f"field {key!r:.60} has a value of type {kind.__name__} ({value!r:.40}); expected a number, a boolean or text"
         )
 
 
@@ -90,21 +113,32 @@ class Point:
         time: int | None = None,
     ) -> None:
         _check_name("measurement", measurement)
-        if measurement[0] == "#":
-            raise PointError(f"measurement {measurement!r} starts with '#', which line protocol reads as a comment")
+        if measurement[0] in "#\t\x00":
+            why = "'#', which line protocol reads as a comment"
+            if measurement[0] != "#":
+                why = "a tab or NUL character, which line protocol parsers skip"
+            raise PointError(f"measurement {measurement!r:.60} starts with {why}")
         if tags:
             for key, tag_value in tags.items():
                 _check_name("tag key", key)
-                _check_name(f"tag {key!r} value", tag_value)
+                _check_name(f"tag {key!r:.60} value", tag_value)
         if not fields:
-            raise PointError(f"point {measurement!r} has no fields")
+            raise PointError(f"point {measurement!r:.60} has no fields")
         for key, value in fields.items():
             _check_name("field key", key)
+            if key[0] in "\t\x00":
+                raise PointError(
+                    f"field key {key!r:.60} starts with a tab or NUL character, which line protocol parsers skip"
+                )
             _check_field(key, value)
         if time is None:
             time = now_ns()
-        elif type(time) is not int or not INT64_MIN <= time <= INT64_MAX:
-            raise PointError(f"time must be integer nanoseconds, got {time!r}")
+        elif type(time) is not int:
+            raise PointError(f"time must be integer nanoseconds, got {type(time).__name__} {time!r:.40}")
+        elif not TIME_MIN <= time <= TIME_MAX:
+            raise PointError(
+                f"time {_short(time)} ns is outside the range a time-series store can hold (years 1677 to 2262)"
+            )
         self.measurement = measurement
         self.tags = tags if tags is not None else {}
         self.fields = fields
