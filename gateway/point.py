@@ -84,7 +84,7 @@ def _check_field(key: str, value: object) -> None:
         if not INT64_MIN <= value <= INT64_MAX:  # type: ignore[operator]
             raise PointError(f"field {key!r:.60} = {_short(value)} does not fit in a 64-bit integer")  # type: ignore[arg-type]
     elif kind is str:
-        if not value.isascii():  # type: ignore[union-attr]
+        if not value.isascii():  # type: ignore[attr-defined]
             _check_utf8(f"field {key!r:.60} value", value)  # type: ignore[arg-type]
     elif kind is not bool:
         raise PointError(
