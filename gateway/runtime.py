@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from gateway.buffer import BufferedRoute
 from gateway.component import RuntimeContext, Sink, Source, State, Status
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
@@ -63,6 +64,10 @@ class Gateway:
         )
 
     def _make_route(self, sink: Sink, config: SinkConfig) -> Route:
+        # Network stores (durable_buffer = True) get their own on-disk buffer; a sink whose
+        # write is itself durable (the historian) is fed straight from memory.
+        if getattr(sink, "durable_buffer", False):
+            return BufferedRoute.for_sink(sink, config, self.config.gateway.buffer)
         return SinkRunner(sink, config)
 
     async def __aenter__(self) -> Self:
