@@ -338,3 +338,55 @@ def test_a_long_malformed_line_gives_a_short_message() -> None:
     with pytest.raises(DecodeError) as info:
         parse("m f=x" + "y" * 100_000)
     assert len(str(info.value)) < 300
+
+
+# --- the encoder's caches ------------------------------------------------------------------------
+
+
+def test_the_same_series_with_tags_in_another_order_encodes_the_same() -> None:
+    a = Point("m", {"f": 1}, {"b": "2", "a": "1"}, 0)
+    b = Point("m", {"f": 1}, {"a": "1", "b": "2"}, 0)
+    assert encode(a) == encode(b) == "m,a=1,b=2 f=1i 0"
+
+
+def test_encoding_stays_right_when_the_caches_overflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    import gateway.lineprotocol as lp
+
+    monkeypatch.setattr(lp, "_SERIES_CACHE_LIMIT", 3)
+    monkeypatch.setattr(lp, "_CACHE_LIMIT", 3)
+    batch = [
+        Point(f"m {i % 7}", {f"f,{i % 5}": i, "g": float(i)}, {"t": f"v={i % 11}", "u": "x"}, i) for i in range(200)
+    ]
+    assert list(parse(encode_batch(batch).decode())) == batch
+    assert len(lp._SERIES_CACHE) <= 3
+    assert len(lp._FIELD_PREFIX) <= 3
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(points(), st.sampled_from(["", " ", "\t", "  "]))
+def test_the_parser_fast_paths_agree_with_the_general_path(point: Point, indent: str) -> None:
+    import gateway.lineprotocol as lp
+
+    line = indent + encode(point)
+    assert _same(lp._parse_general(line, None), point)
+    assert _same(parse_line(line), point)
+    without_time = line.rsplit(" ", 1)[0]
+    assert _same(parse_line(without_time, default_time=7), lp._parse_general(without_time, 7))
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["m f=1 --5", "m f=1 ١٢", "m f=1 ²", "m,t=a=b f=1 1", "m,=b f=1 1", "m,t= f=1 1", "m =1 1", "m f= 1", "m f=1, 1"],
+)
+def test_the_fast_paths_never_accept_what_the_general_path_refuses(line: str) -> None:
+    import gateway.lineprotocol as lp
+
+    try:
+        expected: Point | None = lp._parse_general(line, None)
+    except DecodeError:
+        expected = None
+    if expected is None:
+        with pytest.raises(DecodeError):
+            parse_line(line)
+    else:
+        assert parse_line(line) == expected
