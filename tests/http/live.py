@@ -18,6 +18,7 @@ import yaml
 from gateway.config import load_config
 from gateway.runtime import Gateway
 from gateway.simulators.mqtt import SimulatorSettings, run_mqtt_simulator
+from tests.helpers import async_wait_until
 
 VIEWER_TOKEN = "live-viewer-token-0123456789"
 ADMIN_TOKEN = "live-admin-token-0123456789"
@@ -97,6 +98,12 @@ async def live_gateway(
     path.write_text(yaml.safe_dump(gateway_config(data, broker, listen, auth), sort_keys=False))
     async with Gateway(load_config(path)) as gateway:
         assert gateway.http is not None, "the web server did not start"
+        # Publish only once the connector has subscribed: a fresh broker keeps nothing for it before.
+        await async_wait_until(
+            lambda: all(source.status.detail.get("subscribed") for source in gateway.sources),
+            timeout=30,
+            message="the MQTT connector subscribed",
+        )
         stop = asyncio.Event()
         settings = SimulatorSettings(
             broker=broker, rate=rate, count=count, seed=5, lines=lines, machines=machines, meters=meters

@@ -120,12 +120,18 @@ async def test_metrics_counters_match_what_was_stored(tmp_path: Path, mosquitto:
     ):
         assert await live.simulator == count  # every message published (QoS 1, acknowledged by the broker)
 
+        progress: dict[str, float] = {}
+
         async def all_stored() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             samples = metric_samples((await client.get("/metrics")).text)
             stored = samples.get(("gateway_connector_stored_total", (("connector", "sensors"), ("type", "mqtt"))))
+            progress.update({k[0]: v for k, v in samples.items() if k[0].startswith("gateway_connector_")})
             return samples if stored == count else {}
 
-        samples = await async_wait_until(all_stored, timeout=30, interval=0.3, message=f"{count} messages stored")
+        try:
+            samples = await async_wait_until(all_stored, timeout=30, interval=0.3)
+        except AssertionError:
+            raise AssertionError(f"{count} messages not all stored after 30 s; counters: {progress}") from None
         connector = (("connector", "sensors"), ("type", "mqtt"))
         sink = (("sink", "local"), ("type", "historian"))
         assert samples[("gateway_connector_received_total", connector)] == count
