@@ -99,6 +99,26 @@ DEFAULT_LIMIT = 1000
 _logger = logging.getLogger(__name__)
 
 
+class _QuietAsyncua(logging.Filter):
+    """asyncua logs every failed reconnect attempt and publish retry (once a second, with
+    tracebacks); the connector reports the same once per episode with what to do. Its
+    lines pass only when the gateway logs at debug level."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.CRITICAL or logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+for _name in (
+    "asyncua.client.client",
+    "asyncua.client.ua_client.UASocketProtocol",
+    "asyncua.client.ua_client.UaClient",
+    "asyncua.client.ua_session",
+    "asyncua.client.ua_session.UaSession",
+    "asyncua.common.subscription",
+):
+    logging.getLogger(_name).addFilter(_QuietAsyncua())
+
+
 class Unauthorized(SourceError):
     """The server refused the user identity (user name, password or X.509 user)."""
 
@@ -446,7 +466,9 @@ class Connection:
                         self._notify("connected", None)
                 elif state in ("reconnecting", "disconnected") and not lost:
                     lost = True
-                    self._notify("reconnecting", self._lost_reason or "connection lost")
+                    self._notify(
+                        "reconnecting", self._lost_reason or f"the connection to {self.settings.endpoint} was lost"
+                    )
 
     def _notify(self, state: StateName, reason: str | None) -> None:
         if self._on_state is not None:
