@@ -535,7 +535,7 @@ async def test_drop_oldest_counts_every_dropped_point_while_the_store_is_down(
     with caplog.at_level(logging.WARNING):
         for start in range(0, 10_000, 100):
             await route.put(make_points(start, 100), lambda: None)
-        await async_wait_until(lambda: route.pending_points == 0, timeout=10)
+        await async_wait_until(lambda: route.queued_points == 0, timeout=10)
     assert caplog.text.count("buffer full") == 1  # logged once per episode
     assert route.store.disk_bytes <= 128 * 1024
     down = False

@@ -60,6 +60,9 @@ class BufferedRoute:
     UNAUTHORIZED_RETRY = 30.0
     #: Most encoded bytes waiting in memory for the next group commit (back-pressure beyond).
     MAX_PENDING_BYTES = 16 << 20
+    #: Longest wait between retries of an unreachable store (a refused connection costs nothing,
+    #: and the backlog should start draining soon after the store is back).
+    MAX_RETRY_DELAY = 15.0
     #: How often depth and age are refreshed in the status.
     GAUGE_INTERVAL = 1.0
 
@@ -98,7 +101,7 @@ class BufferedRoute:
         self._closing = asyncio.Event()
         self._committer_done = False
         self._deadline = float("inf")
-        self._backoff = Backoff()
+        self._backoff = Backoff(initial=1.0, cap=self.MAX_RETRY_DELAY)
         self._disk_backoff = Backoff(initial=0.5, cap=10.0)
         self._unsent_since: float | None = time.monotonic() - policy.flush_interval if self.store.depth_points else None
         self._drop_episode: int | None = None  # points dropped in the current full-buffer episode
@@ -140,7 +143,7 @@ class BufferedRoute:
     # --- in: put and the group committer ----------------------------------------------------
 
     @property
-    def pending_points(self) -> int:
+    def queued_points(self) -> int:
         """Points queued in memory for the next group commit (not yet durable)."""
         return self._pending_points
 
@@ -409,7 +412,7 @@ class BufferedRoute:
             depth_bytes=self.store.depth_bytes,
             disk_bytes=self.store.disk_bytes,
             oldest_age_seconds=round(max(0.0, (time.time_ns() - oldest) / 1e9), 3) if oldest else 0.0,
-            pending_points=self._pending_points,
+            queued_points=self._pending_points,
         )
 
     async def drain(self, deadline: float) -> None:

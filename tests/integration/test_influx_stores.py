@@ -66,7 +66,7 @@ async def put_all(route: BufferedRoute, points: Sequence[Point], chunk: int = 10
 
 def drained(route: BufferedRoute) -> bool:
     """Nothing waits in memory or on disk: the store confirmed every point put so far."""
-    return route.pending_points == 0 and route.store.depth_points == 0
+    return route.queued_points == 0 and route.store.depth_points == 0
 
 
 def by_time(points: Sequence[Point]) -> list[Point]:
