@@ -195,3 +195,20 @@ async def test_an_unusable_path_fails_at_open_with_a_clear_message(tmp_path: Pat
     with pytest.raises(Exception, match="cannot create the historian file .*not-a-folder/history.db"):
         await sink.open()
     await sink.close()
+
+
+async def test_the_sink_compacts_after_the_write_that_made_it_due(sink: HistorianSink) -> None:
+    sink.store.compact_rows = 2000
+
+    def pending() -> int:
+        with HistorianStore(sink.path, readonly=True) as reader:  # not the sink's busy connection
+            return int(reader.connection.execute("SELECT count(*) FROM recent").fetchone()[0])
+
+    for batch in range(5):
+        await sink.write([Point("m", {"v": i}, {"k": str(i % 3)}, time=batch * 1000 + i) for i in range(1000)])
+    await async_wait_until(lambda: pending() < 2000, timeout=30, message="a compaction ran")
+    assert [v.value for v in sink.store.read("m", tags={"k": "0"})] == [i for _ in range(5) for i in range(0, 1000, 3)]
+    await sink.close()
+    with HistorianStore(sink.path, readonly=True) as reader:
+        assert reader.connection.execute("SELECT count(*) FROM recent").fetchone()[0] == 0
+        assert len(reader.read("m")) == 5000

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,10 +27,16 @@ TIME_MAX = INT64_MAX - 1
 T0 = 1_764_000_000 * SECOND  # 2025-11-24T16:00:00Z, a whole minute
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> HistorianStore:
-    with HistorianStore(tmp_path / "history.db") as s:
-        yield s  # type: ignore[misc]
+#: How often written values move from `recent` into `samples`: after every write, after some
+#: writes, never during the test. Reads must give the same answers in every case.
+COMPACTION = {"compact-each-write": 1, "compact-sometimes": 700, "compact-never": 10**12}
+
+
+@pytest.fixture(params=list(COMPACTION))
+def store(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[HistorianStore]:
+    rows = COMPACTION[request.param]
+    with HistorianStore(tmp_path / "history.db", compact_rows=rows, compact_interval=math.inf) as s:
+        yield s
 
 
 def typed(values: list[StoredValue]) -> list[tuple[int, str, dict[str, str], str, type, object]]:
@@ -267,6 +275,7 @@ def test_range_matches_brute_force_for_raw_and_rollup_paths(store: HistorianStor
 def test_range_uses_rollups_for_long_spans_and_buckets_stay_aligned(store: HistorianStore) -> None:
     day = 86400
     store.write([Point("m", {"v": float(i % 600)}, time=T0 + i * SECOND) for i in range(day)])
+    store.compact()
     sid = store.series("m")[0].id
     # The rollups really serve the query: corrupting a rolled-up minute shows in the result.
     store.connection.execute(
@@ -436,3 +445,87 @@ def test_a_reader_reads_while_another_process_writes(tmp_path: Path) -> None:
         assert [s.count for s in reader.series(counts=True)] == [15_000] * 10
         for info in reader.series():
             assert sum(b.count for b in reader.range(info.id, T0, T0 + 10**12, 100)) == 15_000
+
+
+@pytest.mark.parametrize("compact_rows", [1, 10**12])
+def test_two_writers_on_one_file_stay_correct(tmp_path: Path, compact_rows: int) -> None:
+    """Not the intended setup (one gateway per file), but two writers must not corrupt rollups."""
+    path = tmp_path / "h.db"
+    first, second = (HistorianStore(path, compact_rows=compact_rows, compact_interval=math.inf) for _ in range(2))
+    samples: dict[int, float | int] = {}
+    for minute in range(6):
+        writer = first if minute % 2 == 0 else second
+        batch = {T0 + minute * MINUTE_NS + s * SECOND: float(minute * 100 + s) for s in range(0, 60, 5)}
+        writer.write([Point("m", {"v": v}, time=t) for t, v in batch.items()])
+        samples.update(batch)
+    # Late points, into minutes the other writer rolled up, and newer than what this one wrote.
+    late = {T0 + 2 * MINUTE_NS + 1: 1e6, T0 + 10 * SECOND: -1e6, T0 + 4 * MINUTE_NS + 57 * SECOND: 0.5}
+    first.write([Point("m", {"v": v}, time=t) for t, v in late.items()])
+    samples.update(late)
+    for store in (first, second):
+        info = store.series("m", counts=True)[0]
+        assert info.count == len(samples)
+        assert (info.last_time, info.last_value) == (T0 + 5 * MINUTE_NS + 55 * SECOND, 555.0)
+        buckets = store.range(info.id, T0, T0 + 7 * MINUTE_NS, 7, rollups=True)
+        brute_force_check(samples, buckets, T0, T0 + 7 * MINUTE_NS, 7)
+    first.close()
+    second.close()
+
+
+KILLED_WRITER = textwrap.dedent(
+    """
+    import sys, time
+    from gateway.point import Point
+    from gateway.sinks.historian.store import HistorianStore
+    store = HistorianStore(sys.argv[1], compact_rows=2500)
+    t0 = 1_764_000_000 * 10**9
+    for batch in range(7):
+        store.write([Point("m", {"v": batch * 1000 + i}, {"s": str(i % 7)}, time=t0 + (batch * 1000 + i) * 10**9)
+                     for i in range(1000)])
+    print("written", flush=True)
+    time.sleep(600)  # killed here, without closing: some values compacted, some still pending
+    """
+)
+
+
+def test_every_committed_write_survives_a_killed_writer(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == "written\n"
+    finally:
+        writer.kill()
+        writer.wait()
+    expected = list(range(7000))
+    with HistorianStore(path, readonly=True) as reader:
+        assert [v.value for v in reader.read("m")] == expected
+        pending = reader.connection.execute("SELECT count(*) FROM recent").fetchone()[0]
+        assert 0 < pending < 7000, "the kill left values both compacted and pending"
+    with HistorianStore(path) as store:  # the next gateway start carries on
+        assert store.compact() == pending
+        assert [v.value for v in store.read("m")] == expected
+        info = store.series("m", counts=True)
+        assert sum(s.count or 0 for s in info) == 7000
+        brute_force_check(
+            {T0 + (b * 1000 + i) * SECOND: b * 1000 + i for b in range(7) for i in range(0, 1000, 7)},  # s=0
+            store.range(info[0].id, T0, T0 + 7000 * SECOND, 50),
+            T0,
+            T0 + 7000 * SECOND,
+            50,
+        )
+
+
+def test_closing_the_writer_compacts_everything(tmp_path: Path) -> None:
+    path = tmp_path / "h.db"
+    with HistorianStore(path) as store:
+        store.write([Point("m", {"v": i}, time=T0 + i) for i in range(100)])
+        assert store.connection.execute("SELECT count(*) FROM recent").fetchone()[0] == 100
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT count(*) FROM recent").fetchone()[0] == 0
+    assert con.execute("SELECT count(*) FROM samples").fetchone()[0] == 100
+    con.close()

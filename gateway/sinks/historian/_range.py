@@ -63,9 +63,19 @@ def plan_buckets(from_ns: int, to_ns: int, points: int, rollups: bool | None) ->
 
 
 def query_buckets(
-    con: sqlite3.Connection, series_id: int, text: bool, plan: Plan, rolled_until: int | None
+    con: sqlite3.Connection,
+    series_id: int,
+    text: bool,
+    plan: Plan,
+    rolled_until: int | None,
+    recent: dict[int, Any],
 ) -> tuple[list[Partial], dict[int, Any]]:
-    """The non-empty buckets in time order, and the raw value at each bucket's last time."""
+    """The non-empty buckets in time order, and the value at each bucket's last time.
+
+    ``recent`` holds the series' values in the range that are not compacted yet (time →
+    value); they override samples of the same time, so the buckets they fall in are
+    recomputed from raw values.
+    """
     acc: dict[int, Partial] = {}
     raw_args = (plan.origin, plan.width, series_id)
     minmax = "NULL, NULL" if text else "min(value), max(value)"
@@ -96,8 +106,35 @@ def query_buckets(
             raw(plan.from_ns, plan.to_ns)
     else:
         raw(plan.from_ns, plan.to_ns)
+    known: dict[int, Any] = {}
+    if recent:
+        for index in {(t - plan.origin) // plan.width for t in recent}:
+            start = max(plan.origin + index * plan.width, plan.from_ns)
+            end = min(plan.origin + (index + 1) * plan.width - 1, plan.to_ns)
+            values = dict(
+                con.execute(
+                    "SELECT time, value FROM samples WHERE series_id = ? AND time >= ? AND time <= ?",
+                    (series_id, start, end),
+                ).fetchall()
+            )
+            values.update((t, v) for t, v in recent.items() if start <= t <= end)
+            acc[index] = _partial(index, values, text)
+            known[acc[index].last_time] = values[acc[index].last_time]
     partials = [acc[index] for index in sorted(acc)]
-    return partials, _values_at(con, series_id, [p.last_time for p in partials])
+    missing = [p.last_time for p in partials if p.last_time not in known]
+    return partials, {**_values_at(con, series_id, missing), **known}
+
+
+def _partial(index: int, values: dict[int, Any], text: bool) -> Partial:
+    numbers = list(values.values())
+    return Partial(
+        index,
+        None if text else min(numbers),
+        None if text else max(numbers),
+        0.0 if text else float(sum(numbers)),
+        len(numbers),
+        max(values),
+    )
 
 
 def _merge(acc: dict[int, Partial], rows: Iterable[tuple[Any, ...]]) -> None:

@@ -11,6 +11,10 @@ Schema version 1::
                a re-delivered point overwrites itself, so at-least-once delivery gives
                exactly-once data. ``value`` has no declared type, so SQLite keeps an int an
                INTEGER and a float a REAL; booleans are 0/1, given back as bool by the family.
+    recent     (seq, series_id, time, value)   the write path: batches are appended here in
+               arrival order (a few dense pages per commit, however many series), and moved
+               into samples, sorted by series, every minute or 100,000 values ("compaction").
+               Readers merge it over samples; a later row overrides an earlier one.
     rollup_1m  (series_id, minute, vmin, vmax, vsum, n, last_time)   WITHOUT ROWID:
                min, max, sum, count and last time per series and minute (minute = time // 60 s),
                always recomputed from the samples, never incremented, so a re-delivered
@@ -31,6 +35,7 @@ __all__ = [
     "INT64_MAX",
     "INT64_MIN",
     "MINUTE_NS",
+    "MINUTE_OF_TIME",
     "SCHEMA_VERSION",
     "HistorianError",
     "open_readonly",
@@ -64,6 +69,12 @@ _TABLES: Final = (
         value     NOT NULL,
         PRIMARY KEY (series_id, time)
     ) WITHOUT ROWID""",
+    """CREATE TABLE IF NOT EXISTS recent (
+        seq       INTEGER PRIMARY KEY,
+        series_id INTEGER NOT NULL,
+        time      INTEGER NOT NULL,
+        value     NOT NULL
+    )""",
     """CREATE TABLE IF NOT EXISTS rollup_1m (
         series_id INTEGER NOT NULL,
         minute    INTEGER NOT NULL,
@@ -81,7 +92,7 @@ _TABLES: Final = (
 )
 
 #: Floor division of a time by a minute, also for times before 1970 (SQLite's / truncates).
-_MINUTE_OF_TIME: Final = f"(CASE WHEN time >= 0 THEN time / {MINUTE_NS} ELSE -((-(time + 1)) / {MINUTE_NS}) - 1 END)"
+MINUTE_OF_TIME: Final = f"(CASE WHEN time >= 0 THEN time / {MINUTE_NS} ELSE -((-(time + 1)) / {MINUTE_NS}) - 1 END)"
 
 
 def rollup_minutes_sql(text: bool) -> str:
@@ -89,7 +100,7 @@ def rollup_minutes_sql(text: bool) -> str:
     minmax = "NULL, NULL" if text else "min(value), max(value)"
     return (
         "INSERT OR REPLACE INTO rollup_1m (series_id, minute, vmin, vmax, vsum, n, last_time) "
-        f"SELECT series_id, {_MINUTE_OF_TIME} AS m, {minmax}, total(value), count(*), max(time) "
+        f"SELECT series_id, {MINUTE_OF_TIME} AS m, {minmax}, total(value), count(*), max(time) "
         "FROM samples WHERE series_id = ?1 AND time >= ?2 AND time <= ?3 GROUP BY m"
     )
 

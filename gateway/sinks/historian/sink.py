@@ -1,8 +1,10 @@
 """The embedded historian sink: batches from the pipeline into the local SQLite file.
 
 Every call to the file runs in one dedicated thread (the store's connection lives there), so
-the event loop keeps receiving while a batch is written. Retention runs every
-``retention_check`` in steps of a few tens of milliseconds, queued between writes.
+the event loop keeps receiving while a batch is written. Compaction (moving ``recent`` into
+``samples``, about once a minute) is queued after the write that made it due, so that
+write's batch is acknowledged first. Retention runs every ``retention_check`` in steps of a
+few tens of milliseconds, queued between writes.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class HistorianSink(Sink):
         self._executor: ThreadPoolExecutor | None = None
         self._store: HistorianStore | None = None
         self._retention_task: asyncio.Task[None] | None = None
+        self._compaction: asyncio.Task[None] | None = None
         self._detail_at = 0.0
         self.status.detail["path"] = str(self.path)
 
@@ -99,6 +102,7 @@ class HistorianSink(Sink):
                 self.path,
                 retention=self.config.retention,
                 synchronous=self.config.synchronous,
+                auto_compact=False,
             )
         except BaseException:
             self._executor.shutdown(wait=True)
@@ -123,7 +127,19 @@ class HistorianSink(Sink):
             raise SinkUnavailable(explain_sqlite_error(self.path, exc)) from exc
         except UnicodeEncodeError:
             await self._write_encodable(points)
+        self._schedule_compaction()
         self._update_detail()
+
+    def _schedule_compaction(self) -> None:
+        """Queue a compaction behind this write in the store's thread: this batch is acknowledged first."""
+        if self.store.compaction_due and (self._compaction is None or self._compaction.done()):
+            self._compaction = asyncio.create_task(self._compact(), name=f"sink:{self.name}:compact")
+
+    async def _compact(self) -> None:
+        try:
+            await self._run(self.store.compact)
+        except sqlite3.Error as exc:  # the values stay in `recent` (readable); retried after the next write
+            self.log.warning("compaction failed, retrying later: %s", explain_sqlite_error(self.path, exc))
 
     async def _write_encodable(self, points: Sequence[Point]) -> None:
         good = [p for p in points if _encodable(p)]
@@ -180,6 +196,9 @@ class HistorianSink(Sink):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retention_task
             self._retention_task = None
+        if self._compaction is not None:
+            await asyncio.gather(self._compaction, return_exceptions=True)
+            self._compaction = None
         if self._executor is None:
             return
         try:

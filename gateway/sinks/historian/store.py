@@ -13,6 +13,11 @@ The schema is described in :mod:`gateway.sinks.historian._schema`: values keep t
 type (an int stays an int, a float a float, a bool a bool), a re-delivered point (same
 series and time) overwrites itself, and per-minute rollups make long range queries fast.
 
+**Writes** append to the ``recent`` table (dense pages, whatever the number of series);
+every ``compact_interval`` seconds or ``compact_rows`` values, and on close, they are moved
+into ``samples`` sorted by series (see :mod:`gateway.sinks.historian._compact`). Reads merge
+both, so a value is readable as soon as its write returns.
+
 **Durability.** Every :meth:`HistorianStore.write` is one transaction. With the default
 ``synchronous="normal"`` in WAL mode, a committed write survives a crash or ``kill -9`` of
 the process (it is in the WAL file, handed to the operating system before the commit
@@ -20,15 +25,10 @@ returns); after a power loss or an OS crash the file is intact, but the writes s
 last checkpoint that reached the disk may be missing. ``synchronous="full"`` fsyncs the WAL
 at every commit, so a committed write also survives a power loss, at a cost in write rate.
 
-**Rollups.** Each series has a watermark, ``rolled_until`` (a minute): the rollups are
-complete before it. A write moves the watermark to the minute of the series' newest point,
-recomputing from the samples the minutes it passes; a point older than the watermark (late
-or re-delivered) has its minute recomputed in the same transaction. Appending writes thus
-touch each series' rollups about once a minute, and range queries read raw samples only
-after the watermark.
-
 **Readers.** ``HistorianStore(path, readonly=True)`` reads while another process writes: WAL
-readers never block the writer and are never blocked by it. One process writes a given file.
+readers never block the writer and are never blocked by it. One process should write a given
+file; if two do, they take turns (each write waits up to 5 s for the other's) and each
+notices the other's writes (``PRAGMA data_version``) before it trusts its cached state.
 """
 
 from __future__ import annotations
@@ -37,22 +37,17 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Final, Literal, Self
 
 from gateway.point import Point
 from gateway.point import now_ns as _now_ns
+from gateway.sinks.historian._compact import SeriesState, compact, rollup
 from gateway.sinks.historian._range import RANGE_LIMIT_NS, plan_buckets, query_buckets
-from gateway.sinks.historian._schema import (
-    MINUTE_NS,
-    HistorianError,
-    open_readonly,
-    open_writer,
-    rollup_minutes_sql,
-)
+from gateway.sinks.historian._schema import MINUTE_NS, HistorianError, open_readonly, open_writer
 
 __all__ = [
     "MINUTE_NS",
@@ -75,12 +70,8 @@ RETENTION_CHUNK: Final = 50_000
 
 _FAMILY: Final[dict[type, Family]] = {float: "number", int: "number", bool: "bool", str: "str"}
 _KIND: Final[dict[type, Kind]] = {float: "float", int: "int", bool: "bool", str: "str"}
-_INSERT_SAMPLE: Final = (
-    "INSERT INTO samples (series_id, time, value) VALUES (?, ?, ?) "
-    "ON CONFLICT (series_id, time) DO UPDATE SET value = excluded.value"
-)
-_ROLLUP_NUMBER: Final = rollup_minutes_sql(text=False)
-_ROLLUP_TEXT: Final = rollup_minutes_sql(text=True)
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,15 +124,12 @@ class Bucket:
 
 
 @dataclass(slots=True, eq=False)
-class _Series:
-    id: int
+class _Series(SeriesState):
     measurement: str
     tags: dict[str, str]
     field: str
     family: Family
     kind: Kind
-    last_time: int | None
-    rolled_until: int | None
 
     @property
     def key(self) -> tuple[str, str, str, Family]:
@@ -157,13 +145,18 @@ def _decode(family: str, value: Any) -> Value:
     return bool(value) if family == "bool" else value
 
 
+def _ids(series: Iterable[int]) -> str:
+    return json.dumps(sorted(series))
+
+
 class HistorianStore:
     """One historian file: write batches of points; read values, series and downsampled ranges.
 
     A synchronous API. Each public method holds a lock, so one store may be shared by threads
     (the sink gives it one dedicated thread). ``readonly=True`` opens an existing file for
     reading only, which works while another process writes to it. ``retention`` is in seconds
-    (None: keep everything).
+    (None: keep everything). ``compact_interval`` (seconds) and ``compact_rows`` say how often
+    written values move from ``recent`` into ``samples`` (see :attr:`compaction_due`).
     """
 
     def __init__(
@@ -174,15 +167,25 @@ class HistorianStore:
         retention: float | None = None,
         synchronous: Literal["normal", "full"] = "normal",
         cache_mib: int = 64,
+        compact_interval: float = 60.0,
+        compact_rows: int = 100_000,
+        auto_compact: bool = True,
     ) -> None:
         self.path = Path(path)
         self.readonly = readonly
         self.retention = retention
+        self.compact_interval = compact_interval
+        self.compact_rows = compact_rows
+        #: Compact inside write() when due; False leaves it to the caller (the sink schedules
+        #: it after the write returns, so the batch is acknowledged first).
+        self.auto_compact = auto_compact
         self._lock = threading.RLock()
         self._series: dict[tuple[str, str, str, Family], _Series] = {}
         self._by_id: dict[int, _Series] = {}
         self._tag_keys: dict[tuple[tuple[str, str], ...], str] = {}
         self._max_id = 0
+        self._recent_rows = 0
+        self._compacted_at = time.monotonic()
         if readonly:
             self._con = open_readonly(self.path)
         else:
@@ -190,14 +193,20 @@ class HistorianStore:
         try:
             with self._snapshot():
                 self._load_series()
+                self._recent_rows = self._con.execute("SELECT count(*) FROM recent").fetchone()[0]
+            self._data_version: int = self._con.execute("PRAGMA data_version").fetchone()[0]
         except BaseException:
             self._con.close()
             raise
 
     def close(self) -> None:
-        """Close the file (the last writer to close checkpoints the WAL into the main file)."""
+        """Compact what is pending (writer) and close the file; the WAL is checkpointed into it."""
         with self._lock:
-            self._con.close()
+            try:
+                if not self.readonly and self._recent_rows:
+                    self.compact()
+            finally:
+                self._con.close()
 
     def __enter__(self) -> Self:
         return self
@@ -223,10 +232,27 @@ class HistorianStore:
             (self._max_id,),
         ).fetchall()
         for sid, measurement, tags, field, family, kind, last_time, rolled_until in rows:
-            series = _Series(sid, measurement, json.loads(tags), field, family, kind, last_time, rolled_until)
+            series = _Series(
+                sid, family == "str", last_time, rolled_until, measurement, json.loads(tags), field, family, kind
+            )
             self._series[(measurement, tags, field, family)] = series
             self._by_id[sid] = series
             self._max_id = sid
+
+    def _sync_with_file(self) -> None:
+        """Inside a write transaction: if another connection wrote the file, forget what is cached.
+
+        One process should write a file, but if two do (two gateways on one file), each one's
+        cached watermarks and last times would be stale; ``data_version`` tells.
+        """
+        version = self._con.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._data_version:
+            self._data_version = version
+            self._series.clear()
+            self._by_id.clear()
+            self._max_id = 0
+            self._load_series()
+            self._recent_rows = self._con.execute("SELECT count(*) FROM recent").fetchone()[0]
 
     def _snapshot(self) -> _ReadTransaction:
         return _ReadTransaction(self._con)
@@ -247,9 +273,10 @@ class HistorianStore:
             con.execute("BEGIN IMMEDIATE")
             created: list[_Series] = []
             try:
-                groups = self._group(points, created)
-                con.executemany(_INSERT_SAMPLE, _sample_rows(groups))
-                updates = self._roll_forward(groups)
+                self._sync_with_file()
+                rows, floats = self._rows(points, created)
+                con.executemany("INSERT INTO recent (series_id, time, value) VALUES (?, ?, ?)", rows)
+                con.executemany("UPDATE series SET kind = 'float' WHERE id = ?", [(s.id,) for s in floats])
                 con.execute("COMMIT")
             except BaseException:
                 if con.in_transaction:
@@ -257,10 +284,39 @@ class HistorianStore:
                 for series in created:
                     self._forget(series)
                 raise
-            for series, last_time, kind, rolled_until in updates:
-                series.last_time = last_time
-                series.kind = kind
-                series.rolled_until = rolled_until
+            for series in floats:
+                series.kind = "float"
+            self._recent_rows += len(rows)
+            if self.auto_compact and self.compaction_due:
+                self.compact()
+
+    @property
+    def compaction_due(self) -> bool:
+        """Whether enough was written (or enough time passed) to compact now."""
+        return self._recent_rows > 0 and (
+            self._recent_rows >= self.compact_rows or time.monotonic() - self._compacted_at >= self.compact_interval
+        )
+
+    def compact(self) -> int:
+        """Move the values written since the last compaction into ``samples``; return how many."""
+        self._check_writable()
+        with self._lock:
+            con = self._con
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                self._sync_with_file()
+                moved, updates = compact(con, self._by_id)
+                con.execute("COMMIT")
+            except BaseException:
+                if con.in_transaction:
+                    con.execute("ROLLBACK")
+                raise
+            for state, (last_time, rolled_until) in updates:
+                state.last_time = last_time
+                state.rolled_until = rolled_until
+            self._recent_rows = 0
+            self._compacted_at = time.monotonic()
+            return moved
 
     def _tags_key(self, tags: Mapping[str, str]) -> str:
         items = tuple(tags.items())
@@ -281,7 +337,8 @@ class HistorianStore:
             "WHERE measurement = ? AND tags = ? AND field = ? AND family = ?",
             key,
         ).fetchone()
-        series = _Series(sid, key[0], dict(tags), key[2], key[3], kind, last_time, rolled_until)
+        family = key[3]
+        series = _Series(sid, family == "str", last_time, rolled_until, key[0], dict(tags), key[2], family, kind)
         self._series[key] = series
         self._by_id[sid] = series
         self._max_id = max(self._max_id, sid)
@@ -291,66 +348,28 @@ class HistorianStore:
         self._series.pop(series.key, None)
         self._by_id.pop(series.id, None)
 
-    def _group(self, points: Sequence[Point], created: list[_Series]) -> dict[_Series, list[tuple[int, Value]]]:
-        """Values by series, each in time order (a stable sort: of two equal times, the later one wins)."""
+    def _rows(
+        self, points: Sequence[Point], created: list[_Series]
+    ) -> tuple[list[tuple[int, int, Value]], set[_Series]]:
+        """Rows for ``recent``, and the int series that now receive a float."""
         cache = self._series
-        groups: dict[_Series, list[tuple[int, Value]]] = {}
+        rows: list[tuple[int, int, Value]] = []
+        floats: set[_Series] = set()
         for point in points:
-            time = point.time
+            time_ns = point.time
             measurement = point.measurement
             tags_key = self._tags_key(point.tags)
             for field, value in point.fields.items():
-                key = (measurement, tags_key, field, _FAMILY[type(value)])
+                kind = type(value)
+                key = (measurement, tags_key, field, _FAMILY[kind])
                 series = cache.get(key)
                 if series is None:
                     series = self._new_series(key, point.tags, value)
                     created.append(series)
-                values = groups.get(series)
-                if values is None:
-                    groups[series] = [(time, value)]
-                else:
-                    values.append((time, value))
-        for values in groups.values():
-            if len(values) > 1 and any(values[i][0] > values[i + 1][0] for i in range(len(values) - 1)):
-                values.sort(key=itemgetter(0))
-        return groups
-
-    def _roll_forward(
-        self, groups: dict[_Series, list[tuple[int, Value]]]
-    ) -> list[tuple[_Series, int | None, Kind, int]]:
-        """Keep rollups and series rows current; return the in-memory updates to apply after commit."""
-        con = self._con
-        series_rows: list[tuple[int | None, Any, str, int, int]] = []
-        updates: list[tuple[_Series, int | None, Kind, int]] = []
-        for series, values in groups.items():
-            sql = _ROLLUP_TEXT if series.family == "str" else _ROLLUP_NUMBER
-            first_minute = values[0][0] // MINUTE_NS
-            newest_time, newest_value = values[-1]
-            newest_minute = newest_time // MINUTE_NS
-            rolled = series.rolled_until if series.rolled_until is not None else first_minute
-            # Late or re-delivered points: their minutes are already rolled up, recompute them.
-            if first_minute < rolled:
-                late = sorted({t // MINUTE_NS for t, _ in values if t < rolled * MINUTE_NS})
-                for minute in late:
-                    con.execute(sql, (series.id, *_minute_bounds(minute, minute)))
-            # Minutes the watermark passes are complete (for in-order data): roll them up.
-            if newest_minute > rolled:
-                con.execute(sql, (series.id, *_minute_bounds(rolled, newest_minute - 1)))
-            new_rolled = max(rolled, newest_minute)
-            kind = series.kind
-            if kind == "int" and any(type(v) is float for _, v in values):
-                kind = "float"
-            last_time = series.last_time
-            if last_time is None or newest_time >= last_time:
-                series_rows.append((newest_time, newest_value, kind, new_rolled, series.id))
-                last_time = newest_time
-            else:
-                con.execute("UPDATE series SET kind = ?, rolled_until = ? WHERE id = ?", (kind, new_rolled, series.id))
-            updates.append((series, last_time, kind, new_rolled))
-        con.executemany(
-            "UPDATE series SET last_time = ?, last_value = ?, kind = ?, rolled_until = ? WHERE id = ?", series_rows
-        )
-        return updates
+                elif kind is float and series.kind == "int":
+                    floats.add(series)
+                rows.append((series.id, time_ns, value))
+        return rows, floats
 
     # --- reading ------------------------------------------------------------------------
 
@@ -365,6 +384,15 @@ class HistorianStore:
             and (not wanted_fields or s.field in wanted_fields)
             and wanted_tags <= s.tags.items()
         ]
+
+    def _recent(self, ids: str, since_ns: int, until_ns: int) -> dict[tuple[int, int], Any]:
+        """Values not compacted yet, (series id, time) → value; of two equal keys the later wins."""
+        rows = self._con.execute(
+            "SELECT series_id, time, value FROM recent "
+            "WHERE time >= ? AND time <= ? AND series_id IN (SELECT value FROM json_each(?)) ORDER BY seq",
+            (since_ns, until_ns, ids),
+        )
+        return {(sid, t): v for sid, t, v in rows}
 
     def read(
         self,
@@ -381,60 +409,83 @@ class HistorianStore:
         ``tags`` selects the series that have at least these tags, ``fields`` (empty: all)
         the fields; ``limit`` > 0 keeps the first ``limit`` values.
         """
+        since = _INT64_MIN if since_ns is None else since_ns
+        until = _INT64_MAX if until_ns is None else until_ns
         with self._lock, self._snapshot():
             matching = {s.id: s for s in self._matching(measurement, fields, tags)}
             if not matching:
                 return []
+            ids = _ids(matching)
             sql = (
                 "SELECT series_id, time, value FROM samples "
                 "WHERE series_id IN (SELECT value FROM json_each(?)) AND time >= ? AND time <= ? "
                 "ORDER BY time, series_id"
             )
-            params: list[Any] = [
-                json.dumps(sorted(matching)),
-                -(2**63) if since_ns is None else since_ns,
-                2**63 - 1 if until_ns is None else until_ns,
-            ]
+            params: list[Any] = [ids, since, until]
             if limit > 0:
                 sql += " LIMIT ?"
                 params.append(limit)
-            result = []
-            for sid, time, value in self._con.execute(sql, params):
-                s = matching[sid]
-                result.append(StoredValue(time, s.measurement, s.tags, s.field, _decode(s.family, value)))
-            return result
+            rows: list[tuple[int, int, Any]] = self._con.execute(sql, params).fetchall()
+            recent = self._recent(ids, since, until)
+        if recent:
+            merged = {(sid, t): v for sid, t, v in rows}
+            merged.update(recent)
+            rows = sorted(((sid, t, v) for (sid, t), v in merged.items()), key=lambda r: (r[1], r[0]))
+            if limit > 0:
+                del rows[limit:]
+        result = []
+        for sid, t, value in rows:
+            s = matching[sid]
+            result.append(StoredValue(t, s.measurement, s.tags, s.field, _decode(s.family, value)))
+        return result
 
     def series(self, measurement: str | None = None, *, counts: bool = False) -> list[SeriesInfo]:
         """Every series (of one measurement), by measurement, tags and field, with its last value.
 
-        ``counts=True`` also counts each series' values (reads its rollups and recent samples).
+        ``counts=True`` also counts each series' values (reads its rollups and recent values).
         """
         with self._lock, self._snapshot():
-            self._load_series()
             sql = "SELECT id, measurement, tags, field, family, kind, last_time, last_value, rolled_until FROM series"
             params: tuple[Any, ...] = ()
             if measurement is not None:
                 sql += " WHERE measurement = ?"
                 params = (measurement,)
             rows = self._con.execute(sql + " ORDER BY measurement, tags, field, family", params).fetchall()
+            newest = self._newest_recent()
             result = []
             for sid, meas, tags, field, family, kind, last_time, last_value, rolled_until in rows:
+                if sid in newest and (last_time is None or newest[sid][0] >= last_time):
+                    last_time, last_value = newest[sid]
                 count = self._count(sid, rolled_until) if counts else None
                 last = None if last_value is None else _decode(family, last_value)
                 result.append(SeriesInfo(sid, meas, json.loads(tags), field, kind, last_time, last, count))
             return result
 
+    def _newest_recent(self) -> dict[int, tuple[int, Any]]:
+        newest: dict[int, tuple[int, Any]] = {}
+        rows = self._con.execute(
+            "SELECT r.series_id, r.time, r.value FROM recent r JOIN "
+            "(SELECT series_id, max(time) AS t FROM recent GROUP BY series_id) m "
+            "ON r.series_id = m.series_id AND r.time = m.t ORDER BY r.seq"
+        )
+        for sid, t, value in rows:
+            newest[sid] = (t, value)
+        return newest
+
     def _count(self, sid: int, rolled_until: int | None) -> int:
-        if rolled_until is None:
-            return 0
-        rolled = self._con.execute(
-            "SELECT total(n) FROM rollup_1m WHERE series_id = ? AND minute < ?", (sid, rolled_until)
-        ).fetchone()[0]
-        recent = self._con.execute(
-            "SELECT count(*) FROM samples WHERE series_id = ? AND time >= ?",
-            (sid, max(rolled_until * MINUTE_NS, -(2**63))),
-        ).fetchone()[0]
-        return int(rolled) + int(recent)
+        rolled = 0.0
+        after = _INT64_MIN
+        if rolled_until is not None:
+            rolled = self._con.execute(
+                "SELECT total(n) FROM rollup_1m WHERE series_id = ? AND minute < ?", (sid, rolled_until)
+            ).fetchone()[0]
+            after = max(rolled_until * MINUTE_NS, _INT64_MIN)
+        recent_sql = (
+            "SELECT count(*) FROM (SELECT DISTINCT time FROM recent WHERE series_id = ?1) r "
+            "WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.series_id = ?1 AND s.time = r.time)"
+        )
+        newer = self._con.execute("SELECT count(*) FROM samples WHERE series_id = ? AND time >= ?", (sid, after))
+        return int(rolled) + int(newer.fetchone()[0]) + int(self._con.execute(recent_sql, (sid,)).fetchone()[0])
 
     def range(
         self,
@@ -465,7 +516,8 @@ class HistorianStore:
                 raise HistorianError(f"there is no series with id {series_id} in {self.path}")
             family, rolled_until = row
             plan = plan_buckets(from_ns, to_ns, points, rollups)
-            partials, lasts = query_buckets(self._con, series_id, family == "str", plan, rolled_until)
+            recent = {t: v for (_, t), v in self._recent(_ids([series_id]), from_ns, to_ns).items()}
+            partials, lasts = query_buckets(self._con, series_id, family == "str", plan, rolled_until, recent)
         numeric = family != "str"
         result = []
         for part in partials:
@@ -505,17 +557,22 @@ class HistorianStore:
     def retention_step(self, cutoff_ns: int, max_rows: int = RETENTION_CHUNK) -> int:
         """Delete up to ``max_rows`` values older than ``cutoff_ns`` in one transaction; return how many.
 
-        A series left with no value is removed. Call until it returns 0 (the sink does, with
-        writes in between).
+        Pending values are compacted first. A series left with no value is removed. Call
+        until it returns 0 (the sink does, with writes in between).
         """
         self._check_writable()
         with self._lock:
+            if self._recent_rows:
+                self.compact()
             con = self._con
             con.execute("BEGIN IMMEDIATE")
             emptied: list[_Series] = []
             deleted = 0
             try:
-                self._load_series()
+                self._sync_with_file()
+                if self._recent_rows:  # another writer's values: compact them in this transaction
+                    con.execute("ROLLBACK")
+                    return self.retention_step(cutoff_ns, max_rows)
                 for series in list(self._by_id.values()):
                     if deleted >= max_rows:
                         break
@@ -542,23 +599,16 @@ class HistorianStore:
             (sid, cutoff_ns, budget - 1),
         ).fetchone()
         bound = row[0] if row is not None else cutoff_ns - 1
-        count = con.execute("DELETE FROM samples WHERE series_id = ? AND time <= ?", (sid, bound)).rowcount
+        count: int = con.execute("DELETE FROM samples WHERE series_id = ? AND time <= ?", (sid, bound)).rowcount
         cut_minute = bound // MINUTE_NS
         con.execute("DELETE FROM rollup_1m WHERE series_id = ? AND minute <= ?", (sid, cut_minute))
         if con.execute("SELECT 1 FROM samples WHERE series_id = ? LIMIT 1", (sid,)).fetchone() is None:
-            con.execute("DELETE FROM rollup_1m WHERE series_id = ?", (sid,))
             con.execute("DELETE FROM series WHERE id = ?", (sid,))
             emptied.append(series)
         elif series.rolled_until is not None and cut_minute < series.rolled_until:
             # The minute the bound cuts through keeps its later samples: roll them up again.
-            sql = _ROLLUP_TEXT if series.family == "str" else _ROLLUP_NUMBER
-            con.execute(sql, (sid, *_minute_bounds(cut_minute, cut_minute)))
+            rollup(con, series, cut_minute, cut_minute)
         return count
-
-
-def _minute_bounds(first: int, last: int) -> tuple[int, int]:
-    """First nanosecond of minute ``first`` and last nanosecond of minute ``last``, within 64 bits."""
-    return max(first * MINUTE_NS, -(2**63)), min((last + 1) * MINUTE_NS - 1, 2**63 - 1)
 
 
 class _ReadTransaction:
@@ -576,10 +626,3 @@ class _ReadTransaction:
     def __exit__(self, *exc: object) -> None:
         if self._owner and self._con.in_transaction:
             self._con.execute("COMMIT")
-
-
-def _sample_rows(groups: dict[_Series, list[tuple[int, Value]]]) -> Iterator[tuple[int, int, Value]]:
-    for series, values in groups.items():
-        sid = series.id
-        for time, value in values:
-            yield sid, time, value
