@@ -327,6 +327,12 @@ class MqttConfig(ConnectorConfig):
             return "3.1.1"
         return value
 
+    @field_validator("username", "password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `username: ${MQTT_USER:-}` with the variable unset means: no user name.
+        return None if value == "" else value
+
     @field_validator("broker")
     @classmethod
     def _broker(cls, value: str) -> str:

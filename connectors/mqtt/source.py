@@ -320,6 +320,8 @@ class MqttSource(Source):
 
     def subscribed(self, filters: list[str]) -> None:
         self.status.detail["subscribed"] = filters
+        if filters:
+            self.log.info("subscribed to %s", ", ".join(repr(f) for f in filters))
 
     def messages(self) -> None:
         self._wake.set()

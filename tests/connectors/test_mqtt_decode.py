@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 
 from connectors.mqtt.config import MqttConfig, TopicConfig
 from connectors.mqtt.decode import TopicDecoder, TopicMatcher, excerpt, filter_matches
+from gateway.config import load_config
 from gateway.errors import DecodeError
 from gateway.point import Point
 
@@ -438,3 +440,82 @@ def test_shared_subscription_is_accepted_and_tags_count_from_the_inner_filter() 
 def test_bad_connector_options_are_refused(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         mqtt_config(**overrides)
+
+
+# --- the pilot examples in configs/ decode the payloads their comments show --------------------------
+
+CONFIGS = Path(__file__).parent.parent.parent / "configs"
+
+
+def pilot_decoder(file: str, connector: str, filter_: str) -> TopicDecoder:
+    config = load_config(CONFIGS / file)
+    mqtt = next(c for c in config.connectors if c.name == connector)
+    assert isinstance(mqtt, MqttConfig)
+    topic = next(t for t in mqtt.topics if t.filter == filter_)
+    return TopicDecoder(topic, measurement=mqtt.measurement or mqtt.name, tags=mqtt.tags)
+
+
+def test_energy_meters_example() -> None:
+    panel = pilot_decoder("energy-meters.yaml", "panel-meters", "site/+/energy/+")
+    payload = {
+        "ts": 1714564800250,
+        "P": 15234.5,
+        "E_imp": 123456.7,
+        "E_exp": 0.0,
+        "PF": 0.93,
+        "L": [{"U": 231.2, "I": 21.4}, {"U": 230.8, "I": 22.0}, {"U": 231.5, "I": 20.9}],
+    }
+    [point] = panel.decode("site/hall-2/energy/m-04", orjson.dumps(payload), RECEIVED)
+    assert point.tags == {"site": "werk-1", "hall": "hall-2", "meter": "m-04"}
+    assert point.time == 1714564800250 * 10**6
+    assert point.fields["power_w"] == 15234.5 and point.fields["l3_current_a"] == 20.9 and len(point.fields) == 10
+    clamps = pilot_decoder("energy-meters.yaml", "compressor-clamps", "shellies/+/emeter/+/power")
+    [point] = clamps.decode("shellies/shellyem3-A1B2C3/emeter/2/power", b"1520.30", RECEIVED)
+    assert point == Point(
+        "compressor_energy",
+        {"power_w": 1520.3},
+        {"site": "werk-1", "hall": "hall-1", "device": "shellyem3-A1B2C3", "phase": "2"},
+        RECEIVED,
+    )
+
+
+def test_machine_state_example() -> None:
+    state = pilot_decoder("machine-state.yaml", "imm", "$share/moulding-gateways/plant/+/+/state")
+    payload = {
+        "machine": "imm-07",
+        "timestamp": "2024-05-01T12:00:00.250Z",
+        "state": "PRODUCING",
+        "mode": "AUTO",
+        "order": "FA-24-1187",
+        "cycle": {"count": 18234, "time_s": 31.2},
+        "temperatures": {"barrel": [220.1, 225.4, 230.0], "mold": 45.2, "oil": 41.0},
+        "alarms": 0,
+    }
+    [point] = state.decode("plant/line-2/imm-07/state", orjson.dumps(payload), RECEIVED)
+    assert point == Point(
+        "machine",
+        {
+            "state": "PRODUCING",
+            "mode": "AUTO",
+            "order": "FA-24-1187",
+            "cycle_count": 18234,
+            "cycle_time_s": 31.2,
+            "temperatures_barrel_0": 220.1,
+            "temperatures_barrel_1": 225.4,
+            "temperatures_barrel_2": 230.0,
+            "temperatures_mold": 45.2,
+            "temperatures_oil": 41.0,
+            "alarms": 0,
+        },
+        {"plant": "moulding", "line": "line-2", "machine": "imm-07"},
+        1714564800_250_000_000,
+    )
+    scrap = pilot_decoder("machine-state.yaml", "imm", "$share/moulding-gateways/plant/+/+/scrap")
+    payload2 = {"machine": "imm-07", "entries": [{"t": 1714564800, "reason": "short_shot", "parts": 3}]}
+    [point] = scrap.decode("plant/line-2/imm-07/scrap", orjson.dumps(payload2), RECEIVED)
+    assert (point.tags["reason"], point.tags["machine"], point.fields, point.time) == (
+        "short_shot",
+        "imm-07",
+        {"parts": 3},
+        1714564800 * 10**9,
+    )

@@ -15,8 +15,6 @@ from gateway.runtime import Gateway
 from tests.fixtures.mosquitto import Mosquitto, Publisher, read_history, write_config
 from tests.helpers import async_wait_until
 
-pytestmark = pytest.mark.usefixtures("historian_sink")
-
 BASE_MS = 1_714_564_800_000  # 2024-05-01T12:00:00Z
 
 
