@@ -1,0 +1,1 @@
+"""Benchmarks that print figures (recorded in docs/PERFORMANCE.md); not timed tests."""
