@@ -1,0 +1,136 @@
+"""The OPC UA connector against an independent server: node-opcua (tests/opcua_peer/server.js).
+
+Connect, browse, subscribe, nsu= resolution (the namespace is not at the index a guess
+would give), a Bad status stored as bad and never as a value (PEERS.md 7), source
+timestamps kept (PEERS.md 6), and 600 variables on a server that refuses calls above 100
+operations (PEERS.md 3).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asyncua import Client, ua
+
+from gateway.config import load_config
+from gateway.runtime import Gateway
+from tests.fixtures.opcua import gateway_config, stored
+from tests.helpers import async_wait_until
+
+NS = "urn:peer:node-opcua:press-line"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _ns(value: datetime) -> int:
+    delta = value - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _connector(endpoint: str, nodes: list[dict[str, Any]], **options: Any) -> dict[str, Any]:
+    return {
+        "name": "press-line",
+        "type": "opcua",
+        "endpoint": endpoint,
+        "measurement": "press",
+        "tags": {"line": "B"},
+        "subscription": {"publishing_interval": "200ms", "sampling_interval": "100ms"},
+        "nodes": nodes,
+        **options,
+    }
+
+
+async def test_node_opcua_browse_subscribe_nsu_and_bad_status(node_opcua_server: Any, tmp_path: Path) -> None:
+    server = node_opcua_server(extra_namespaces=2)  # our namespace is at index 4, not 2
+    nodes = [
+        {"node": f"nsu={NS};s=PressLine.Temperature", "field": "melt_temperature"},
+        {"browse": "Objects/PressLine"},  # every variable directly below: field names from browse names
+    ]
+    config = gateway_config(tmp_path, [_connector(server.endpoint(), nodes)])
+    async with Gateway(load_config(config)) as gateway:
+        async with Client(server.endpoint()) as client:
+            assert await client.get_namespace_index(NS) == 4
+            dv = await client.get_node(ua.NodeId("PressLine.Temperature", 4)).read_data_value()
+
+        def landed(field: str, **tags: str) -> list[Any]:
+            return stored(tmp_path, "press", fields=[field], tags=tags)
+
+        # The value an independent client read, at the server's source timestamp.
+        want = (_ns(dv.SourceTimestamp), dv.Value.Value)
+        await async_wait_until(
+            lambda: want in [(v.time, v.value) for v in landed("melt_temperature")],
+            timeout=60,
+            message="the value read by an independent client, at its source time",
+        )
+        for field in ("cycle_counter", "running", "recipe", "zone_temperatures_0", "zone_temperatures_2", "pressure"):
+            await async_wait_until(lambda field=field: landed(field), timeout=30, message=field)
+        assert isinstance(landed("cycle_counter")[0].value, int)
+        assert isinstance(landed("running")[0].value, bool)
+        assert landed("recipe")[0].value == "PP-CAP-28 rev 4"
+        assert all(v.tags == {"line": "B"} for v in landed("melt_temperature"))
+
+        # BrokenSensor is always BadSensorFailure: stored as bad, its value never stored.
+        bad = await async_wait_until(lambda: landed("broken_sensor_status"), timeout=30, message="bad status")
+        assert bad[0].value == "BadSensorFailure"
+        assert bad[0].tags == {"line": "B", "quality": "bad"}
+        assert landed("broken_sensor") == []
+
+        # FlakySensor alternates Good / BadSensorFailure (value 0.0 when bad): both visible,
+        # the bad ones never as good values.
+        await async_wait_until(
+            lambda: len(landed("flaky_sensor_status")) >= 2 and len(landed("flaky_sensor")) >= 2,
+            timeout=30,
+            message="flaky sensor good and bad",
+        )
+        good = landed("flaky_sensor")
+        assert all(v.value > 0 and "quality" not in v.tags for v in good)
+        bad_times = {v.time for v in landed("flaky_sensor_status")}
+        assert not bad_times & {v.time for v in good}
+
+        status = next(s for s in gateway.statuses() if s.name == "press-line")
+        assert status.counters["bad_quality"] >= 3
+        assert status.state.value == "running"
+        assert status.detail["namespaces"] == 5
+
+
+async def test_six_hundred_nodes_on_a_server_that_refuses_more_than_100_per_call(
+    node_opcua_server: Any, tmp_path: Path
+) -> None:
+    server = node_opcua_server(
+        items=600, max_nodes_per_read=100, max_monitored_items_per_call=100, status_file=tmp_path / "peer.json"
+    )
+    # The server really refuses larger calls (what breaks peers: one call with every node).
+    async with Client(server.endpoint()) as client:
+        idx = await client.get_namespace_index(NS)
+        many = [client.get_node(ua.NodeId(f"PressLine.Tags.Tag{i:04d}", idx)) for i in range(150)]
+        with pytest.raises(ua.UaStatusCodeError, match="BadTooManyOperations"):
+            await client.read_values(many)
+
+    subscribed = _connector(server.endpoint(), [{"browse": "Objects/PressLine/Tags", "field_prefix": "t_"}])
+    polled = {
+        **_connector(server.endpoint(), [{"browse": "Objects/PressLine/Tags", "field_prefix": "t_"}]),
+        "name": "press-line-polled",
+        "measurement": "press_polled",
+        "mode": "poll",
+        "poll_interval": "1s",
+    }
+    config = gateway_config(tmp_path, [subscribed, polled])
+    async with Gateway(load_config(config)) as gateway:
+
+        def fields(measurement: str) -> set[str]:
+            return {v.field for v in stored(tmp_path, measurement)}
+
+        await async_wait_until(lambda: len(fields("press")) == 600, timeout=90, message="600 subscribed fields")
+        await async_wait_until(lambda: len(fields("press_polled")) == 600, timeout=90, message="600 polled fields")
+        statuses = {s.name: s for s in gateway.statuses()}
+        assert statuses["press-line"].counters["monitored_items"] == 600
+        assert statuses["press-line"].detail["limits"]["max_monitored_items_per_call"] == 100
+        assert statuses["press-line-polled"].detail["limits"]["max_nodes_per_read"] == 100
+        assert statuses["press-line"].counters.get("failed_items", 0) == 0
+        assert "read_errors" not in statuses["press-line-polled"].counters
+        import json
+
+        peer = json.loads((tmp_path / "peer.json").read_text())
+        assert peer["monitored_items"] == 600 and peer["subscriptions"] == 1 and peer["sessions"] == 2
