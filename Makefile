@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is needed"; exit 1; }
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[test,opcua,influxdb,bench]'
+	$(PYTHON) -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 demo: venv
