@@ -452,27 +452,37 @@ class HistorianStore:
                 params = (measurement,)
             rows = self._con.execute(sql + " ORDER BY measurement, tags, field, family", params).fetchall()
             newest = self._newest_recent()
+            recent_only = self._recent_only_counts() if counts else {}
             result = []
             for sid, meas, tags, field, family, kind, last_time, last_value, rolled_until in rows:
                 if sid in newest and (last_time is None or newest[sid][0] >= last_time):
                     last_time, last_value = newest[sid]
-                count = self._count(sid, rolled_until) if counts else None
+                count = self._count(sid, rolled_until, recent_only.get(sid, 0)) if counts else None
                 last = None if last_value is None else _decode(family, last_value)
                 result.append(SeriesInfo(sid, meas, json.loads(tags), field, kind, last_time, last, count))
             return result
 
     def _newest_recent(self) -> dict[int, tuple[int, Any]]:
+        """Each series' newest value not compacted yet (of two at the same time, the later write)."""
         newest: dict[int, tuple[int, Any]] = {}
         rows = self._con.execute(
-            "SELECT r.series_id, r.time, r.value FROM recent r JOIN "
-            "(SELECT series_id, max(time) AS t FROM recent GROUP BY series_id) m "
-            "ON r.series_id = m.series_id AND r.time = m.t ORDER BY r.seq"
+            "SELECT series_id, time, value FROM recent "
+            "WHERE (series_id, time) IN (SELECT series_id, max(time) FROM recent GROUP BY series_id) ORDER BY seq"
         )
         for sid, t, value in rows:
             newest[sid] = (t, value)
         return newest
 
-    def _count(self, sid: int, rolled_until: int | None) -> int:
+    def _recent_only_counts(self) -> dict[int, int]:
+        """Per series, how many (series, time) in ``recent`` are not in ``samples`` yet."""
+        rows = self._con.execute(
+            "SELECT r.series_id, count(*) FROM (SELECT DISTINCT series_id, time FROM recent) r "
+            "WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.series_id = r.series_id AND s.time = r.time) "
+            "GROUP BY r.series_id"
+        )
+        return dict(rows.fetchall())
+
+    def _count(self, sid: int, rolled_until: int | None, recent_only: int) -> int:
         rolled = 0.0
         after = _INT64_MIN
         if rolled_until is not None:
@@ -480,12 +490,8 @@ class HistorianStore:
                 "SELECT total(n) FROM rollup_1m WHERE series_id = ? AND minute < ?", (sid, rolled_until)
             ).fetchone()[0]
             after = max(rolled_until * MINUTE_NS, _INT64_MIN)
-        recent_sql = (
-            "SELECT count(*) FROM (SELECT DISTINCT time FROM recent WHERE series_id = ?1) r "
-            "WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.series_id = ?1 AND s.time = r.time)"
-        )
         newer = self._con.execute("SELECT count(*) FROM samples WHERE series_id = ? AND time >= ?", (sid, after))
-        return int(rolled) + int(newer.fetchone()[0]) + int(self._con.execute(recent_sql, (sid,)).fetchone()[0])
+        return int(rolled) + int(newer.fetchone()[0]) + recent_only
 
     def range(
         self,
