@@ -239,6 +239,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         cards = build_cards(ctx.latest.all(), ctx.settings.overview, now)
         return {
             "server_time": now,
+            "history": ctx.history is not None,
             "offline_after": ctx.settings.overview.offline_after,
             "group_by": list(ctx.settings.overview.group_by),
             "cards": [card.as_dict(now) for card in cards],

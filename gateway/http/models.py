@@ -103,6 +103,7 @@ class CardOut(BaseModel):
 
 class OverviewOut(BaseModel):
     server_time: float
+    history: bool = Field(description="True when a historian sink stores data for the charts.")
     offline_after: float
     group_by: list[str]
     cards: list[CardOut]

@@ -96,7 +96,9 @@ def _card_identity(entry: SeriesLatest, group_by: list[str]) -> tuple[str, str, 
     if not tags:
         return f"measurement={entry.measurement}", entry.measurement, {}
     card_id = ",".join(f"{key}={value}" for key, value in tags.items())
-    return card_id, list(tags.values())[-1], tags
+    key, value = list(tags.items())[-1]
+    # A machine is named by its own tag; a card of a whole line (meters, sensors) says "line A".
+    return card_id, value if key == group_by[-1] else f"{key} {value}", tags
 
 
 def build_cards(entries: Iterable[SeriesLatest], settings: OverviewSettings, now: float | None = None) -> list[Card]:

@@ -64,6 +64,7 @@ def test_cards_group_by_line_and_machine_with_state_and_offline() -> None:
     assert [(v.label, v.value) for v in cnc.values] == [("rpm", 9000.0), ("value · coolant", 21.5)]
     assert cards["line=B,machine=press-1"].state == "idle"
     energy = cards["line=A"]
+    assert energy.title == "line A"
     assert energy.state == "unknown"  # no state field: data arrives, but nothing says what it does
     assert sorted(v.label for v in energy.values) == ["p · m1", "p · m2"]
     # Nothing new for longer than offline_after: every card is offline, whatever its last state.

@@ -56,6 +56,7 @@ export function showMachine(root, cardId) {
   let range = "1h";
   let window_ = null;       // { from, to } in ms, what is shown
   let refreshTimer = null;
+  let retryTimer = null;
   let groupBy = ["line", "machine"];
   let disposed = false;
 
@@ -85,10 +86,13 @@ export function showMachine(root, cardId) {
     if (disposed) return;
     series = all.filter((s) => belongs(s) && s.id !== null && s.kind !== "str" && typeof s.last_value !== "string");
     if (!series.length) {
-      note.textContent = t("machine.nohistory");
+      // No historian at all, or nothing of this machine stored yet (then look again shortly).
+      note.textContent = t(overview.history ? "machine.waiting" : "machine.nohistory");
       note.hidden = false;
+      if (overview.history) retryTimer = setTimeout(() => load().catch(showError), 3000);
       return;
     }
+    note.hidden = true;
     select(range);
   }
 
@@ -212,10 +216,12 @@ export function showMachine(root, cardId) {
 
   window.addEventListener("resize", onResize);
   const unsubscribe = subscribe("overview", showCurrent);
-  load().catch((e) => { note.textContent = String(e); note.hidden = false; });
+  function showError(e) { note.textContent = String(e); note.hidden = false; }
+  load().catch(showError);
   return () => {
     disposed = true;
     clearInterval(refreshTimer);
+    clearTimeout(retryTimer);
     unsubscribe();
     window.removeEventListener("resize", onResize);
     for (const p of plots) p.plot?.destroy();

@@ -34,6 +34,7 @@ export function showOverview(root) {
     el.href = `#/machine/${encodeURIComponent(card.id)}`;
     el.dataset.lastUpdate = String(card.last_update);
     el.dataset.reported = card.state;
+    el.dataset.hasState = String(card.state_value !== null && card.state_value !== undefined);
     const sub = Object.entries(card.tags).slice(0, -1).map(([k, v]) => `${k} ${v}`).join(" · ");
     const values = card.values.slice(0, MAX_VALUES);
     fill(el,
@@ -63,6 +64,8 @@ export function showOverview(root) {
       const badge = el.querySelector(".badge");
       badge.dataset.state = state;
       badge.textContent = t(`state.${state}`);
+      // Meters and sensors have no state: their card only shows a badge when offline.
+      badge.hidden = state === "unknown" && el.dataset.hasState !== "true";
       el.querySelector(".age").textContent = last > 0 ? t("age.updated", { age: formatAge(age) }) : t("age.never");
     }
   }

@@ -1,0 +1,144 @@
+"""The web page in headless Chromium against a live gateway (real Mosquitto, the MQTT simulator).
+
+Screenshots of each step are saved under ``ARTIFACTS/browser/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from tests.fixtures.browser import screenshot_path
+from tests.http.live import live_gateway
+
+MACHINES = ["line=A,machine=cnc-A1", "line=A,machine=cnc-A2", "line=B,machine=cnc-B1", "line=B,machine=cnc-B2"]
+
+
+def card(card_id: str) -> str:
+    return f'.card[data-id="{card_id}"]'
+
+
+def broker_url(mosquitto: Any) -> str:
+    return f"mqtt://{mosquitto.host}:{mosquitto.port}"
+
+
+async def test_overview_has_a_card_per_machine_and_live_values_change(
+    tmp_path: Path, mosquitto: Any, page_factory: Any
+) -> None:
+    async with live_gateway(tmp_path, broker_url(mosquitto), rate=40) as live:
+        page = await page_factory(locale="en-GB")
+        await page.goto(live.url + "/")
+        for card_id in MACHINES:
+            await page.wait_for_selector(card(card_id))
+        assert await page.locator(".card").count() == len(MACHINES) + 2  # + an energy/temperature card per line
+        cnc = page.locator(card("line=A,machine=cnc-A1"))
+        assert await cnc.locator(".card-title").inner_text() == "cnc-A1"
+        assert await cnc.locator(".badge").inner_text() in {"running", "idle", "alarm"}
+        assert set(await cnc.locator("dt").all_inner_texts()) == {"spindle_rpm", "spindle_load", "parts"}
+        assert "updated" in await cnc.locator(".age").inner_text()
+        # A line's meters and sensors: no state, so no badge (only "offline" would show).
+        line = page.locator(card("line=A"))
+        assert await line.locator(".card-title").inner_text() == "line A"
+        assert await line.locator(".badge").is_hidden()
+        await page.screenshot(path=str(screenshot_path("overview", "en")), full_page=True)
+
+        # The energy meters' power moves with every message: a shown value changes by itself.
+        values = page.locator(card("line=A") + " dd")
+        before = await values.all_inner_texts()
+        await page.wait_for_function(
+            """([selector, before]) => {
+                const now = [...document.querySelectorAll(selector)].map((e) => e.textContent);
+                return now.length > 0 && now.join("|") !== before.join("|");
+            }""",
+            arg=[card("line=A") + " dd", before],
+            timeout=8_000,
+        )
+        # The connections page shows the connector and the sink running, with rates.
+        await page.click("#nav-connections")
+        row = page.locator('#conn-rows tr[data-name="sensors"]')
+        await row.wait_for()
+        await page.wait_for_selector('#conn-rows tr[data-name="local"][data-state="running"]')
+        await page.wait_for_function(
+            "() => document.querySelector('#conn-rows tr[data-name=\"sensors\"]').innerText.includes('/s')"
+        )
+        assert "running" in await row.inner_text()
+        await page.screenshot(path=str(screenshot_path("connections", "en")), full_page=True)
+
+
+async def test_machine_page_draws_a_chart_with_data_and_downloads_csv(
+    tmp_path: Path, mosquitto: Any, page_factory: Any
+) -> None:
+    async with live_gateway(tmp_path, broker_url(mosquitto), rate=60) as live:
+        page = await page_factory(locale="en-GB")
+        await page.goto(live.url + "/")
+        await page.click(card("line=A,machine=cnc-A1"))
+        await page.wait_for_url("**/#/machine/*")
+        chart = page.locator('.chart:has(h3:text-is("spindle_rpm"))')
+        await chart.locator("canvas").wait_for()
+        # The 1 h chart has buckets (it refreshes while new data lands).
+        await page.wait_for_function(
+            """() => [...document.querySelectorAll('.chart')].some((c) => Number(c.dataset.points) > 0)"""
+        )
+        assert await page.locator('[data-range="1h"]').get_attribute("aria-pressed") == "true"
+        await page.click('[data-range="15m"]')
+        assert await page.locator('[data-range="15m"]').get_attribute("aria-pressed") == "true"
+        await page.wait_for_function("() => Number(document.querySelector('.chart').dataset.points) > 0")
+        # Hover: the legend shows the value under the cursor.
+        box = await chart.locator(".u-over").bounding_box()
+        assert box is not None
+        await page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+        await page.mouse.move(box["x"] + box["width"] * 0.999, box["y"] + box["height"] / 2, steps=5)
+        legend = chart.locator(".u-legend .u-series")
+        await page.wait_for_function(
+            "(el) => el.querySelector('.u-series:first-child .u-value').textContent.includes(':')",
+            arg=await chart.locator(".u-legend").element_handle(),
+            timeout=5_000,
+        )
+        assert any(ch.isdigit() for ch in await legend.nth(1).locator(".u-value").inner_text())  # the value
+        await page.screenshot(path=str(screenshot_path("machine", "en")), full_page=True)
+
+        # CSV of what is shown: one row per bucket of every chart.
+        shown = await page.evaluate(
+            "() => [...document.querySelectorAll('.chart')].reduce((n, c) => n + Number(c.dataset.points || 0), 0)"
+        )
+        async with page.expect_download() as download_info:
+            await page.click("#csv")
+        download = await download_info.value
+        rows = list(csv.DictReader(io.StringIO(Path(await download.path()).read_text())))
+        assert download.suggested_filename.startswith("cnc-A1-") and download.suggested_filename.endswith(".csv")
+        assert len(rows) == shown
+        assert {row["field"] for row in rows} >= {"spindle_rpm"}
+        assert all(row["tags"] == "line=A;machine=cnc-A1" for row in rows)
+
+
+async def test_language_follows_the_browser_and_the_switch_changes_it(
+    tmp_path: Path, mosquitto: Any, page_factory: Any
+) -> None:
+    async with live_gateway(tmp_path, broker_url(mosquitto), rate=20) as live:
+        italian = await page_factory(locale="it-IT")
+        await italian.goto(live.url + "/")
+        await italian.wait_for_selector(card(MACHINES[0]))
+        assert await italian.locator("html").get_attribute("lang") == "it"
+        assert await italian.locator("#nav-overview").inner_text() == "Panoramica"
+        assert await italian.locator("h1").inner_text() == "Macchine"
+        assert "aggiornata" in await italian.locator(card(MACHINES[0]) + " .age").inner_text()
+        assert await italian.locator(card(MACHINES[0]) + " .badge").inner_text() in {"in lavoro", "ferma", "allarme"}
+        await italian.screenshot(path=str(screenshot_path("overview", "it")), full_page=True)
+
+        await italian.click("#lang-en")
+        assert await italian.locator("#nav-overview").inner_text() == "Overview"
+        assert await italian.locator("h1").inner_text() == "Machines"
+        await italian.wait_for_selector(card(MACHINES[0]) + " .age:text-matches('updated')")
+        assert await italian.locator("#lang-en").get_attribute("aria-pressed") == "true"
+        await italian.reload()  # the choice is remembered
+        await italian.wait_for_selector(card(MACHINES[0]))
+        assert await italian.locator("#nav-connections").inner_text() == "Connections"
+
+        english = await page_factory(locale="en-US")
+        await english.goto(live.url + "/#/connections")
+        await english.wait_for_selector("#conn-rows tr")
+        assert await english.locator("h1").inner_text() == "Connections"
+        await english.click("#lang-it")
+        assert await english.locator("h1").inner_text() == "Connessioni"
