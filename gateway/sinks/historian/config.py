@@ -46,7 +46,8 @@ class HistorianConfig(SinkConfig):
     flush_interval: Duration = Field(
         default=0.25,
         description="Longest time a point waits for its batch to fill. Longer means fewer, larger "
-        "transactions (less disk wear with many series), shorter means quicker acknowledgements.",
+        "transactions (fewer disk writes), shorter means quicker acknowledgements (MQTT QoS 1/2 "
+        "messages are acknowledged once stored).",
     )
 
     @field_validator("retention")
