@@ -52,7 +52,7 @@ class GatewayConfig(StrictModel):
         _unique_names("sinks", self.sinks)
         _unique_names("connectors", self.connectors)
         if self.connectors and not self.sinks:
-            raise ValueError("connectors are configured but no sinks: add at least one sink")
+            raise _RefError((), _NO_SINKS)
         known = {sink.name for sink in self.sinks}
         for index, connector in enumerate(self.connectors):
             for name in connector.sinks or ():
@@ -63,6 +63,9 @@ class GatewayConfig(StrictModel):
                         + (f"; defined sinks: {', '.join(sorted(known))}" if known else ""),
                     )
         return self
+
+
+_NO_SINKS = "connectors are configured but no sinks: add at least one sink"
 
 
 class _RefError(ValueError):
@@ -124,9 +127,13 @@ class _Document:
         self.locations: dict[Loc, tuple[str, int]] = {}
         self.problems: list[ConfigProblem] = []
         self.masked: list[str] = []
+        # Problems at a key path, kept as (loc, file, line, message) until the files are merged
+        # (a list item's index in a second file moves when the lists are concatenated).
+        self.keyed: list[tuple[Loc, str, int, str]] = []
+        self.unresolved: list[Loc] = []  # values with an environment variable that is not set
 
 
-def _interpolate(text: str, file: str, line: int, key: str, problems: list[ConfigProblem]) -> str:
+def _interpolate(text: str, file: str, line: int, loc: Loc, doc: _Document) -> str:
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$${":
             return "${"
@@ -134,15 +141,11 @@ def _interpolate(text: str, file: str, line: int, key: str, problems: list[Confi
         value = os.environ.get(name)
         if value is None:  # ${VAR:-default} also applies the default to an empty variable
             if default is None:
-                problems.append(
-                    ConfigProblem(
-                        file,
-                        line,
-                        key,
-                        f"environment variable {name} is not set "
-                        f"(set it, or write ${{{name}:-default}} to give a default)",
-                    )
+                message = (
+                    f"environment variable {name} is not set (set it, or write ${{{name}:-default}} to give a default)"
                 )
+                doc.keyed.append((loc, file, line, message))
+                doc.unresolved.append(loc)
                 return ""
             return default
         if value == "" and default is not None:
@@ -205,16 +208,14 @@ def _construct(node: yaml.Node, loc: Loc, file: str, doc: _Document, loader: yam
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str | int | float | bool) or key is None:
-                doc.problems.append(
-                    ConfigProblem(file, key_node.start_mark.line + 1, format_loc(loc), "keys must be text")
-                )
+                doc.keyed.append((loc, file, key_node.start_mark.line + 1, "keys must be text"))
                 continue
             if key in result:
-                doc.problems.append(
-                    ConfigProblem(
+                doc.keyed.append(
+                    (
+                        (*loc, str(key)),
                         file,
                         key_node.start_mark.line + 1,
-                        format_loc((*loc, str(key))),
                         f"key {key!r} appears twice in the same mapping",
                     )
                 )
@@ -228,14 +229,27 @@ def _construct(node: yaml.Node, loc: Loc, file: str, doc: _Document, loader: yam
     if isinstance(value, str) and "__gwenv" in value:
         value = _ENV_MASKED.sub(lambda m: doc.masked[int(m.group(1))], value)
     if isinstance(value, str) and "$" in value:
-        substituted = _interpolate(value, file, line, format_loc(loc), doc.problems)
+        substituted = _interpolate(value, file, line, loc, doc)
         if substituted != value and isinstance(node, yaml.ScalarNode) and node.style is None:
-            # A plain scalar keeps YAML typing after substitution: `qos: ${QOS:-1}` is the int 1.
-            tag = loader.resolve(yaml.ScalarNode, substituted, (True, False))  # type: ignore[no-untyped-call]
-            if tag != "tag:yaml.org,2002:str" and substituted:
-                return loader.construct_object(yaml.ScalarNode(tag, substituted), deep=True)
+            return _typed(substituted, loader)
         return substituted
     return value
+
+
+def _typed(text: str, loader: yaml.SafeLoader) -> Any:
+    """A plain scalar after substitution: a number written plainly becomes a number.
+
+    ``qos: ${QOS:-1}`` is the int 1, as if ``1`` were written there. Only numbers written the
+    way Python writes them are converted, so that ``password: ${PW}`` with PW=0123 stays the
+    text "0123" (YAML would read 83), and true/yes/null stay text (the config models read
+    true/false themselves where they expect a boolean). Text fields take numbers as their text.
+    """
+    tag = loader.resolve(yaml.ScalarNode, text, (True, False))  # type: ignore[no-untyped-call]
+    if tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+        number = loader.construct_object(yaml.ScalarNode(tag, text), deep=True)
+        if isinstance(number, int | float) and repr(number) == text:
+            return number
+    return text
 
 
 def _merge(documents: Sequence[_Document]) -> _Document:
@@ -263,10 +277,18 @@ def _merge(documents: Sequence[_Document]) -> _Document:
             if key == "gateway":
                 owner_of_gateway = doc.locations.get((key,), ("?", 0))[0]
         for loc, where in doc.locations.items():
-            if loc and loc[0] in shifts and len(loc) > 1 and isinstance(loc[1], int):
-                loc = (loc[0], loc[1] + shifts[loc[0]], *loc[2:])
-            merged.locations.setdefault(loc, where)
+            merged.locations.setdefault(_shift(loc, shifts), where)
+        for loc, file, line, message in doc.keyed:
+            merged.problems.append(ConfigProblem(file, line, format_loc(_shift(loc, shifts)), message))
+        merged.unresolved.extend(_shift(loc, shifts) for loc in doc.unresolved)
     return merged
+
+
+def _shift(loc: Loc, shifts: dict[str, int]) -> Loc:
+    """A key path of a second file, with its list indexes moved past the earlier files' items."""
+    if len(loc) > 1 and loc[0] in shifts and isinstance(loc[1], int):
+        return (loc[0], loc[1] + shifts[str(loc[0])], *loc[2:])
+    return loc
 
 
 def _config_files(path: Path) -> list[Path]:
@@ -350,13 +372,32 @@ def _unwrap(annotation: Any, value: Any) -> Any:
             return annotation
 
 
+def _allowed_keys(model: type[BaseModel], data: Any, loc: Loc) -> list[str]:
+    parent = _model_at(model, data, loc)
+    return sorted(parent.model_fields) if parent else []
+
+
+def _misspelled(errors: list[tuple[ErrorDetails, Loc]], model: type[BaseModel], data: Any) -> set[Loc]:
+    """Required keys reported missing because they were misspelled (``brokr:`` for ``broker:``).
+
+    The unknown key's "did you mean" says it all; "required key 'broker' is missing" would be a
+    second line for one mistake.
+    """
+    found = set()
+    for error, loc in errors:
+        if error["type"] == "extra_forbidden" and loc:
+            hint = difflib.get_close_matches(str(loc[-1]), _allowed_keys(model, data, loc[:-1]), n=1)
+            if hint:
+                found.add((*loc[:-1], hint[0]))
+    return found
+
+
 def _message(error: ErrorDetails, model: type[BaseModel], data: Any, loc: Loc) -> tuple[Loc, str]:
     kind = error["type"]
     ctx = error.get("ctx") or {}
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        parent = _model_at(model, data, loc[:-1])
-        allowed = sorted(parent.model_fields) if parent else []
+        allowed = _allowed_keys(model, data, loc[:-1])
         hint = difflib.get_close_matches(key, allowed, n=1)
         if hint:
             return loc, f"unknown key {key!r} (did you mean {hint[0]!r}?)"
@@ -385,20 +426,70 @@ def validate_data(
     """Validate plain data (as read from YAML); raise ConfigError with every problem found."""
     model = config_model()
     locations = locations or {}
+    references = _reference_problems(data)  # checked on the plain data, so they come with every other problem
+    found = list(references)
+    config: GatewayConfig | None = None
     try:
-        return model.model_validate(data)
+        config = model.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False):
-            loc = _data_loc(data, tuple(error["loc"]))
+        errors = [(error, _data_loc(data, tuple(error["loc"]))) for error in exc.errors(include_url=False)]
+        misspelled = _misspelled(errors, model, data)
+        for error, loc in errors:
+            if error["type"] == "missing" and loc in misspelled:
+                continue
             ref = _find_ref_error(error)
             if ref is not None:
-                loc, message = ref.loc, str(ref)
-            else:
-                loc, message = _message(error, model, data, loc)
+                if not references:  # (the model's own check; the plain-data check already has it)
+                    found.append((ref.loc, str(ref)))
+                continue
+            found.append(_message(error, model, data, loc))
+    if found:
+        problems = []
+        for loc, message in found:
             file, line = _locate(locations, loc, default_file)
             problems.append(ConfigProblem(file, line, format_loc(loc), message))
-        raise ConfigError(problems) from None
+        raise ConfigError(problems)
+    assert config is not None
+    return config
+
+
+def _reference_problems(data: dict[str, Any]) -> list[tuple[Loc, str]]:
+    """Names used twice, connectors naming sinks that do not exist, connectors without sinks."""
+    found: list[tuple[Loc, str]] = []
+    names: dict[str, dict[str, int]] = {}
+    for section in ("sinks", "connectors"):
+        seen = names[section] = {}
+        items = data.get(section)
+        for index, item in enumerate(items if isinstance(items, list) else []):
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str | int | float) and not isinstance(name, bool):
+                if str(name) in seen:
+                    found.append(
+                        (
+                            (section, index, "name"),
+                            f"name {str(name)!r} is already used by {section}[{seen[str(name)]}]; names must be unique",
+                        )
+                    )
+                else:
+                    seen[str(name)] = index
+    connectors = data.get("connectors")
+    if not isinstance(connectors, list):
+        return found
+    if connectors and not data.get("sinks"):
+        found.append(((), _NO_SINKS))
+    known = names["sinks"]
+    for index, item in enumerate(connectors):
+        wanted = item.get("sinks") if isinstance(item, dict) else None
+        for position, name in enumerate(wanted if isinstance(wanted, list) else []):
+            if isinstance(name, str) and name not in known and data.get("sinks"):
+                found.append(
+                    (
+                        ("connectors", index, "sinks", position),
+                        f"sink {name!r} is not defined"
+                        + (f"; defined sinks: {', '.join(sorted(known))}" if known else ""),
+                    )
+                )
+    return found
 
 
 def _find_ref_error(error: ErrorDetails) -> _RefError | None:
@@ -414,6 +505,10 @@ def _locate(locations: dict[Loc, tuple[str, int]], loc: Loc, default_file: str) 
     return default_file, None
 
 
+def _within(key: str, parent: str) -> bool:
+    return key == parent or key.startswith((parent + ".", parent + "["))
+
+
 def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
     """Read and validate a config file or a folder of them; raise ConfigError listing every problem."""
     path = Path(path)
@@ -424,7 +519,9 @@ def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
     try:
         config = validate_data(merged.data, merged.locations, first_file)
     except ConfigError as exc:
-        problems.extend(exc.problems)
+        # A value whose environment variable is not set was already reported as such.
+        unresolved = [format_loc(loc) for loc in merged.unresolved]
+        problems.extend(p for p in exc.problems if not any(_within(p.key, key) for key in unresolved))
         config = None
     if problems:
         problems.sort(key=lambda p: (p.file, p.line or 0))

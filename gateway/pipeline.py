@@ -17,6 +17,7 @@ What each sink error means here (the sink says what to do next):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -58,9 +59,9 @@ class Backoff:
     attempt: int = 0
 
     def next_delay(self) -> float:
-        delay = min(self.cap, self.initial * 2**self.attempt)
+        delay = self.initial * 2 ** min(self.attempt, 62) * random.uniform(0.8, 1.2)
         self.attempt += 1
-        return float(delay * random.uniform(0.8, 1.2))
+        return float(min(self.cap, delay))
 
     def reset(self) -> None:
         self.attempt = 0
@@ -107,7 +108,9 @@ class SinkRunner:
     #: Delay between retries while the store refuses the credentials.
     UNAUTHORIZED_RETRY = 30.0
 
-    def __init__(self, sink: Sink, policy: BatchPolicy, *, max_pending: int | None = None) -> None:
+    def __init__(
+        self, sink: Sink, policy: BatchPolicy, *, max_pending: int | None = None, backoff: Backoff | None = None
+    ) -> None:
         self.sink = sink
         self.status = sink.status
         self.log: logging.LoggerAdapter[logging.Logger] = sink.log
@@ -120,8 +123,9 @@ class SinkRunner:
         self._space = asyncio.Event()
         self._space.set()
         self._closing = False
+        self._drain_requested = asyncio.Event()
         self._deadline = float("inf")
-        self._backoff = Backoff()
+        self._backoff = backoff or Backoff()
         for counter in ("points_written", "points_rejected", "write_errors", "batches_written"):
             self.status.counters.setdefault(counter, 0)
 
@@ -141,6 +145,25 @@ class SinkRunner:
     async def run(self) -> None:
         """Write batches until drained and closed."""
         self.status.set_state(State.RUNNING)
+        try:
+            await self._run()
+        except asyncio.CancelledError:
+            # Cancelled by the runtime when a write outlived the shutdown deadline.
+            if self._pending:
+                self._lost(self._pending)
+                self._queue.clear()
+                self._pending = 0
+            raise
+
+    def _lost(self, count: int) -> None:
+        self.status.count("points_lost_on_shutdown", count)
+        self.log.error(
+            "stopping with %d points not stored: the store did not accept them in time "
+            "(MQTT QoS 1/2 messages among them were not acknowledged and will be redelivered)",
+            count,
+        )
+
+    async def _run(self) -> None:
         while True:
             if not self._queue:
                 if self._closing:
@@ -156,12 +179,7 @@ class SinkRunner:
             self.status.detail["pending_points"] = self._pending
             self._space.set()
             if not stored:
-                self.status.count("points_lost_on_shutdown", count)
-                self.log.error(
-                    "stopping with %d points not stored: the store did not accept them in time "
-                    "(MQTT QoS 1/2 messages among them were not acknowledged and will be redelivered)",
-                    count,
-                )
+                self._lost(count)
                 continue
             for item in items:
                 item.done()
@@ -198,11 +216,15 @@ class SinkRunner:
         if not chunk:
             return True
         while True:
+            if time.monotonic() > self._deadline:
+                return False  # stopping, and the time to flush is over
             try:
                 started = time.perf_counter()
                 await self.sink.write(chunk)
             except SinkRejected as exc:
                 self.status.count("points_rejected", exc.rejected)
+                self.status.count("points_written", max(0, len(chunk) - exc.rejected))  # the rest was stored
+                self.status.count("batches_written")
                 self.status.record_error(str(exc))
                 self.log.error("the store rejected %d points, dropped: %s", exc.rejected, exc)
                 self._backoff.reset()
@@ -241,16 +263,18 @@ class SinkRunner:
         self.status.detail["retry_in_seconds"] = round(delay, 3)
 
     async def _sleep(self, delay: float) -> None:
+        """Wait before a retry; a stop (drain) cuts the wait short for one more try right away."""
         self._wakeup.clear()
-        end = time.monotonic() + delay
-        while (remaining := end - time.monotonic()) > 0:
-            await asyncio.sleep(min(remaining, 0.5))
-            if time.monotonic() > self._deadline:
-                return
+        if self._closing:
+            await asyncio.sleep(delay)  # (the caller checked that the retry comes before the deadline)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drain_requested.wait(), delay)
 
     async def drain(self, deadline: float) -> None:
         """Stop accepting waits, write what is queued until ``deadline`` (monotonic), then return."""
         self._closing = True
+        self._drain_requested.set()
         self._deadline = deadline
         self._wakeup.set()
         self._space.set()

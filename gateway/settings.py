@@ -26,9 +26,13 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class StrictModel(BaseModel):
-    """Base of every config model: unknown keys are errors (a typo must not pass silently)."""
+    """Base of every config model: unknown keys are errors (a typo must not pass silently).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    A number written where text is expected is taken as its text (``tags: {line: 1}``,
+    ``password: ${PW}`` with PW=123456).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 class ComponentConfig(StrictModel):

@@ -6,6 +6,7 @@ number too (seconds, bytes), and both document their syntax in the JSON Schema.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -13,6 +14,7 @@ from pydantic import BeforeValidator, Field, WithJsonSchema
 
 __all__ = ["Duration", "Size", "format_duration", "parse_duration", "parse_size"]
 
+_NUMBER = re.compile(r"\s*\d+(?:\.\d+)?\s*")
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(ns|us|µs|ms|s|m|h|d|w)\s*")
 _DURATION_UNITS = {
     "ns": 1e-9,
@@ -40,16 +42,29 @@ _SIZE_UNITS = {
 }
 
 
+def _not_a_duration(value: Any) -> ValueError:
+    # ValueError, not TypeError, for every wrong input: pydantic reports only ValueError as a config problem.
+    return ValueError(f"{value!r:.40} is not a duration: write a number and a unit, e.g. 500ms, 10s, 5m, 30d")
+
+
+def _not_a_size(value: Any) -> ValueError:
+    return ValueError(f"{value!r:.40} is not a size: write a number and a unit, e.g. 512MiB, 1GiB, 100MB")
+
+
 def parse_duration(value: Any) -> float:
     """``"1m30s"``, ``"500ms"``, ``"30d"`` or a number of seconds → seconds."""
     if isinstance(value, bool):
-        raise TypeError("expected a duration such as 500ms, 10s, 5m or 30d")
+        raise _not_a_duration(value)
+    if isinstance(value, str) and _NUMBER.fullmatch(value):
+        value = float(value)  # "90" (quoted, or from an environment variable) is seconds, like 90
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise _not_a_duration(value)
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
     if not isinstance(value, str):
-        raise TypeError("expected a duration such as 500ms, 10s, 5m or 30d")
+        raise _not_a_duration(value)
     text = value.strip()
     pos = 0
     total = 0.0
@@ -69,7 +84,7 @@ def parse_duration(value: Any) -> float:
 def parse_size(value: Any) -> int:
     """``"512MiB"``, ``"1GB"``, or a number of bytes → bytes."""
     if isinstance(value, bool):
-        raise TypeError("expected a size such as 512MiB or 1GiB")
+        raise _not_a_size(value)
     if isinstance(value, int):
         if value < 0:
             raise ValueError("a size cannot be negative")
@@ -103,7 +118,7 @@ Duration = Annotated[
     WithJsonSchema(
         {
             "anyOf": [
-                {"type": "string", "pattern": r"^(\s*\d+(\.\d+)?\s*(ns|us|µs|ms|s|m|h|d|w)\s*)+$"},
+                {"type": "string", "pattern": r"^(\s*\d+(\.\d+)?\s*(ns|us|µs|ms|s|m|h|d|w)\s*)+$|^\s*\d+(\.\d+)?\s*$"},
                 {"type": "number", "minimum": 0},
             ],
             "description": "A duration: 500ms, 10s, 5m, 2h, 30d (or a number of seconds).",

@@ -1,0 +1,296 @@
+"""The supervisor with fake connectors and sinks registered for the test: isolation and restart
+with capped backoff, stop order, nothing pending lost on a clean stop, the shutdown deadline
+with a store that is down, and SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import pytest
+from pydantic import BaseModel
+
+from gateway import registry, runtime
+from gateway.component import Emit, RuntimeContext, Sink, Source, State
+from gateway.config import config_model, validate_data
+from gateway.errors import SinkUnavailable, SourceError
+from gateway.pipeline import Backoff
+from gateway.point import Point
+from gateway.runtime import Gateway, run_gateway
+from gateway.settings import ConnectorConfig, SinkConfig
+from tests.helpers import async_wait_until
+
+EVENTS: list[tuple[Any, ...]] = []
+SOURCES: dict[str, FakeSource] = {}
+SINKS: dict[str, FakeSink] = {}
+
+
+class FakeSourceConfig(ConnectorConfig):
+    type: Literal["fake"]
+    mode: Literal["stream", "fail", "quit"] = "stream"
+    interval: float = 0.005  # between batches of one point
+
+
+class FakeSinkConfig(SinkConfig):
+    type: Literal["fakesink"]
+    down: bool = False
+
+
+class FakeSource(Source):
+    """stream: one point per interval until stopped (then one last point); fail: raises at once;
+    quit: returns at once without being asked to stop."""
+
+    def __init__(self, config: FakeSourceConfig, context: RuntimeContext) -> None:
+        super().__init__(config.name, "fake", context)
+        self.config = config
+        self.stop_requested = asyncio.Event()
+        self.emitted: list[Point] = []
+        self.acked: list[int] = []
+        self.runs = 0
+        SOURCES[config.name] = self
+
+    async def run(self, emit: Emit) -> None:
+        self.runs += 1
+        if self.config.mode == "fail":
+            raise SourceError(f"cannot connect to opc.tcp://10.0.0.20:4840 (attempt {self.runs})")
+        if self.config.mode == "quit":
+            return
+        self.status.set_state(State.RUNNING)
+        while not self.stop_requested.is_set():
+            await self._emit_one(emit)
+            try:
+                await asyncio.wait_for(self.stop_requested.wait(), self.config.interval)
+            except TimeoutError:
+                pass
+        await self._emit_one(emit)  # what it still held
+        EVENTS.append(("returned", self.name))
+
+    async def _emit_one(self, emit: Emit) -> None:
+        seq = len(self.emitted)
+        point = Point("m", {"seq": seq}, {"source": self.name}, 1_700_000_000_000_000_000 + seq)
+        self.emitted.append(point)
+        await emit([point], lambda: self._ack(seq))
+
+    def _ack(self, seq: int) -> None:
+        self.acked.append(seq)
+        EVENTS.append(("acked", self.name, seq))
+
+    def request_stop(self) -> None:
+        EVENTS.append(("request_stop", self.name))
+        self.stop_requested.set()
+
+    async def aclose(self) -> None:
+        EVENTS.append(("aclose", self.name))
+
+
+class FakeSink(Sink):
+    def __init__(self, config: FakeSinkConfig, context: RuntimeContext) -> None:
+        super().__init__(config.name, "fakesink", context)
+        self.config = config
+        self.stored: list[Point] = []
+        SINKS[config.name] = self
+
+    async def write(self, points: Sequence[Point]) -> None:
+        if self.config.down:
+            raise SinkUnavailable("connection refused by the store")
+        self.stored.extend(points)
+        EVENTS.append(("written", self.name, [p.fields["seq"] for p in points]))
+
+    async def close(self) -> None:
+        EVENTS.append(("sink_close", self.name))
+
+
+def _source(config: BaseModel, context: RuntimeContext) -> Source:
+    assert isinstance(config, FakeSourceConfig)
+    return FakeSource(config, context)
+
+
+def _sink(config: BaseModel, context: RuntimeContext) -> Sink:
+    assert isinstance(config, FakeSinkConfig)
+    return FakeSink(config, context)
+
+
+@pytest.fixture(autouse=True)
+def fake_types(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    registry.component_types("sink")  # load the real plug-ins first
+    monkeypatch.setitem(
+        registry._registry,
+        ("connector", "fake"),
+        registry.ComponentType("connector", "fake", FakeSourceConfig, _source),
+    )
+    monkeypatch.setitem(
+        registry._registry, ("sink", "fakesink"), registry.ComponentType("sink", "fakesink", FakeSinkConfig, _sink)
+    )
+    config_model.cache_clear()
+    EVENTS.clear()
+    SOURCES.clear()
+    SINKS.clear()
+    yield
+    config_model.cache_clear()
+
+
+class RecordingBackoff(Backoff):
+    """The supervisor's backoff, 20x faster (cap 300x lower), recording every delay."""
+
+    delays: ClassVar[list[float]] = []
+
+    def __init__(self, initial: float, cap: float) -> None:
+        super().__init__(initial=initial / 20, cap=cap / 300)
+
+    def next_delay(self) -> float:
+        delay = super().next_delay()
+        RecordingBackoff.delays.append(delay)
+        return delay
+
+
+def make_config(
+    tmp_path: Path, sinks: list[dict[str, Any]], connectors: list[dict[str, Any]], timeout: str = "10s"
+) -> Any:
+    return validate_data(
+        {
+            "gateway": {
+                "name": "test",
+                "data_dir": str(tmp_path),
+                "http": {"enabled": False},
+                "shutdown_timeout": timeout,
+            },
+            "sinks": [{"type": "fakesink", "flush_interval": "10ms", **s} for s in sinks],
+            "connectors": [{"type": "fake", **c} for c in connectors],
+        }
+    )
+
+
+# --- isolation and restart -------------------------------------------------------------------------
+
+
+async def test_a_failing_connector_is_restarted_with_capped_backoff_while_another_delivers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    RecordingBackoff.delays = []
+    monkeypatch.setattr(runtime, "Backoff", RecordingBackoff)
+    config = make_config(tmp_path, [{"name": "store"}], [{"name": "bad", "mode": "fail"}, {"name": "good"}])
+    async with Gateway(config) as gw:
+        bad, good = SOURCES["bad"], SOURCES["good"]
+        store = SINKS["store"]
+        await async_wait_until(lambda: bad.runs >= 3, timeout=20)
+        stored_then = len(store.stored)
+        await async_wait_until(lambda: bad.runs >= 6, timeout=20)
+        assert len(store.stored) > stored_then, "the healthy connector must go on delivering"
+        assert bad.status.counters["restarts"] >= 5
+        assert bad.status.last_error is not None and "cannot connect" in bad.status.last_error
+        assert bad.status.state in (State.BACKOFF, State.STARTING)
+        assert good.status.state is State.RUNNING
+        assert gw.statuses()  # both connectors and the sink report
+    delays = RecordingBackoff.delays
+    assert len(delays) >= 5
+    initial, cap = 1.0 / 20, 60.0 / 300
+    assert 0.8 * initial <= delays[0] <= 1.2 * initial
+    assert delays[1] > delays[0]  # exponential: 50 ms, 100 ms, then the 200 ms cap
+    assert all(delay <= cap for delay in delays)
+    assert delays[4] >= 0.8 * cap
+    failures = [r for r in caplog.records if "failed: cannot connect" in r.getMessage()]
+    assert len(failures) >= 5
+    assert all(getattr(r, "component", "") == "connector=bad" for r in failures)
+    assert "restarting in" in failures[0].getMessage()
+
+
+async def test_a_connector_that_stops_by_itself_is_restarted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    RecordingBackoff.delays = []
+    monkeypatch.setattr(runtime, "Backoff", RecordingBackoff)
+    config = make_config(tmp_path, [{"name": "store"}], [{"name": "quitter", "mode": "quit"}])
+    async with Gateway(config):
+        await async_wait_until(lambda: SOURCES["quitter"].runs >= 3, timeout=20)
+        assert SOURCES["quitter"].status.last_error == "the connector stopped by itself"
+
+
+async def test_points_go_only_to_the_sinks_a_connector_names(tmp_path: Path) -> None:
+    config = make_config(
+        tmp_path,
+        [{"name": "a"}, {"name": "b"}],
+        [{"name": "to-a", "sinks": ["a"]}, {"name": "to-all"}],
+    )
+    async with Gateway(config):
+        await async_wait_until(lambda: len(SINKS["b"].stored) >= 3, timeout=20)
+    assert {p.tags["source"] for p in SINKS["a"].stored} == {"to-a", "to-all"}
+    assert {p.tags["source"] for p in SINKS["b"].stored} == {"to-all"}
+
+
+# --- stopping ----------------------------------------------------------------------------------------
+
+
+async def test_a_clean_stop_loses_nothing_and_keeps_the_stop_order(tmp_path: Path) -> None:
+    config = make_config(tmp_path, [{"name": "one"}, {"name": "two"}], [{"name": "src"}])
+    async with Gateway(config) as gw:
+        await async_wait_until(lambda: len(SINKS["two"].stored) >= 20, timeout=20)
+        gw.request_stop()
+    source = SOURCES["src"]
+    # Everything emitted before and during the stop is stored in both sinks and acknowledged once.
+    assert SINKS["one"].stored == source.emitted
+    assert SINKS["two"].stored == source.emitted
+    assert source.acked == list(range(len(source.emitted)))
+    # Order: stop requested → the source returns (after its last batch) → that batch is written
+    # to every sink → acknowledged → the connection closes → the sinks close.
+    kinds = [event[0] for event in EVENTS]
+    last = len(source.emitted) - 1
+    stop = kinds.index("request_stop")
+    returned = kinds.index("returned")
+    last_writes = [i for i, e in enumerate(EVENTS) if e[0] == "written" and last in e[2]]
+    last_ack = EVENTS.index(("acked", "src", last))
+    aclose = EVENTS.index(("aclose", "src"))
+    sink_closes = [i for i, e in enumerate(EVENTS) if e[0] == "sink_close"]
+    assert stop < returned < min(last_writes)
+    assert max(last_writes) < last_ack < aclose < min(sink_closes)
+    assert len(sink_closes) == 2
+    assert source.status.state is State.STOPPED
+    assert all(sink.status.state is State.STOPPED for sink in SINKS.values())
+
+
+async def test_a_store_that_is_down_at_shutdown_is_given_up_at_the_deadline(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = make_config(tmp_path, [{"name": "down", "down": True}], [{"name": "src", "interval": 0.05}], timeout="1s")
+    gw = Gateway(config)
+    await gw.__aenter__()
+    await async_wait_until(lambda: gw.routes["down"].status.state is State.BACKOFF, timeout=20)
+    started = time.monotonic()
+    await gw.__aexit__(None, None, None)
+    took = time.monotonic() - started
+    assert took < 1.0 + 5.0, f"the stop took {took:.1f}s with a 1s shutdown_timeout"
+    source = SOURCES["src"]
+    assert source.acked == []  # nothing stored, so nothing acknowledged (MQTT redelivers)
+    counters = gw.routes["down"].status.counters
+    assert counters["points_lost_on_shutdown"] == len(source.emitted)
+    assert counters["points_written"] == 0
+    assert any("points not stored" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_sink_that_fails_to_open_stops_the_start_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken_open(self: FakeSink) -> None:
+        raise SinkUnavailable("cannot create /readonly/history.db: permission denied")
+
+    monkeypatch.setattr(FakeSink, "open", broken_open)
+    config = make_config(tmp_path, [{"name": "store"}], [{"name": "src"}])
+    with pytest.raises(SinkUnavailable, match="permission denied"):
+        async with Gateway(config):
+            pytest.fail("must not start")
+
+
+async def test_sigterm_stops_sources_then_flushes_then_returns(tmp_path: Path) -> None:
+    config = make_config(tmp_path, [{"name": "store"}], [{"name": "src"}])
+    before = signal.getsignal(signal.SIGTERM)
+    task = asyncio.create_task(run_gateway(config))
+    await async_wait_until(lambda: "store" in SINKS and len(SINKS["store"].stored) >= 10, timeout=20)
+    await async_wait_until(lambda: signal.getsignal(signal.SIGTERM) is not before, timeout=20)
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(task, 30)
+    source = SOURCES["src"]
+    assert SINKS["store"].stored == source.emitted
+    assert source.acked == list(range(len(source.emitted)))
+    assert signal.getsignal(signal.SIGTERM) is before
