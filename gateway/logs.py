@@ -28,6 +28,9 @@ LogFormat = Literal["text", "json"]
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
 
 
+_JSON_KEYS = frozenset({"time", "level", "component", "message", "error"})
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z"
 
@@ -48,7 +51,10 @@ def component_logger(kind: str, name: str) -> logging.LoggerAdapter[logging.Logg
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         component = getattr(record, "component", "gateway")
-        line = f"{_timestamp(record)} {record.levelname:<5} {component}  {record.getMessage()}"
+        message = record.getMessage()
+        if "\n" in message or "\r" in message:  # one event, one line
+            message = message.replace("\r", "\\r").replace("\n", "\\n")
+        line = f"{_timestamp(record)} {record.levelname:<5} {component}  {message}"
         fields = getattr(record, "fields", None)
         if fields:
             line += "  " + " ".join(f"{k}={v}" for k, v in fields.items())
@@ -67,7 +73,7 @@ class JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if fields:
-            entry.update(fields)
+            entry.update({key: value for key, value in fields.items() if key not in _JSON_KEYS})
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str, ensure_ascii=False)
