@@ -83,3 +83,16 @@ async def test_rates_are_sampled_while_serving() -> None:
             return float(body["components"][0]["rates"].get("points_written", 0))
 
         assert await async_wait_until(rate, timeout=10, interval=0.2, message="a points_written rate") > 0
+
+
+async def test_keep_alive_requests_are_not_delayed() -> None:
+    """Responses on a kept-alive connection must not wait for a delayed ACK (~40 ms per request)."""
+    async with HttpServer(context()) as server, httpx.AsyncClient(base_url=server.url) as client:
+        await client.get("/healthz")
+        timings = []
+        for _ in range(10):
+            started = time.perf_counter()
+            assert (await client.get("/healthz")).status_code == 200
+            timings.append(time.perf_counter() - started)
+        timings.sort()
+        assert timings[len(timings) // 2] < 0.030, f"median {timings[len(timings) // 2] * 1000:.0f} ms"
