@@ -204,6 +204,107 @@ def demo(
         raise _fail(f"error: {exc}") from None
 
 
+@app.command()
+def browse(
+    endpoint: Annotated[str, typer.Argument(help="OPC UA server, e.g. opc.tcp://10.0.0.20:4840")],
+    depth: Annotated[int, typer.Option(help="How many levels below --from to show.")] = 4,
+    from_node: Annotated[
+        str, typer.Option("--from", help="Start here: a browse path (Objects/Machine) or a node id.")
+    ] = "Objects",
+    security: Annotated[
+        str, typer.Option(help="None, or POLICY/MODE: Basic256Sha256/SignAndEncrypt, Basic256Sha256/Sign …")
+    ] = "None",
+    user: Annotated[str | None, typer.Option(help="User name (default: anonymous).")] = None,
+    password: Annotated[str | None, typer.Option(help="Password (or set OPC_PASSWORD).", envvar="OPC_PASSWORD")] = None,
+    yaml_out: Annotated[
+        bool, typer.Option("--yaml", help="Print a ready config (connector block) for the variables found instead.")
+    ] = False,
+    data_dir: Annotated[Path, typer.Option(help="Where the gateway keeps its certificates (pki/).")] = Path("data"),
+    name: Annotated[str | None, typer.Option(help="Connector name in --yaml output (default: from the host).")] = None,
+    measurement: Annotated[str, typer.Option(help="Measurement in --yaml output.")] = "machine",
+) -> None:
+    """Show what an OPC UA server offers (tree with node ids, types, values), or write a config for it."""
+    from connectors.opcua.browse import BrowseOptions, run_browse_command
+
+    options = BrowseOptions(
+        endpoint=endpoint,
+        depth=depth,
+        start=from_node,
+        security=security,
+        username=user,
+        password=password,
+        yaml=yaml_out,
+        data_dir=data_dir,
+        name=name,
+        measurement=measurement,
+    )
+    try:
+        asyncio.run(run_browse_command(options, out=sys.stdout, err=sys.stderr))
+    except (GatewayError, ValueError) as exc:
+        raise _fail(f"error: {exc}") from None
+
+
+@simulate_app.command("opcua")
+def simulate_opcua(
+    port: Annotated[int, typer.Option(help="Port of the first machine; machine k listens on port + k.")] = 4840,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    machines: Annotated[int, typer.Option(help="Machines: CNC machining centre, molding press, CNC …")] = 2,
+    security: Annotated[str, typer.Option(help="none, sign, encrypt (Basic256Sha256) or all policies.")] = "none",
+    user: Annotated[
+        list[str] | None, typer.Option(help="Allowed user as name:password (repeat); anonymous is then refused.")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for a reproducible run.")] = None,
+    interval: Annotated[float, typer.Option(help="Seconds between value updates.")] = 1.0,
+    static: Annotated[bool, typer.Option(help="Values never change (tests).")] = False,
+    extra_namespaces: Annotated[int, typer.Option(help="Register K namespaces first (shifts indexes).")] = 0,
+    bench_items: Annotated[int, typer.Option(help="Add N variables under Objects/Bench changing every interval.")] = 0,
+    max_nodes_per_read: Annotated[int, typer.Option(help="Published and enforced MaxNodesPerRead (0: none).")] = 0,
+    max_monitored_items_per_call: Annotated[
+        int, typer.Option(help="Published and enforced MaxMonitoredItemsPerCall (0: none).")
+    ] = 0,
+    bad_rate: Annotated[float, typer.Option(help="Sensor failures per sensor and second.")] = 0.01,
+    data_dir: Annotated[Path, typer.Option(help="Where the servers keep their certificates.")] = Path(
+        "data/opcua-simulator"
+    ),
+    status_file: Annotated[Path | None, typer.Option(help="Write live session/item counts here (JSON).")] = None,
+) -> None:
+    """Simulated machines as OPC UA servers: a CNC machining centre and an injection-molding press."""
+    import logging
+
+    from gateway.logs import setup_logging
+    from gateway.simulators.opcua import SECURITY_CHOICES, OpcUaSimulatorSettings, parse_users, run_opcua_simulator
+
+    setup_logging("text", "info")
+    logging.getLogger("asyncua").setLevel(logging.CRITICAL)  # the server's own chatter is not the point here
+    if security not in SECURITY_CHOICES:
+        raise _fail(f"--security {security!r}: choose one of {', '.join(SECURITY_CHOICES)}")
+    try:
+        users = parse_users(user or [])
+    except ValueError as exc:
+        raise _fail(f"error: {exc}") from None
+    settings = OpcUaSimulatorSettings(
+        host=host,
+        port=port,
+        machines=machines,
+        security=security,
+        users=users,
+        seed=seed,
+        interval=interval,
+        static=static,
+        extra_namespaces=extra_namespaces,
+        bench_items=bench_items,
+        max_nodes_per_read=max_nodes_per_read,
+        max_monitored_items_per_call=max_monitored_items_per_call,
+        bad_rate=bad_rate,
+        data_dir=data_dir,
+        status_file=status_file,
+    )
+    try:
+        asyncio.run(run_opcua_simulator(settings))
+    except KeyboardInterrupt:
+        pass
+
+
 def main() -> None:
     app()
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import importlib
 import logging
 import socket
 import time
@@ -26,16 +27,21 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal, Self
-
-from asyncua import Client, ua
-from asyncua.common.subscription import Subscription
-from asyncua.crypto import security_policies
 
 from connectors.opcua.nodes import NodeRef, format_node_id
 from connectors.opcua.pki import Pki
 from connectors.opcua.values import Sample
 from gateway.errors import SourceError
+
+# asyncua's annotations (NewType aliases such as Int16 and String, names re-exported implicitly)
+# do not type-check under --strict; this adapter treats asyncua as untyped and types its own
+# surface instead, so nothing of asyncua leaks into the rest of the connector.
+ua: Any = importlib.import_module("asyncua.ua")
+Client: Any = importlib.import_module("asyncua.client.client").Client
+Subscription: Any = importlib.import_module("asyncua.common.subscription").Subscription
+security_policies: Any = importlib.import_module("asyncua.crypto.security_policies")
 
 __all__ = [
     "Connection",
@@ -51,7 +57,7 @@ __all__ = [
 NodeId = Any  # asyncua's ua.NodeId, opaque to the other modules
 StateName = Literal["connected", "reconnecting"]
 
-_POLICIES: dict[str, type[security_policies.SecurityPolicy]] = {
+_POLICIES: dict[str, Any] = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
     "Aes128_Sha256_RsaOaep": security_policies.SecurityPolicyAes128Sha256RsaOaep,
     "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
@@ -299,7 +305,7 @@ def explain(exc: BaseException, settings: ConnectionSettings) -> SourceError:
 SamplesCallback = Callable[[list[Sample]], Awaitable[None]]
 
 
-class _Subscription(Subscription):  # type: ignore[misc]
+class _Subscription(Subscription):  # type: ignore[misc]  # asyncua is untyped here (see above)
     """A subscription whose publish responses become Sample batches directly (no per-item objects)."""
 
     def __init__(
@@ -389,7 +395,7 @@ class Connection:
         try:
             if s.user_certificate and s.user_private_key:
                 await client.load_client_certificate(s.user_certificate)
-                await client.load_private_key(s.user_private_key)
+                await client.load_private_key(Path(s.user_private_key))
             if s.policy != "None":
                 await self._secure(client)
             await asyncio.wait_for(client.connect(), s.request_timeout * 3)
@@ -758,7 +764,7 @@ class Connection:
         """How long since the last publish response (data or keep-alive) of the oldest subscription."""
         if not self._subscriptions:
             return 0.0
-        return time.monotonic() - min(s.last_publish_at for s in self._subscriptions)
+        return time.monotonic() - min(s.last_publish_at or 0.0 for s in self._subscriptions)
 
 
 def _item_request(request: MonitorRequest) -> Any:

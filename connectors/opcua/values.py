@@ -17,10 +17,12 @@ values; :class:`PointMaker` decides what is stored:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -62,7 +64,7 @@ class Item:
     arrays: Literal["expand", "skip"] = "expand"
     last_value: float | None = None
     last_time: int = 0
-    warned: set[str] = field(default_factory=set)
+    warned: set[str] = dataclasses.field(default_factory=set)
 
 
 def quality_of(status: int) -> Quality:
@@ -103,14 +105,7 @@ class PointMaker:
         self.status = status
         self.log = log
         self.items: dict[int, Item] = {}
-        if clock is not None:
-            self._clock = clock
-
-    @staticmethod
-    def _clock() -> int:
-        import time
-
-        return time.time_ns()
+        self._clock: Callable[[], int] = clock or time.time_ns
 
     def _time(self, sample: Sample, received: int) -> int:
         if self.timestamps == "source":

@@ -29,7 +29,7 @@ time of the failure as source timestamp). ``--seed`` makes a run reproducible.
 
 For tests and benchmarks: ``--static`` (values never change), ``--extra-namespaces K``
 (shifts every namespace index: a "restarted server with another namespace order"),
-``--bench-items N`` (N Double variables under Objects/Bench, all changing every interval),
+``--bench-items N`` (N Double variables under Objects/Bench/GroupNN/, all changing every interval),
 operation limits that are published *and enforced* (``--max-nodes-per-read``,
 ``--max-monitored-items-per-call``), users (``--user name:password``) and a status file
 with the live session / subscription / monitored item counts.
@@ -77,6 +77,7 @@ log = logging.LoggerAdapter(logging.getLogger("gateway.simulator.opcua"), {"comp
 CNC_NAMESPACE = "urn:lab:cnc"
 PRESS_NAMESPACE = "urn:lab:press"
 BENCH_NAMESPACE = "urn:lab:bench"
+BENCH_GROUP = 500  # bench variables per folder: Objects/Bench/Group00/Tag00000 …
 SECURITY_CHOICES = ("none", "sign", "encrypt", "all")
 MACHINE_STATES = ("Idle", "Running", "Alarm", "Setup")
 
@@ -609,14 +610,39 @@ async def _folder(folders: dict[str, Node], path: str, idx: int) -> Node:
 
 
 async def _build_bench(server: Server, count: int, shift: int) -> dict[str, Node]:
+    """N Double variables under Objects/Bench, added in a few batched AddNodes calls (fast)."""
     idx = await server.register_namespace(BENCH_NAMESPACE)
     folder = await server.nodes.objects.add_folder(ua.NodeId("Bench", idx), ua.QualifiedName("Bench", idx))
     nodes: dict[str, Node] = {}
+    items = []
+    groups: dict[int, Node] = {}
     for i in range(count):
         name = f"Tag{i:05d}"
-        nodes[f"Bench/{name}"] = await folder.add_variable(
-            ua.NodeId(f"Bench.{name}", idx), ua.QualifiedName(name, idx), ua.Variant(0.0, ua.VariantType.Double)
-        )
+        group = i // BENCH_GROUP  # asyncua checks sibling references one by one: keep folders small
+        if group not in groups:
+            groups[group] = await folder.add_folder(
+                ua.NodeId(f"Bench.Group{group:02d}", idx), ua.QualifiedName(f"Group{group:02d}", idx)
+            )
+        item = ua.AddNodesItem()
+        item.RequestedNewNodeId = ua.NodeId(f"Bench.{name}", idx)
+        item.BrowseName = ua.QualifiedName(name, idx)
+        item.NodeClass = ua.NodeClass.Variable
+        item.ParentNodeId = groups[group].nodeid
+        item.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasComponent)
+        item.TypeDefinition = ua.NodeId(ua.ObjectIds.BaseDataVariableType)
+        attrs = ua.VariableAttributes()
+        attrs.DisplayName = ua.LocalizedText(name)
+        attrs.DataType = ua.NodeId(ua.ObjectIds.Double)
+        attrs.Value = ua.Variant(0.0, ua.VariantType.Double)
+        attrs.ValueRank = ua.ValueRank.Scalar
+        attrs.AccessLevel = ua.AccessLevel.CurrentRead.mask
+        attrs.UserAccessLevel = ua.AccessLevel.CurrentRead.mask
+        item.NodeAttributes = attrs
+        items.append(item)
+        nodes[f"Bench/{name}"] = server.get_node(item.RequestedNewNodeId)
+    for start in range(0, len(items), 1000):
+        for result in await server.iserver.isession.add_nodes(items[start : start + 1000]):
+            result.StatusCode.check()
     return nodes
 
 
