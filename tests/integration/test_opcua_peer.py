@@ -134,3 +134,32 @@ async def test_six_hundred_nodes_on_a_server_that_refuses_more_than_100_per_call
 
         peer = json.loads((tmp_path / "peer.json").read_text())
         assert peer["monitored_items"] == 600 and peer["subscriptions"] == 1 and peer["sessions"] == 2
+
+
+async def test_a_bad_or_missing_node_never_stops_the_others(node_opcua_server: Any, tmp_path: Path) -> None:
+    """PEERS.md 7: one bad node stops the whole read / a subscription that stops on a Bad node."""
+    server = node_opcua_server()
+    nodes = [
+        {"node": f"nsu={NS};s=PressLine.BrokenSensor", "field": "broken"},
+        {"node": f"nsu={NS};s=PressLine.DoesNotExist", "field": "missing"},
+        {"node": f"nsu={NS};s=PressLine.CycleCounter", "field": "cycles"},
+    ]
+    subscribed = _connector(server.endpoint(), nodes)
+    polled = {**_connector(server.endpoint(), nodes), "name": "polled", "measurement": "polled", "mode": "poll"}
+    polled["poll_interval"] = "500ms"
+    config = gateway_config(tmp_path, [subscribed, polled])
+    async with Gateway(load_config(config)) as gateway:
+        for measurement in ("press", "polled"):
+            await async_wait_until(
+                lambda m=measurement: len({v.value for v in stored(tmp_path, m, fields=["cycles"])}) >= 3,
+                timeout=60,
+                message=f"{measurement}: the good node keeps flowing",
+            )
+            broken = stored(tmp_path, measurement, fields=["broken_status"])
+            assert broken and all(v.tags.get("quality") == "bad" for v in broken)
+            assert not stored(tmp_path, measurement, fields=["broken"])
+            assert not stored(tmp_path, measurement, fields=["missing", "missing_status"])
+        statuses = {s.name: s for s in gateway.statuses()}
+        for name in ("press-line", "polled"):
+            assert statuses[name].counters["failed_items"] == 1, statuses[name].counters
+            assert statuses[name].state.value == "running"
