@@ -163,19 +163,17 @@ def _role(request: Request) -> Role:
 
 
 def _buffer_depth(status: Status) -> int | None:
-    for key in ("buffer_points", "pending_points", "buffered_points"):
-        value = status.detail.get(key)
-        if isinstance(value, int):
-            return value
-    return None
+    """Points waiting for the store: on disk and queued (durable buffer), or in memory (SinkRunner)."""
+    detail = status.detail
+    if isinstance(detail.get("depth_points"), int):
+        return int(detail["depth_points"]) + int(detail.get("queued_points") or 0)
+    value = detail.get("pending_points")
+    return value if isinstance(value, int) else None
 
 
 def _oldest_age(status: Status) -> float | None:
-    for key in ("oldest_age_seconds", "buffer_oldest_age_seconds", "oldest_seconds"):
-        value = status.detail.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    return None
+    value = status.detail.get("oldest_age_seconds")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _component(status: Status, rates: RateTracker) -> dict[str, Any]:
