@@ -34,6 +34,9 @@ __all__ = ["MqttSource"]
 
 #: Most messages decoded and emitted as one batch (one acknowledgement packet).
 BATCH_MESSAGES = 5000
+#: Below this many waiting messages, wait LINGER_SECONDS for more before emitting a batch.
+LINGER_BELOW = 500
+LINGER_SECONDS = 0.01
 #: Malformed messages logged one by one per window; the rest are summed up.
 MALFORMED_LOG_LIMIT = 10
 MALFORMED_LOG_WINDOW = 60.0
@@ -127,6 +130,10 @@ class MqttSource(Source):
                     raise SourceError(f"the MQTT connection stopped unexpectedly: {error!r}")
                 self._wake.clear()
                 await self._wake.wait()
+                if len(link.incoming) < LINGER_BELOW and not self._stopping:
+                    # A slow stream arrives a message or two per wake-up: gather a few
+                    # milliseconds' worth into one batch (less work per message downstream).
+                    await asyncio.sleep(LINGER_SECONDS)
                 continue
             items = link.take(BATCH_MESSAGES)
             if self._dropping and len(link.incoming) < self.config.max_buffered // 2:
