@@ -10,14 +10,25 @@ import io
 from pathlib import Path
 from typing import Any
 
+from playwright.async_api import Error as PlaywrightError
+
 from tests.fixtures.browser import screenshot_path
-from tests.http.live import live_gateway
+from tests.http.live import ADMIN_TOKEN, VIEWER_TOKEN, live_gateway
 
 MACHINES = ["line=A,machine=cnc-A1", "line=A,machine=cnc-A2", "line=B,machine=cnc-B1", "line=B,machine=cnc-B2"]
 
 
 def card(card_id: str) -> str:
     return f'.card[data-id="{card_id}"]'
+
+
+async def refused(page: Any, url: str) -> bool:
+    """The browser got 401 (shown as such, or given up on with nothing to answer the challenge)."""
+    try:
+        response = await page.goto(url)
+    except PlaywrightError as exc:
+        return "ERR_INVALID_AUTH_CREDENTIALS" in str(exc)
+    return response is not None and response.status == 401 and await page.locator(".card").count() == 0
 
 
 def broker_url(mosquitto: Any) -> str:
@@ -142,3 +153,30 @@ async def test_language_follows_the_browser_and_the_switch_changes_it(
         assert await english.locator("h1").inner_text() == "Connections"
         await english.click("#lang-it")
         assert await english.locator("h1").inner_text() == "Connessioni"
+
+
+async def test_page_behind_credentials_when_listening_beyond_loopback(
+    tmp_path: Path, mosquitto: Any, page_factory: Any
+) -> None:
+    async with live_gateway(tmp_path, broker_url(mosquitto), listen="0.0.0.0:0", auth=True, rate=20) as live:
+        assert await refused(await page_factory(), live.url + "/")
+        wrong = await page_factory(http_credentials={"username": "officina", "password": "not-the-password-1"})
+        assert await refused(wrong, live.url + "/")
+
+        # The browser's login prompt with the viewer token as password: the page and its live
+        # stream work (EventSource reuses the credentials), but no connector details.
+        viewer = await page_factory(http_credentials={"username": "officina", "password": VIEWER_TOKEN})
+        await viewer.goto(live.url + "/")
+        await viewer.wait_for_selector(card(MACHINES[0]))
+        await viewer.wait_for_selector('#live[data-state="open"]')
+        await viewer.click("#nav-connections")
+        await viewer.wait_for_selector('#conn-rows tr[data-name="sensors"]')
+        assert await viewer.locator("#conn-rows button").count() == 0
+
+        admin = await page_factory(http_credentials={"username": "capo", "password": ADMIN_TOKEN})
+        await admin.goto(live.url + "/#/connections")
+        await admin.click('#conn-rows tr[data-name="sensors"] button')
+        detail = admin.locator("#detail-sensors")
+        await admin.wait_for_function("() => document.querySelector('#detail-sensors')?.textContent.includes('broker')")
+        assert broker_url(mosquitto) in await detail.inner_text()
+        await admin.screenshot(path=str(screenshot_path("connections-admin", "en")), full_page=True)
