@@ -160,7 +160,7 @@ def parse_line(line: str, default_time: int | None = None) -> Point:
     """Parse one line of line protocol into a Point (``default_time`` when it has none)."""
     if line[:1] in ("", " ", "\t"):  # (leading whitespace is skipped, as InfluxDB does)
         return _parse_general(line, default_time)
-    if "\\" not in line and '"' not in line:
+    if "\\" not in line:
         plain = _parse_plain(line, default_time)
         if plain is not None:
             return plain
@@ -182,7 +182,10 @@ def parse_line(line: str, default_time: int | None = None) -> Point:
 
 
 def _parse_plain(line: str, default_time: int | None) -> Point | None:
-    """A line without escapes or strings, read with str.split (None: not that simple, use a regex)."""
+    """A line without escapes, read with str.split (None: not that simple, use a regex).
+
+    Strings are taken here only when they hold no space, comma or quote (``state="idle"``).
+    """
     parts = line.split(" ")
     if len(parts) == 3:
         stamp = parts[2]
@@ -192,6 +195,8 @@ def _parse_plain(line: str, default_time: int | None) -> Point | None:
     elif len(parts) == 2:
         timestamp = default_time
     else:
+        return None
+    if '"' in parts[0]:
         return None
     series = parts[0].split(",")
     tags = {}
@@ -205,6 +210,8 @@ def _parse_plain(line: str, default_time: int | None) -> Point | None:
         key, _, value = pair.partition("=")
         if not key or not value:
             return None
+        if '"' in pair and (len(value) < 2 or value[0] != '"' or value[-1] != '"' or value.count('"') != 2):
+            return None  # a quote in a key, or a string holding a space, a comma or a quote
         fields[key] = _parse_value(value, line)
     try:
         return Point(series[0], fields, tags, timestamp)

@@ -268,6 +268,10 @@ def test_nan_and_infinity_never_reach_the_encoder(value: float) -> None:
         ("m a=f,b=F,c=false,d=False,e=FALSE 5", Point("m", dict.fromkeys("abcde", False), time=5)),
         ("m f=-1.5E+3,g=.5,h=2. 5", Point("m", {"f": -1500.0, "g": 0.5, "h": 2.0}, time=5)),
         ("m,t=1 f=1i 5\r", Point("m", {"f": 1}, {"t": "1"}, 5)),
+        ('m,t=a s="idle",n=1i 5', Point("m", {"s": "idle", "n": 1}, {"t": "a"}, 5)),
+        ('m s="a=b",e="" 5', Point("m", {"s": "a=b", "e": ""}, time=5)),
+        ('m k"ey="x",q="a b,c" 5', Point("m", {'k"ey': "x", "q": "a b,c"}, time=5)),
+        ('m,t"=v" s="x" 5', Point("m", {"s": "x"}, {'t"': 'v"'}, 5)),
     ],
 )
 def test_parser_reads_every_value_syntax(text: str, expected: Point) -> None:
