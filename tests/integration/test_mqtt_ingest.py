@@ -67,8 +67,11 @@ def energy_payload(i: int) -> bytes:
     return orjson.dumps({"p": i * 0.5, "e": i, "ts": BASE_MS + i})
 
 
-async def test_10k_qos1_json_messages_on_20_topics_all_land(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    config = load_config(write_config(tmp_path, [energy_connector(mosquitto)]))
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_10k_qos1_json_messages_on_20_topics_all_land(
+    mosquitto: Mosquitto, tmp_path: Path, protocol: str
+) -> None:
+    config = load_config(write_config(tmp_path, [energy_connector(mosquitto, protocol=protocol)]))
     topics = [(f"L{k // 5}", f"m{k:02d}") for k in range(20)]
     expected: set[tuple[int, str, str, str, Any]] = set()
     async with Gateway(config) as gateway:
@@ -234,3 +237,31 @@ async def test_influx_format_and_json_arrays_on_one_connector(mosquitto: Mosquit
         (1714564800500000000, "v7", "rms", 0.13),
         (1714564800500000000, "v7", "peak", 0.6),
     }
+
+
+async def test_qos0_large_payloads_and_mqtt5_properties(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """QoS 0; a payload larger than one socket read; PUBLISH packets carrying MQTT 5 properties."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    config = load_config(write_config(tmp_path, [energy_connector(mosquitto, qos=0, client_id="gw-test-qos0")]))
+    expected: set[tuple[int, str, str, str, Any]] = set()
+    async with Gateway(config) as gateway:
+        await subscribed(gateway)
+        with Publisher(mosquitto) as publisher:
+            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            properties.UserProperty = ("site", "north")
+            properties.MessageExpiryInterval = 3600
+            for i in range(300):
+                body = {"p": i * 0.5, "e": i, "ts": BASE_MS + i}
+                if i % 100 == 7:
+                    body["pad"] = "x" * 200_000  # spans several reads of the socket
+                info = publisher.client.publish(
+                    "factory/L2/energy/m1", orjson.dumps(body), qos=0, properties=properties if i % 2 else None
+                )
+                publisher.infos.append(info)
+                expected |= expected_energy("L2", "m1", i)
+            publisher.wait()
+        await async_wait_until(lambda: counters(gateway)["stored"] >= 300, timeout=30, message="300 stored")
+        assert counters(gateway)["malformed"] == 0
+    assert energy_rows(tmp_path) == expected
