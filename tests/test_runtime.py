@@ -32,7 +32,7 @@ SINKS: dict[str, FakeSink] = {}
 
 class FakeSourceConfig(ConnectorConfig):
     type: Literal["fake"]
-    mode: Literal["stream", "fail", "quit"] = "stream"
+    mode: Literal["stream", "fail", "quit", "fail_later"] = "stream"
     interval: float = 0.005  # between batches of one point
 
 
@@ -60,6 +60,9 @@ class FakeSource(Source):
             raise SourceError(f"cannot connect to opc.tcp://10.0.0.20:4840 (attempt {self.runs})")
         if self.config.mode == "quit":
             return
+        if self.config.mode == "fail_later":
+            await asyncio.sleep(0.1)  # the device answers for a while, then drops the connection
+            raise SourceError("connection reset by peer")
         self.status.set_state(State.RUNNING)
         while not self.stop_requested.is_set():
             await self._emit_one(emit)
@@ -197,6 +200,18 @@ async def test_a_failing_connector_is_restarted_with_capped_backoff_while_anothe
     assert len(failures) >= 5
     assert all(getattr(r, "component", "") == "connector=bad" for r in failures)
     assert "restarting in" in failures[0].getMessage()
+
+
+async def test_backoff_starts_again_after_a_healthy_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    RecordingBackoff.delays = []
+    monkeypatch.setattr(runtime, "Backoff", RecordingBackoff)
+    monkeypatch.setattr(runtime, "HEALTHY_RUN_SECONDS", 0.05)
+    config = make_config(tmp_path, [{"name": "store"}], [{"name": "flaky", "mode": "fail_later"}])
+    async with Gateway(config):
+        await async_wait_until(lambda: SOURCES["flaky"].runs >= 4, timeout=20)
+    initial = 1.0 / 20
+    assert len(RecordingBackoff.delays) >= 3
+    assert all(delay <= 1.2 * initial for delay in RecordingBackoff.delays)  # never grew: each run was healthy
 
 
 async def test_a_connector_that_stops_by_itself_is_restarted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
