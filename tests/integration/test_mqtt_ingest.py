@@ -265,3 +265,51 @@ async def test_qos0_large_payloads_and_mqtt5_properties(mosquitto: Mosquitto, tm
         await async_wait_until(lambda: counters(gateway)["stored"] >= 300, timeout=30, message="300 stored")
         assert counters(gateway)["malformed"] == 0
     assert energy_rows(tmp_path) == expected
+
+
+async def test_username_and_password_from_the_environment(
+    mosquitto_factory: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = mosquitto_factory(users={"gateway": "s3cret-gw-pass", "sensor": "sensor-pass"})
+    connector = energy_connector(broker, username="${MQTT_TEST_USER}", password="${MQTT_TEST_PASSWORD}")
+    path = write_config(tmp_path, [connector])
+    assert "${MQTT_TEST_PASSWORD}" in path.read_text()  # the secret is not in the file
+    monkeypatch.setenv("MQTT_TEST_USER", "gateway")
+    monkeypatch.setenv("MQTT_TEST_PASSWORD", "wrong")
+    async with Gateway(load_config(path)) as gateway:
+        status = gateway.sources[0].status
+        await async_wait_until(lambda: status.state is State.UNAUTHORIZED, timeout=30, message="unauthorized")
+        assert "the broker refused the connection" in (status.last_error or "")
+        assert "wrong" not in (status.last_error or "")
+    monkeypatch.setenv("MQTT_TEST_PASSWORD", "s3cret-gw-pass")
+    async with Gateway(load_config(path)) as gateway:
+        await subscribed(gateway)
+        with Publisher(broker, username="sensor", password="sensor-pass") as publisher:
+            publisher.publish("factory/L1/energy/m1", energy_payload(1))
+            publisher.wait()
+        await async_wait_until(lambda: counters(gateway)["stored"] >= 1, timeout=30)
+    assert energy_rows(tmp_path) == expected_energy("L1", "m1", 1)
+
+
+async def test_shared_subscription_splits_messages_between_gateways(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """Two connectors in one share group (as two gateway instances would be): each message once."""
+    shared = [{**energy_connector(mosquitto, client_id=f"gw-share-{k}"), "name": f"energy-{k}"} for k in ("a", "b")]
+    for connector in shared:
+        connector["topics"][0]["filter"] = "$share/gateways/factory/+/energy/+"
+    config = load_config(write_config(tmp_path, shared))
+    expected: set[tuple[int, str, str, str, Any]] = set()
+    async with Gateway(config) as gateway:
+        await subscribed(gateway, "energy-a")
+        await subscribed(gateway, "energy-b")
+        with Publisher(mosquitto) as publisher:
+            for i in range(200):
+                publisher.publish(f"factory/L1/energy/m{i % 4}", energy_payload(i))
+                expected |= expected_energy("L1", f"m{i % 4}", i)
+            publisher.wait()
+        await async_wait_until(
+            lambda: counters(gateway, "energy-a")["stored"] + counters(gateway, "energy-b")["stored"] >= 200,
+            timeout=30,
+        )
+        a, b = counters(gateway, "energy-a")["received"], counters(gateway, "energy-b")["received"]
+        assert a + b == 200 and a > 0 and b > 0
+    assert energy_rows(tmp_path) == expected
