@@ -1,12 +1,14 @@
 """The only module that imports paho: one MQTT connection driven by the asyncio loop.
 
-Why not ``loop_start()`` (paho's network thread)? Measured here (docs/PERFORMANCE.md): paho's
-own loop reads one packet per ``select()`` with three ``recv()`` calls per packet, and each
-manual acknowledgement is its own packet and system call; a backlog drained at ~21k msg/s.
-Driven from the asyncio loop instead — the socket registered with ``add_reader``, reads
-served from a 64 KiB buffer, acknowledgements of a whole batch written as one packet — the
-same drain runs at ~46k msg/s, in one thread (no GIL hand-offs, no locks, status changed on
-the loop only).
+Why not ``loop_start()`` (paho's network thread)? paho's own loop reads one packet per
+``select()`` with three ``recv()`` calls per packet, builds an ``MQTTMessage`` (with a
+``threading.Condition``) and, for MQTT 5, a properties object with three lookup tables for
+every message, and each manual acknowledgement is its own write. Driven from the asyncio loop
+instead — the socket registered with ``add_reader``, reads served from a 64 KiB buffer, whole
+QoS 0/1 PUBLISH packets decoded straight from that buffer, the acknowledgements of a batch
+written as one packet — the whole gateway drains a QoS 1 backlog into the historian faster
+than paho's thread with per-message acks does nothing (docs/PERFORMANCE.md), in one thread:
+no GIL hand-offs, no locks, status changed on the loop only.
 
 :class:`MqttLink` owns the paho client: it connects (the blocking TCP/TLS part in a worker
 thread), reconnects with capped exponential backoff, re-subscribes after every connection
@@ -15,11 +17,12 @@ thread), reconnects with capped exponential backoff, re-subscribes after every c
 acknowledgement meant for a connection that has since dropped is not sent (the broker
 redelivers those messages on the new connection).
 
-paho internals used, checked on paho-mqtt 2.1/2.2 and guarded by tests: ``_sock_recv`` and
-``_sock_close`` (overridden for the read buffer), ``_handle_on_message`` (without the
-unused per-topic callback matcher), ``_packet_queue`` (one packet holding
-many PUBACKs; without it, ``Client.ack`` per message) and ``paho.mqtt._packet.Properties``
-(replaced by a subclass that skips rebuilding its tables for every received message).
+paho internals used (checked on paho-mqtt 2.2; the integration tests exercise each):
+``_sock_recv`` and ``_sock_close`` (the read buffer), ``_packet_read`` (the PUBLISH fast
+path; anything unusual falls back to paho's), ``_handle_on_message`` (without the unused
+per-topic callback matcher), ``_packet_queue`` (one packet holding many PUBACKs; without it,
+``Client.ack`` per message) and ``paho.mqtt._packet.Properties`` (replaced by a subclass that
+skips rebuilding its tables for every received message).
 """
 
 from __future__ import annotations
