@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import load_config
 from tests.helpers import ARTIFACTS, free_port, port_open, stop_process, wait_until
@@ -278,11 +279,30 @@ def test_parity_compose_gateway_config_runs_against_local_processes(
     machines = {dict(s.tags).get("machine") for s in victoriametrics.samples('{__name__="machine_spindle_rpm"}')}
     assert {"cnc-01", "cnc-A1"} <= machines
     # The same points land in the historian the web page reads.
-    series = get("/api/series")
-    stored = {(s["measurement"], s["field"]) for s in series if s["id"] is not None}
-    assert {("energy", "power_w"), ("machine", "mode_name"), ("machine", "state"), ("machine", "parts")} <= stored
+    wanted = {("energy", "power_w"), ("machine", "mode_name"), ("machine", "state"), ("machine", "parts")}
+
+    def stored() -> set[tuple[str, str]]:
+        return wanted - {(s["measurement"], s["field"]) for s in get("/api/series") if s["id"] is not None}
+
+    wait_until(lambda: not stored(), timeout=30, interval=0.5, message="every kind of series in the historian")
     cards = {card["id"] for card in get("/api/overview")["cards"]}
     assert {"line=C,machine=cnc-01", "line=C,machine=press-01", "line=A,machine=cnc-A1"} <= cards
+    # /metrics: both sinks write; the InfluxDB sink's durable buffer reports its depth and age.
+    request = urllib.request.Request(url + "/metrics", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        metrics = {
+            (s.name, s.labels.get("sink") or s.labels.get("connector") or s.labels.get("name")): s.value
+            for family in text_string_to_metric_families(response.read().decode())
+            for s in family.samples
+        }
+    assert metrics[("gateway_sink_points_written_total", "influx")] > 0
+    assert metrics[("gateway_sink_points_written_total", "local")] > 0
+    assert ("gateway_sink_depth_points", "influx") in metrics and (
+        "gateway_sink_oldest_age_seconds",
+        "influx",
+    ) in metrics
+    assert metrics[("gateway_connector_received_total", "energy")] > 0
+    assert metrics[("gateway_component_up", "cnc-01")] == 1
     gateway_started = time.monotonic()
     stop_process(gateway, timeout=40)
     assert gateway.returncode == 0, (logs / "gateway.log").read_text()[-3000:]

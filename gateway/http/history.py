@@ -112,8 +112,8 @@ class History:
                 rows = await self._call(lambda store: [SeriesRow.of(info) for info in store.series()])
             except GatewayError as exc:  # e.g. no file yet: nothing was stored so far
                 log.debug("no series to show from %s: %s", self.name, exc)
-                rows = []
-            self._series_cache = (time.monotonic(), rows)
+                return []  # not cached: the first series may land any moment
+            self._series_cache = (time.monotonic(), rows) if rows else None
             return rows
 
     async def range(self, series_id: str, from_ns: int, to_ns: int, points: int) -> list[BucketRow]:
