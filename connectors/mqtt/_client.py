@@ -563,6 +563,7 @@ class MqttLink:
         self._detach_socket()
         with contextlib.suppress(Exception):
             client._sock_close()
+        self._down.set()
 
     @property
     def closing(self) -> bool:

@@ -327,3 +327,25 @@ async def test_messages_are_acknowledged_only_after_storage(mosquitto: Mosquitto
     async with Gateway(load_config(write_config(tmp_path, [connector(mosquitto)]))) as gateway:
         await running(gateway)
         await async_wait_until(lambda: landed(tmp_path) == set(range(100)), timeout=30, message="100 landed")
+
+
+@pytest.mark.slow
+async def test_broker_that_lost_its_sessions_gets_the_subscriptions_again(
+    mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PEERS.md item 8: a broker restarted without its persistence file must not leave the gateway silent."""
+    config = load_config(write_config(tmp_path, [connector(mosquitto)]))
+    async with Gateway(config) as gateway:
+        await running(gateway)
+        status = source_status(gateway)
+        mosquitto.stop()
+        (mosquitto.root / "mosquitto.db").unlink()
+        await async_wait_until(lambda: status.state is State.RECONNECTING, timeout=15)
+        mosquitto.start()
+        await running(gateway)
+        with Publisher(mosquitto) as publisher:
+            for i in range(50):
+                publisher.publish(topic(i), payload(i))
+            publisher.wait()
+        await async_wait_until(lambda: landed(tmp_path) == set(range(50)), timeout=30, message="50 landed")
+    assert "the broker had no session for client id 'gw-fault-test'" in caplog.text
