@@ -48,7 +48,7 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(config: Path):  # type: ignore[no-untyped-def]
+def _load(config: Path, consequence: str = "nothing was started"):  # type: ignore[no-untyped-def]
     from gateway.config import load_config
 
     try:
@@ -57,7 +57,7 @@ def _load(config: Path):  # type: ignore[no-untyped-def]
         for problem in exc.problems:
             typer.echo(str(problem), err=True)
         count = len(exc.problems)
-        raise _fail(f"{count} problem{'s' if count != 1 else ''} found; nothing was started.") from None
+        raise _fail(f"{count} problem{'s' if count != 1 else ''} found; {consequence}.") from None
 
 
 @app.command()
@@ -81,7 +81,7 @@ def run(
 @app.command()
 def validate(config: ConfigPath) -> None:
     """Check a config: prints every problem (file:line: key: what is wrong) and exits 1, or exits 0."""
-    settings = _load(config)
+    settings = _load(config, "fix them and validate again")
     typer.echo(
         f"{config}: OK ({len(settings.connectors)} connector{'s' if len(settings.connectors) != 1 else ''}, "
         f"{len(settings.sinks)} sink{'s' if len(settings.sinks) != 1 else ''})"
@@ -253,6 +253,9 @@ def simulate_opcua(
     user: Annotated[
         list[str] | None, typer.Option(help="Allowed user as name:password (repeat); anonymous is then refused.")
     ] = None,
+    anonymous: Annotated[
+        bool | None, typer.Option("--anonymous/--no-anonymous", help="Allow anonymous clients (default: when no --user).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for a reproducible run.")] = None,
     interval: Annotated[float, typer.Option(help="Seconds between value updates.")] = 1.0,
     static: Annotated[bool, typer.Option(help="Values never change (tests).")] = False,
@@ -288,6 +291,7 @@ def simulate_opcua(
         machines=machines,
         security=security,
         users=users,
+        anonymous=anonymous,
         seed=seed,
         interval=interval,
         static=static,

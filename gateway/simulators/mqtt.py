@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 import orjson
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from gateway.errors import GatewayError
 
@@ -87,8 +88,8 @@ class Machine:
     def step(self, dt: float) -> None:
         self.state_left -= dt
         if self.state_left <= 0:
-            choices, weights = zip(*_NEXT_STATE[self.state], strict=True)
-            self.state = self.rng.choices(choices, weights)[0]
+            options = _NEXT_STATE[self.state]
+            self.state = self.rng.choices([name for name, _ in options], [weight for _, weight in options])[0]
             self.state_left = self.rng.expovariate(1.0 / _STATE_DWELL[self.state])
             self.alarm = self.rng.choice(_ALARMS) if self.state == "alarm" else None
         running = self.state == "running"
@@ -194,7 +195,7 @@ def _client(settings: SimulatorSettings) -> tuple[mqtt.Client, str, int]:
     tls = url.scheme in ("mqtts", "ssl")
     protocol = mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2,
+        CallbackAPIVersion.VERSION2,
         client_id=settings.client_id or f"gw-sim-{random.randrange(1 << 30):x}",
         protocol=protocol,
     )
