@@ -88,7 +88,8 @@ class OpcUaSimulatorSettings:
     port: int = 4840
     machines: int = 1
     security: str = "none"  # none | sign | encrypt | all
-    users: dict[str, str] = field(default_factory=dict)  # empty: anonymous allowed
+    users: dict[str, str] = field(default_factory=dict)
+    anonymous: bool | None = None  # None: allowed only when no users are given
     seed: int | None = None
     interval: float = 1.0
     static: bool = False
@@ -430,14 +431,17 @@ Model = CncModel | PressModel
 
 
 class _Users:
-    def __init__(self, users: dict[str, str]) -> None:
+    def __init__(self, users: dict[str, str], anonymous: bool) -> None:
         self.users = users
+        self.anonymous = anonymous
 
     def get_user(
         self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
     ) -> User | None:
         if username is not None and self.users.get(username) == password:
             return User(role=UserRole.User, name=username)
+        if username is None and self.anonymous:
+            return User(role=UserRole.User)
         return None
 
 
@@ -525,7 +529,8 @@ async def _start_machine(settings: OpcUaSimulatorSettings, index: int, rng: rand
     kind = CncModel if index % 2 == 0 else PressModel
     name = f"{kind.kind}-{index // 2 + 1:02d}"
     model: Model = kind(name, rng)
-    server = Server(user_manager=_Users(settings.users) if settings.users else None)
+    anonymous = settings.anonymous if settings.anonymous is not None else not settings.users
+    server = Server(user_manager=_Users(settings.users, anonymous) if settings.users else None)
     await server.init()
     port = settings.port + index
     app_uri = f"urn:lab:simulator:{name}"
@@ -534,9 +539,7 @@ async def _start_machine(settings: OpcUaSimulatorSettings, index: int, rng: rand
     await server.set_application_uri(app_uri)
     server.product_uri = "urn:shopfloor-gateway:simulator"
     server.set_security_policy(_policies(settings.security))
-    tokens: list[type] = (
-        [ua.UserNameIdentityToken] if settings.users else [ua.AnonymousIdentityToken, ua.UserNameIdentityToken]
-    )
+    tokens: list[type] = [ua.UserNameIdentityToken] + ([ua.AnonymousIdentityToken] if anonymous else [])
     server.set_identity_tokens(tokens)
     if settings.security != "none":
         cert, key = await _certificate(settings, name, app_uri)

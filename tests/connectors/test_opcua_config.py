@@ -178,3 +178,18 @@ def test_derived_field_names_are_unique_and_do_not_depend_on_browse_order() -> N
     assert len(set(forward.values())) == 3
     assert forward["nsu=urn:a;s=A.Speed"].startswith("a_speed_")
     assert forward["nsu=urn:a;s=Temp"].startswith("temp_")  # an explicit field already has 'temp'
+
+
+def test_the_sample_with_every_option_validates(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPC_USER", "operator")
+    monkeypatch.setenv("OPC_PASSWORD", "s3cret")
+    sample = Path(__file__).resolve().parents[2] / "connectors" / "opcua" / "sample.yaml"
+    config = load_config(sample)
+    cnc = config.connectors[0]
+    assert isinstance(cnc, OpcUaConfig)
+    assert len(cnc.nodes) == 7
+    assert cnc.reconnect.session_timeout == 120.0
+    # Every option of the model appears in the sample (commented or not).
+    text = sample.read_text()
+    for name in OpcUaConfig.model_fields:
+        assert f"{name}:" in text, name
