@@ -719,8 +719,10 @@ async def opcua_simulator(settings: OpcUaSimulatorSettings) -> AsyncIterator[lis
 
 
 async def _loop(machines: list[_Machine], settings: OpcUaSimulatorSettings) -> None:
+    """One update of every machine per interval, on a fixed schedule (no drift when a tick is late)."""
     tick = 0
     last = time.monotonic()
+    next_at = last
     while True:
         started = time.monotonic()
         if not settings.static:
@@ -732,7 +734,12 @@ async def _loop(machines: list[_Machine], settings: OpcUaSimulatorSettings) -> N
                     log.exception("updating %s failed", machine.model.name)
         last = started
         tick += 1
-        await asyncio.sleep(max(0.01, settings.interval - (time.monotonic() - started)))
+        next_at += settings.interval
+        delay = next_at - time.monotonic()
+        if delay < -settings.interval:  # far behind (an overloaded machine): start the schedule again
+            next_at = time.monotonic()
+            delay = 0.0
+        await asyncio.sleep(max(0.0, delay))
 
 
 async def _status_loop(machines: list[_Machine], path: Path) -> None:
