@@ -256,6 +256,9 @@ def simulate_opcua(
     anonymous: Annotated[
         bool | None, typer.Option("--anonymous/--no-anonymous", help="Allow anonymous clients (default: when no --user).")
     ] = None,
+    user_certificate: Annotated[
+        list[Path] | None, typer.Option(help="Accepted X.509 user certificate (DER or PEM; repeat).")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for a reproducible run.")] = None,
     interval: Annotated[float, typer.Option(help="Seconds between value updates.")] = 1.0,
     static: Annotated[bool, typer.Option(help="Values never change (tests).")] = False,
@@ -292,6 +295,7 @@ def simulate_opcua(
         security=security,
         users=users,
         anonymous=anonymous,
+        user_certificates=user_certificate or [],
         seed=seed,
         interval=interval,
         static=static,

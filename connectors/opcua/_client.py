@@ -266,11 +266,14 @@ def explain(exc: BaseException, settings: ConnectionSettings) -> SourceError:
         code = int(exc.code)
         name = _status_name(code)
         if code in _AUTH_REFUSED:
-            who = f"user {settings.username!r}" if settings.username else "the X.509 user or anonymous access"
-            return Unauthorized(
-                f"{endpoint} refused {who} ({name}): check auth.username and auth.password "
-                "(or that anonymous access is allowed)"
-            )
+            if settings.username:
+                who, hint = f"user {settings.username!r}", "check auth.username and auth.password"
+            elif settings.user_certificate:
+                who = f"the X.509 user {settings.user_certificate}"
+                hint = "the server must accept this certificate as a user (ask its administrator)"
+            else:
+                who, hint = "anonymous access", "the server needs a user: add auth: {username: …, password: …}"
+            return Unauthorized(f"{endpoint} refused {who} ({name}): {hint}")
         if code in _CERT_REFUSED:
             where = settings.certificate or "the gateway's certificate"
             return SourceError(

@@ -90,6 +90,7 @@ class OpcUaSimulatorSettings:
     security: str = "none"  # none | sign | encrypt | all
     users: dict[str, str] = field(default_factory=dict)
     anonymous: bool | None = None  # None: allowed only when no users are given
+    user_certificates: list[Path] = field(default_factory=list)  # X.509 users (DER or PEM files)
     seed: int | None = None
     interval: float = 1.0
     static: bool = False
@@ -431,18 +432,42 @@ Model = CncModel | PressModel
 
 
 class _Users:
-    def __init__(self, users: dict[str, str], anonymous: bool) -> None:
+    def __init__(self, users: dict[str, str], anonymous: bool, certificates: list[bytes]) -> None:
         self.users = users
         self.anonymous = anonymous
+        self.certificates = certificates  # DER of the accepted X.509 user certificates
 
     def get_user(
         self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
     ) -> User | None:
         if username is not None and self.users.get(username) == password:
             return User(role=UserRole.User, name=username)
+        if username is None and certificate is not None and _der(certificate) in self.certificates:
+            return User(role=UserRole.User, name="x509")
         if username is None and self.anonymous:
             return User(role=UserRole.User)
         return None
+
+
+def _der(certificate: Any) -> bytes:
+    if isinstance(certificate, bytes):
+        return certificate
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    return bytes(certificate.public_bytes(Encoding.DER))
+
+
+def _load_der(path: Path) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    data = path.read_bytes()
+    cert = (
+        x509.load_pem_x509_certificate(data)
+        if data.lstrip().startswith(b"-----")
+        else x509.load_der_x509_certificate(data)
+    )
+    return cert.public_bytes(Encoding.DER)
 
 
 @dataclass
@@ -530,7 +555,9 @@ async def _start_machine(settings: OpcUaSimulatorSettings, index: int, rng: rand
     name = f"{kind.kind}-{index // 2 + 1:02d}"
     model: Model = kind(name, rng)
     anonymous = settings.anonymous if settings.anonymous is not None else not settings.users
-    server = Server(user_manager=_Users(settings.users, anonymous) if settings.users else None)
+    restricted = bool(settings.users or settings.user_certificates)
+    certificates = [_load_der(path) for path in settings.user_certificates]
+    server = Server(user_manager=_Users(settings.users, anonymous, certificates) if restricted else None)
     await server.init()
     port = settings.port + index
     app_uri = f"urn:lab:simulator:{name}"
@@ -540,6 +567,8 @@ async def _start_machine(settings: OpcUaSimulatorSettings, index: int, rng: rand
     server.product_uri = "urn:shopfloor-gateway:simulator"
     server.set_security_policy(_policies(settings.security))
     tokens: list[type] = [ua.UserNameIdentityToken] + ([ua.AnonymousIdentityToken] if anonymous else [])
+    if settings.user_certificates:
+        tokens.append(ua.X509IdentityToken)
     server.set_identity_tokens(tokens)
     if settings.security != "none":
         cert, key = await _certificate(settings, name, app_uri)

@@ -113,3 +113,27 @@ async def test_network_drops_resume_the_same_session_without_duplicates(opcua_si
             assert (status["subscriptions"], status["monitored_items"]) == (1, MONITORED)
             assert proxy.connections >= 4
             assert source.status.state.value == "running"
+
+
+async def test_a_dead_link_without_reset_is_found_by_the_watchdog(opcua_simulator: Any, tmp_path: Path) -> None:
+    """No RST, no FIN: the socket looks open and nothing arrives. The session watchdog notices."""
+    sim = opcua_simulator(machines=1, bad_rate=0, interval=0.5)
+    async with TcpProxy(sim.port) as proxy:
+        config = gateway_config(tmp_path, [_connector(proxy.endpoint)])
+        async with Gateway(load_config(config)) as gateway:
+            source = gateway.sources[0]
+            await async_wait_until(lambda: _times(tmp_path, "spindle_rpm"), timeout=60, message="first data")
+            frozen_at = time.time_ns()
+            proxy.freeze()
+            await async_wait_until(
+                lambda: (
+                    source.status.counters["reconnects"] >= 1
+                    and any(t > frozen_at + 1_000_000_000 for t in _times(tmp_path, "spindle_rpm"))
+                ),
+                timeout=60,
+                interval=0.2,
+                message="data again after the watchdog found the dead link",
+            )
+            status = sim.status()
+            assert (status["sessions"], status["subscriptions"], status["monitored_items"]) == (1, 1, MONITORED)
+            assert source.status.state.value == "running"

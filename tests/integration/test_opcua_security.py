@@ -106,3 +106,58 @@ async def test_sign_and_encrypt_with_password_untrusted_server_and_wrong_passwor
         assert good.status.counters.get("connect_failures", 0) == 0  # trusted already: connects at once
     assert own.read_bytes() == first
     assert len(list((pki / "trusted").iterdir())) == trusted_count
+
+
+async def test_every_policy_and_mode_asyncua_supports(opcua_simulator: Any, tmp_path: Path) -> None:
+    sim = opcua_simulator(machines=1, security="all", bad_rate=0, interval=0.5)
+    trusted = tmp_path / "data" / "opcua" / "pki" / "trusted"
+    trusted.mkdir(parents=True)
+    shutil.copy(sim.folder / "pki" / "cnc-01" / "cert.der", trusted / "simulator.der")
+    choices = [
+        ("Basic256Sha256", "Sign"),
+        ("Aes128_Sha256_RsaOaep", "SignAndEncrypt"),
+        ("Aes256_Sha256_RsaPss", "Sign"),
+        ("Aes256_Sha256_RsaPss", "SignAndEncrypt"),
+    ]
+    connectors = []
+    for index, (policy, mode) in enumerate(choices):
+        connector = _connector(f"c{index}", sim.endpoint(), "")
+        del connector["auth"]  # anonymous: the simulator has no users here
+        connector["security"] = {"policy": policy, "mode": mode}
+        connectors.append(connector)
+    async with Gateway(load_config(gateway_config(tmp_path, connectors))) as gateway:
+        for index in range(len(choices)):
+            await async_wait_until(
+                lambda index=index: stored(tmp_path, fields=[f"spindle_rpm_c{index}"]),
+                timeout=60,
+                message=f"data over {choices[index]}",
+            )
+        assert all(s.status.counters.get("connect_failures", 0) == 0 for s in gateway.sources)
+
+
+async def test_an_x509_user(opcua_simulator: Any, tmp_path: Path) -> None:
+    from connectors.opcua.pki import Pki
+
+    allowed = Pki(tmp_path / "users" / "allowed").own_certificate("urn:lab:users:maintenance")
+    other = Pki(tmp_path / "users" / "other").own_certificate("urn:lab:users:someone")
+    sim = opcua_simulator(
+        machines=1, security="encrypt", user=["operator:x"], user_certificate=[allowed.certificate], interval=0.5
+    )
+    trusted = tmp_path / "data" / "opcua" / "pki" / "trusted"
+    trusted.mkdir(parents=True)
+    shutil.copy(sim.folder / "pki" / "cnc-01" / "cert.der", trusted / "simulator.der")
+    connectors = []
+    for name, user in (("allowed", allowed), ("other", other)):
+        connector = _connector(name, sim.endpoint(), "")
+        connector["auth"] = {"certificate": str(user.certificate), "private_key": str(user.private_key)}
+        connectors.append(connector)
+    async with Gateway(load_config(gateway_config(tmp_path, connectors))) as gateway:
+        allowed_source, other_source = gateway.sources
+        await async_wait_until(
+            lambda: stored(tmp_path, fields=["spindle_rpm_allowed"]), timeout=60, message="data as the X.509 user"
+        )
+        await async_wait_until(
+            lambda: other_source.status.state.value == "unauthorized", timeout=60, message="an unknown X.509 user"
+        )
+        assert f"refused the X.509 user {other.certificate}" in (other_source.status.last_error or "")
+        assert allowed_source.status.state.value == "running"
