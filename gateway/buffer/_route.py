@@ -60,6 +60,9 @@ class BufferedRoute:
     UNAUTHORIZED_RETRY = 30.0
     #: Most encoded bytes waiting in memory for the next group commit (back-pressure beyond).
     MAX_PENDING_BYTES = 16 << 20
+    #: Shortest time between two disk syncs: points arriving meanwhile share the next one, so a
+    #: trickle of single messages costs at most 1/COMMIT_INTERVAL syncs per second, not one each.
+    COMMIT_INTERVAL = 0.01
     #: Longest wait between retries of an unreachable store (a refused connection costs nothing,
     #: and the backlog should start draining soon after the store is back).
     MAX_RETRY_DELAY = 15.0
@@ -99,7 +102,7 @@ class BufferedRoute:
         self._space = asyncio.Event()
         self._space.set()
         self._closing = asyncio.Event()
-        self._committer_done = False
+        self._wake_at = 1  # unread points that wake the sender (a full batch while it waits to flush)
         self._deadline = float("inf")
         self._backoff = Backoff(initial=1.0, cap=self.MAX_RETRY_DELAY)
         self._disk_backoff = Backoff(initial=0.5, cap=10.0)
@@ -192,6 +195,7 @@ class BufferedRoute:
             self._data.set()  # the sender watches for the committer's end during a stop
 
     async def _commit_forever(self) -> None:
+        last_commit = 0.0
         while True:
             if not self._pending:
                 if self._closing.is_set():
@@ -199,6 +203,10 @@ class BufferedRoute:
                 self._wake_committer.clear()
                 await self._wake_committer.wait()
                 continue
+            wait = last_commit + self.COMMIT_INTERVAL - time.monotonic()
+            if wait > 0 and not self._closing.is_set() and self._pending_bytes < self.MAX_PENDING_BYTES // 4:
+                await asyncio.sleep(wait)
+            last_commit = time.monotonic()
             chunks, dones = self._pending, self._pending_done
             nbytes, npoints = self._pending_bytes, self._pending_points
             self._pending, self._pending_done = [], []
@@ -224,7 +232,8 @@ class BufferedRoute:
                     self.log.exception("error in a source's acknowledgement callback")
             if self._unsent_since is None:
                 self._unsent_since = time.monotonic()
-            self._data.set()
+            if self.store.unread_points >= self._wake_at:
+                self._data.set()
             self._update_gauges()
 
     async def _disk_failed(self, exc: OSError, points: int) -> bool:
@@ -311,14 +320,17 @@ class BufferedRoute:
                 remaining = since + self.flush_interval - time.monotonic()
                 if remaining > 0:
                     self._data.clear()
-                    await _first_of([self._data.wait(), self._closing.wait()], remaining)
+                    self._wake_at = self.batch_size
+                    try:
+                        await _first_of([self._data.wait(), self._closing.wait()], remaining)
+                    finally:
+                        self._wake_at = 1
                     continue
             if self._closing.is_set() and time.monotonic() >= self._deadline:
                 return
             batch = await asyncio.to_thread(self.store.read, self.batch_size)
             if batch is None:
-                self.store.unread_points = 0  # nothing readable is left (damage was skipped)
-                continue
+                continue  # nothing was readable after all (damaged records skipped): wait for data
             if self.store.unread_points <= 0:
                 self._unsent_since = None
             if await self._deliver(batch):

@@ -494,6 +494,7 @@ class SegmentLog:
                 refs.append(RecordRef(segment.seq, self._read_offset, end, points if kind == DATA else 0))
                 self._read_offset = end
             if not refs:
+                self.unread_points = 0  # nothing readable is left (damaged records were skipped)
                 return None
             self.unread_points -= count
             return Batch(b"".join(bodies), count, refs, oldest or 0)

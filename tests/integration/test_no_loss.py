@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import signal
 import subprocess
@@ -261,13 +262,57 @@ async def stream(publisher: Publisher, indexes: range, rate: float) -> None:
 # --- the tests ---------------------------------------------------------------------------------------
 
 
+def opcua_connector(endpoint: str) -> dict[str, Any]:
+    return {
+        "name": "cnc-01",
+        "type": "opcua",
+        "endpoint": endpoint,
+        "measurement": "machine",
+        "tags": {"line": "A", "machine": "cnc-01"},
+        "subscription": {"publishing_interval": "200ms", "sampling_interval": "100ms"},
+        "nodes": [{"browse": "Objects/Machine", "recursive": True}],
+    }
+
+
+def as_sample(value: Any) -> Sample:
+    """A historian value as VictoriaMetrics stores it: a number (text becomes 0), at ms."""
+    number = 0.0 if isinstance(value.value, str) else float(value.value)
+    return Sample(
+        f"{value.measurement}_{value.field}", tuple(sorted(value.tags.items())), value.time // 1_000_000, number
+    )
+
+
+def assert_close_samples(stored: list[Sample], expected: list[Sample]) -> None:
+    """Same series, tags and ms timestamps; values equal to VictoriaMetrics' ~12 significant digits."""
+
+    def grouped(samples: list[Sample]) -> dict[tuple[str, tuple[tuple[str, str], ...], int], list[float]]:
+        result: dict[tuple[str, tuple[tuple[str, str], ...], int], set[float]] = {}
+        for sample in samples:
+            result.setdefault((sample.name, sample.tags, sample.time_ms), set()).add(sample.value)
+        return {key: sorted(values) for key, values in result.items()}
+
+    got, want = grouped(stored), grouped(expected)
+    assert got.keys() == want.keys(), f"{len(want.keys() - got.keys())} missing, {len(got.keys() - want.keys())} extra"
+    for key, values in want.items():
+        assert len(got[key]) == len(values), (key, got[key], values)
+        assert all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) for a, b in zip(got[key], values, strict=True)), (
+            key,
+            got[key],
+            values,
+        )
+
+
 @pytest.mark.slow
 async def test_50000_points_from_mqtt_land_in_victoriametrics_and_the_historian(
-    mosquitto: Mosquitto, victoriametrics: VictoriaMetrics, tmp_path: Path
+    mosquitto: Mosquitto, victoriametrics: VictoriaMetrics, opcua_simulator: Any, tmp_path: Path
 ) -> None:
     count = 50_000
-    config = load_config(write_gateway_config(tmp_path, mosquitto, influx_v2(victoriametrics)))
-    async with Gateway(config) as gateway:
+    path = write_gateway_config(tmp_path, mosquitto, influx_v2(victoriametrics))
+    simulator = opcua_simulator(machines=1, bad_rate=0, interval=0.1)
+    data = yaml.safe_load(path.read_text())
+    data["connectors"].append(opcua_connector(simulator.endpoint(0)))
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    async with Gateway(load_config(path)) as gateway:
         await subscribed(gateway)
         with Publisher(mosquitto) as publisher:
             for i in range(count):
@@ -281,9 +326,21 @@ async def test_50000_points_from_mqtt_land_in_victoriametrics_and_the_historian(
             timeout=180,
             message="50,000 points written to both stores",
         )
+        await async_wait_until(
+            lambda: len(read_history(tmp_path, "machine")) >= 1_000,
+            timeout=120,
+            interval=0.5,
+            message="1,000 OPC UA values in the historian",
+        )
         assert influx_status(gateway).counters["points_dropped"] == 0
-    assert_exact_samples(stored_samples(victoriametrics), expected_samples(range(count)))
+    # Stopping drained both sinks: the same MQTT points in both stores, exactly as published,
+    # and the same OPC UA values in both (VictoriaMetrics: numbers at ms).
+    samples = stored_samples(victoriametrics)
+    assert_exact_samples(samples, expected_samples(range(count)))
     assert history_keys(tmp_path) == expected_history(range(count))
+    machine = read_history(tmp_path, "machine")
+    assert len(machine) >= 1_000
+    assert_close_samples(victoriametrics.samples('{__name__=~"machine_.*"}'), [as_sample(v) for v in machine])
 
 
 @pytest.mark.slow
