@@ -191,3 +191,68 @@ async def test_the_store_killed_during_a_stream_loses_nothing(influxd: Influxd, 
         assert route.status.counters["points_retried"] > 0
     assert depths[0] > 0 and depths[-1] == 0
     assert by_time(influxd.read_points("stream")) == points
+
+
+def make_certificates(folder: Path) -> dict[str, Path]:
+    """A test CA and a server certificate for 127.0.0.1 signed by it (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "influx test CA")])
+
+    def builder(subject: x509.Name, key: ec.EllipticCurvePrivateKey) -> x509.CertificateBuilder:
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(ca_name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
+
+    ca = (
+        builder(ca_name, ca_key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    server = (
+        builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "influxd")]), server_key)
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = {"ca": folder / "ca.pem", "cert": folder / "server.pem", "key": folder / "server.key"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths["cert"].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths["key"].write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+async def test_https_is_verified_by_default_and_trusts_the_given_ca(influxd_factory: Any, tmp_path: Path) -> None:
+    pki = make_certificates(tmp_path / "pki")
+    server = influxd_factory(tls=(pki["cert"], pki["key"]))
+    assert server.url.startswith("https://")
+    points = [Point("tls", {"v": float(i)}, None, T0 + i) for i in range(100)]
+    # Without the CA, the certificate is refused: nothing is written, nothing is lost.
+    async with influx_route(tmp_path / "a", **v1(server)) as route:
+        await route.put(points, lambda: None)
+        await async_wait_until(lambda: route.status.state is State.BACKOFF, timeout=20)
+        assert "TLS certificate" in (route.status.last_error or "") and "tls.ca_file" in (route.status.last_error or "")
+        assert route.status.detail["depth_points"] == 100
+    assert server.count("tls", "v") == 0
+    # With the CA that signed it, the same buffer drains.
+    async with influx_route(tmp_path / "a", **v1(server, tls={"ca_file": str(pki["ca"])})) as route:
+        await async_wait_until(lambda: drained(route), timeout=20)
+    assert by_time(server.read_points("tls")) == points

@@ -231,6 +231,12 @@ class InfluxDBSink(Sink):
             raise SinkUnavailable(
                 f"{self.config.target} did not answer within {format_duration(self.config.timeout)}"
             ) from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            reason = getattr(exc.certificate_error, "verify_message", None) or str(exc.certificate_error)
+            raise SinkUnavailable(
+                f"the TLS certificate of {self.config.url} is not trusted ({reason}); "
+                "give the CA that signed it as tls.ca_file"
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             reason = exc.os_error.strerror if exc.os_error and exc.os_error.strerror else str(exc)
             raise SinkUnavailable(f"cannot connect to {self.config.url}: {reason}") from None
