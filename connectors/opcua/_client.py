@@ -52,6 +52,8 @@ __all__ = [
     "SubscribeResult",
     "Unauthorized",
     "VariableInfo",
+    "explain",
+    "is_connection_problem",
 ]
 
 NodeId = Any  # asyncua's ua.NodeId, opaque to the other modules
@@ -301,6 +303,11 @@ def explain(exc: BaseException, settings: ConnectionSettings) -> SourceError:
     if isinstance(exc, ua.UaError):
         return SourceError(f"{endpoint}: {exc}")
     return SourceError(f"{endpoint}: {type(exc).__name__}: {exc}")
+
+
+def is_connection_problem(exc: BaseException) -> bool:
+    """Network, timeout and OPC UA errors (reported as SourceError); anything else is a bug."""
+    return isinstance(exc, OSError | ConnectionError | TimeoutError | ua.UaError)
 
 
 # --- subscriptions ---------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,8 @@ from connectors.opcua._client import (
     MonitorRequest,
     Unauthorized,
     VariableInfo,
+    explain,
+    is_connection_problem,
 )
 from connectors.opcua.config import BrowseSpec, Deadband, NodeSpec, OpcUaConfig
 from connectors.opcua.nodes import is_node_id, parse_browse_path, parse_node_id, unique_field_names
@@ -183,17 +185,39 @@ class OpcUaSource(Source):
         self.status.set_state(State.CONNECTING if not self._connected_once else State.RECONNECTING)
         settings = self._settings()
         conn = Connection(settings, on_state=self._on_state, log=self.log)
-        await conn.connect()
+        if not await self._until_stopped(conn.connect()):
+            return
         self._conn = conn
         self._restored.clear()
         self._resubscribe.clear()
-        count = await self._prepare(conn)
-        if self._connected_once:
-            self.status.count("reconnects")
-        self._connected_once = True
-        backoff.reset()
-        self._running(f"connected to {settings.endpoint} ({self._security_text()}): {count}")
-        await self._serve(conn)
+        try:
+            count = await self._prepare(conn)
+            if self._connected_once:
+                self.status.count("reconnects")
+            self._connected_once = True
+            backoff.reset()
+            self._running(f"connected to {settings.endpoint} ({self._security_text()}): {count}")
+            await self._serve(conn)
+        except Exception as exc:
+            if is_connection_problem(exc):
+                raise explain(exc, settings) from exc
+            raise
+
+    async def _until_stopped(self, work: Awaitable[None]) -> bool:
+        """Run ``work`` unless a stop is requested first (then cancel it): True if it finished."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            return False
+        task.result()
+        return True
 
     def _security_text(self) -> str:
         security = self.config.security
