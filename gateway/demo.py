@@ -39,10 +39,15 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _free_port(consecutive: int = 1) -> int:
+    """A free port (the first of ``consecutive`` free ports in a row)."""
+    for _ in range(50):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port + consecutive <= 65535 and not any(_reachable("127.0.0.1", port + i) for i in range(1, consecutive)):
+            return port
+    raise GatewayError("no free TCP ports for the demo's simulators")
 
 
 @contextlib.asynccontextmanager
@@ -72,11 +77,13 @@ async def _broker() -> AsyncIterator[tuple[str, str]]:
 async def run_demo(data_dir: Path, port: int = 8080, duration: float | None = None) -> None:
     """Run simulators and the gateway until Ctrl-C (or ``duration`` seconds)."""
     from gateway.simulators.mqtt import SimulatorSettings, run_mqtt_simulator
+    from gateway.simulators.opcua import OpcUaSimulatorSettings, opcua_simulator
 
     if not DEMO_CONFIG.exists():
         raise GatewayError(f"the demo config {DEMO_CONFIG} is missing; run the demo from the project's folder")
     data_dir.mkdir(parents=True, exist_ok=True)
-    logging.getLogger("amqtt").setLevel(logging.ERROR)  # the embedded broker's start-up chatter
+    for chatty in ("amqtt", "asyncua"):  # the embedded servers' start-up chatter
+        logging.getLogger(chatty).setLevel(logging.ERROR)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -84,10 +91,14 @@ async def run_demo(data_dir: Path, port: int = 8080, duration: float | None = No
     if _reachable("127.0.0.1", port):
         busy, port = port, _free_port()
         log.info("port %d is taken: the web page will be on port %d", busy, port)
-    async with _broker() as (broker_url, protocol):
+    opcua = OpcUaSimulatorSettings(port=_free_port(2), machines=2, data_dir=data_dir / "opcua-simulator")
+    async with _broker() as (broker_url, protocol), opcua_simulator(opcua) as (cnc_url, press_url):
+        log.info("OPC UA simulators: CNC machining centre on %s, injection-molding press on %s", cnc_url, press_url)
         os.environ.update(
             DEMO_BROKER=broker_url,
             DEMO_MQTT_PROTOCOL=protocol,
+            DEMO_OPCUA_CNC=cnc_url,
+            DEMO_OPCUA_PRESS=press_url,
             DEMO_DATA=str(data_dir),
             DEMO_HTTP=f"127.0.0.1:{port}",
         )
@@ -118,13 +129,15 @@ def _print_guide(data_dir: Path, config: Any, port: int) -> None:
     print(
         "\n"
         "  Shop-floor gateway demo is running (Ctrl-C to stop).\n"
-        "  Simulated energy meters, coolant temperatures and CNC machines publish over MQTT;\n"
+        "  Simulated energy meters, coolant temperatures and CNC machines publish over MQTT, and a\n"
+        "  CNC machining centre and an injection-molding press serve OPC UA;\n"
         f"  the gateway stores them in the embedded historian: {history}\n"
         "\n"
         f"  Web page: http://127.0.0.1:{port}/   (Prometheus metrics: /metrics)\n"
         "\n"
         "  See what landed, from another terminal:\n"
         f"    {env}.venv/bin/gateway query configs/demo.yaml --measurement energy --since 5m\n"
-        f"    {env}.venv/bin/gateway query configs/demo.yaml --measurement machine --since 5m --format json\n",
+        f"    {env}.venv/bin/gateway query configs/demo.yaml --measurement machine --since 5m --format json\n"
+        f"    {env}.venv/bin/gateway query configs/demo.yaml --measurement press --since 5m\n",
         flush=True,
     )

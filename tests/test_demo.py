@@ -1,4 +1,4 @@
-"""`gateway demo` (what `make demo` runs) works with nothing but Python: data lands in the historian."""
+"""`gateway demo` (what `make demo` runs) works with nothing but Python: MQTT and OPC UA data land in the historian."""
 
 from __future__ import annotations
 
@@ -17,7 +17,18 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_demo_collects_every_simulated_device_into_the_historian(tmp_path: Path) -> None:
     data = tmp_path / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "demo", "--duration", "8s", "--data-dir", str(data), "--port", str(free_port())],
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "demo",
+            "--duration",
+            "8s",
+            "--data-dir",
+            str(data),
+            "--port",
+            str(free_port()),
+        ],
         check=False,
         cwd=ROOT,
         capture_output=True,
@@ -33,6 +44,7 @@ def test_demo_collects_every_simulated_device_into_the_historian(tmp_path: Path)
         energy = store.read("energy")
         machine = store.read("machine")
         temperature = store.read("temperature")
+        press = store.read("press")
     finally:
         store.close()
     assert {v.field for v in energy} == {"power_w", "energy_kwh", "power_factor"}
@@ -41,6 +53,10 @@ def test_demo_collects_every_simulated_device_into_the_historian(tmp_path: Path)
     assert {v.value for v in machine if v.field == "state"} <= {"idle", "setup", "running", "alarm"}
     assert all(isinstance(v.value, int) for v in machine if v.field == "parts")
     assert temperature and all(10 < float(v.value) < 40 for v in temperature)
+    # the OPC UA machines: the CNC centre by subscription, the press by polling
+    cnc_fields = {v.field for v in machine if v.tags.get("machine") == "cnc-01"}
+    assert {"spindle_rpm", "feed_mm_min", "mode", "mode_name", "parts_produced"} <= cnc_fields
+    assert {"cycle_time", "mold_temp_c", "shots"} <= {v.field for v in press}
     # every message the connector received was stored, none malformed
     counts = re.search(r"(\d+) messages received, (\d+) stored, (\d+) malformed", result.stderr)
     assert counts is not None, result.stderr[-3000:]
