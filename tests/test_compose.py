@@ -297,6 +297,10 @@ def test_parity_compose_gateway_config_runs_against_local_processes(
         }
     assert metrics[("gateway_sink_points_written_total", "influx")] > 0
     assert metrics[("gateway_sink_points_written_total", "local")] > 0
+    for sink in ("influx", "local"):  # write latency histograms of both kinds of route
+        assert (
+            metrics[("gateway_sink_write_seconds_count", sink)] == metrics[("gateway_sink_batches_written_total", sink)]
+        )
     assert ("gateway_sink_depth_points", "influx") in metrics and (
         "gateway_sink_oldest_age_seconds",
         "influx",

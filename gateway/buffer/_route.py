@@ -375,7 +375,9 @@ class BufferedRoute:
             else:
                 self.status.count("points_written", batch.count)
                 self.status.count("batches_written")
-                self.status.detail["last_write_seconds"] = round(time.perf_counter() - started, 6)
+                elapsed = time.perf_counter() - started
+                self.status.detail["last_write_seconds"] = round(elapsed, 6)
+                self.status.observe("write_seconds", elapsed)  # /metrics: gateway_sink_write_seconds
                 self._recovered()
                 return True
             if self._closing.is_set():
