@@ -64,8 +64,8 @@ async def test_polling_and_deadbands_store_what_is_configured(node_opcua_server:
     absolute = [v.value for v in series("absolute", "ramp")]
     polled = series("polled", "ramp")
 
-    # No deadband: every change of the ramp (+1 each).
-    assert statistics.median(_diffs(plain)) == 1
+    # No deadband: every change of the ramp (+1 each; a busy machine may merge a few).
+    assert statistics.median(_diffs(plain)) <= 2
     # Absolute deadband 5: only moves of more than 5 are stored.
     assert len(absolute) >= 4
     assert all(d > 5 for d in _diffs(absolute)), absolute
@@ -79,8 +79,8 @@ async def test_polling_and_deadbands_store_what_is_configured(node_opcua_server:
     assert all(abs(d) > 100 for d in _diffs(pressure_db)), pressure_db
 
     # Polling every second: one sample per read, at the source time the server gave it.
-    gaps = _diffs([v.time / 1e9 for v in polled])
-    assert all(gap >= 0.5 for gap in gaps), gaps
-    assert statistics.median(gaps) >= 0.8
-    assert all(d >= 4 for d in _diffs([v.value for v in polled]))
+    times = [v.time / 1e9 for v in polled]
+    assert statistics.median(_diffs(times)) >= 0.8, times
+    assert len(polled) <= (times[-1] - times[0]) / 1.0 + 2  # about one per second, not one per change
+    assert statistics.median(_diffs([v.value for v in polled])) >= 5
     assert counters["polled"]["monitored_items"] == 1
