@@ -74,7 +74,7 @@ class OpcUaSource(Source):
         self._conn: Connection | None = None
         self._pending: list[Point] = []
         self._poll: list[tuple[Any, int]] = []
-        self._last_logged: str | None = None
+        self._logged: set[str] = set()  # errors already logged in this episode (until connected again)
         self._connected_once = False
         self._item_state: dict[str, Item] = {}
         self._maker = PointMaker(
@@ -230,7 +230,7 @@ class OpcUaSource(Source):
     def _running(self, message: str) -> None:
         self.status.set_state(State.RUNNING)
         self.status.detail.pop("retry_in_seconds", None)
-        self._last_logged = None
+        self._logged.clear()
         self.log.info(message)
 
     def _failed(self, exc: SourceError, delay: float) -> None:
@@ -239,8 +239,8 @@ class OpcUaSource(Source):
         self.status.set_state(State.UNAUTHORIZED if isinstance(exc, Unauthorized) else State.BACKOFF)
         self.status.detail["retry_in_seconds"] = round(delay, 1)
         self.status.count("connect_failures")
-        if message != self._last_logged:
-            self._last_logged = message
+        if message not in self._logged:
+            self._logged.add(message)
             self.log.error(
                 "%s; retrying (next attempt in %.0fs, then with backoff up to %.0fs)",
                 message,
