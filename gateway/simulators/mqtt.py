@@ -119,6 +119,13 @@ class Device:
     value: float = 0.0
     setpoint: float = 0.0
     last: float = field(default_factory=time.monotonic)
+    last_stamp_ms: int = 0
+
+    def _stamp_ms(self) -> int:
+        """Now in unix ms, strictly increasing per device: a burst never repeats a timestamp
+        (a store keeps one value per series and time, so a repeat would overwrite)."""
+        self.last_stamp_ms = max(time.time_ns() // 1_000_000, self.last_stamp_ms + 1)
+        return self.last_stamp_ms
 
     def payload(self) -> bytes:
         now = time.monotonic()
@@ -127,7 +134,11 @@ class Device:
         if self.kind == "machine":
             m = self.machine
             m.step(dt)
-            stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            stamp = (
+                datetime.fromtimestamp(self._stamp_ms() / 1000, UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z")
+            )
             return orjson.dumps(
                 {
                     "ts": stamp,
@@ -143,7 +154,7 @@ class Device:
             self.value += power * dt / 3_600_000.0  # kWh
             return orjson.dumps(
                 {
-                    "ts": time.time_ns() // 1_000_000,
+                    "ts": self._stamp_ms(),
                     "p": round(power, 1),
                     "e": round(self.value, 4),
                     "pf": round(0.9 + 0.05 * self.machine.load / 100.0, 3),

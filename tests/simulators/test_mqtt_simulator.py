@@ -59,3 +59,14 @@ def test_temperature_is_a_plain_number_that_drifts_smoothly() -> None:
         values.append(float(sensor.payload()))
     assert all(10 < v < 40 for v in values)
     assert max(abs(a - b) for a, b in itertools.pairwise(values)) < 2.0
+
+
+def test_a_burst_never_repeats_a_device_timestamp() -> None:
+    devices = [d for d in _devices(lines=1, meters=1, machines=1) if d.kind != "temperature"]
+    for device in devices:
+        stamps = []
+        for _ in range(200):  # far more than one message per millisecond
+            payload = json.loads(device.payload())
+            stamp = payload["ts"]
+            stamps.append(stamp if isinstance(stamp, int) else datetime.fromisoformat(stamp).timestamp() * 1000)
+        assert all(b > a for a, b in itertools.pairwise(stamps))
