@@ -96,7 +96,7 @@ function writeStatus(file, engine) {
 
 async function main() {
     const args = parseArgs(process.argv.slice(2));
-    const pki = args.pki || path.join(__dirname, "pki");
+    const pki = args.pki || path.join(require("os").tmpdir(), "gateway-opcua-peer-pki");
     const certificateManager = new OPCUACertificateManager({
         rootFolder: pki,
         automaticallyAcceptUnknownCertificate: true,
