@@ -22,7 +22,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -93,6 +93,76 @@ def fan_out(routes: Sequence[Route]) -> Callable[[Sequence[Point], OnStored | No
     return emit
 
 
+class SinkWriter:
+    """One write attempt and what each sink error means, written once for every route.
+
+    ``attempt`` returns None when the batch is done (stored, or rejected and counted) and
+    otherwise the delay before the next try; the route decides whether to wait and retry.
+    """
+
+    def __init__(
+        self,
+        status: Status,
+        log: logging.LoggerAdapter[logging.Logger],
+        backoff: Backoff,
+        *,
+        stopping: Callable[[], bool],
+        unauthorized_retry: Callable[[], float],
+    ) -> None:
+        self.status = status
+        self.log = log
+        self.backoff = backoff
+        self._stopping = stopping
+        self._unauthorized_retry = unauthorized_retry
+
+    async def attempt(self, write: Callable[[], Awaitable[None]], count: int) -> float | None:
+        started = time.perf_counter()
+        try:
+            await write()
+        except SinkRejected as exc:
+            self.status.count("points_rejected", exc.rejected)
+            self.status.count("points_written", max(0, count - exc.rejected))  # the rest was stored
+            self.status.count("batches_written")
+            self.status.record_error(str(exc))
+            self.log.error("the store rejected %d points, dropped: %s", exc.rejected, exc)
+            self._recovered()
+            return None
+        except SinkUnauthorized as exc:
+            return self._failed(State.UNAUTHORIZED, str(exc), self._unauthorized_retry())
+        except SinkUnavailable as exc:
+            delay = exc.retry_after if exc.retry_after is not None else self.backoff.next_delay()
+            return self._failed(State.BACKOFF, str(exc), delay)
+        except Exception as exc:
+            self.log.exception("unexpected error while writing (a bug: please report it)")
+            return self._failed(State.BACKOFF, f"{type(exc).__name__}: {exc}", self.backoff.next_delay())
+        elapsed = time.perf_counter() - started
+        self.status.count("points_written", count)
+        self.status.count("batches_written")
+        self.status.detail["last_write_seconds"] = round(elapsed, 6)
+        self.status.observe("write_seconds", elapsed)  # /metrics: gateway_sink_write_seconds
+        self._recovered()
+        return None
+
+    def _failed(self, state: State, message: str, delay: float) -> float:
+        self.status.count("write_errors")
+        self.status.record_error(message)
+        if self.status.state is not state:
+            self.log.warning(
+                "write failed (%s): %s; the points are kept and the write is retried", state.value, message
+            )
+        if not self._stopping():
+            self.status.set_state(state)
+        self.status.detail["retry_in_seconds"] = round(delay, 3)
+        return delay
+
+    def _recovered(self) -> None:
+        self.backoff.reset()
+        self.status.detail.pop("retry_in_seconds", None)
+        if self.status.state in (State.BACKOFF, State.UNAUTHORIZED):
+            self.log.info("writing again after: %s", self.status.last_error)
+            self.status.set_state(State.STOPPING if self._stopping() else State.RUNNING)
+
+
 class _Item:
     __slots__ = ("arrived", "done", "points")
 
@@ -125,7 +195,13 @@ class SinkRunner:
         self._closing = False
         self._drain_requested = asyncio.Event()
         self._deadline = float("inf")
-        self._backoff = backoff or Backoff()
+        self._writer = SinkWriter(
+            self.status,
+            self.log,
+            backoff or Backoff(),
+            stopping=lambda: self._closing,
+            unauthorized_retry=lambda: self.UNAUTHORIZED_RETRY,
+        )
         for counter in ("points_written", "points_rejected", "write_errors", "batches_written"):
             self.status.counters.setdefault(counter, 0)
 
@@ -218,49 +294,12 @@ class SinkRunner:
         while True:
             if time.monotonic() > self._deadline:
                 return False  # stopping, and the time to flush is over
-            try:
-                started = time.perf_counter()
-                await self.sink.write(chunk)
-            except SinkRejected as exc:
-                self.status.count("points_rejected", exc.rejected)
-                self.status.count("points_written", max(0, len(chunk) - exc.rejected))  # the rest was stored
-                self.status.count("batches_written")
-                self.status.record_error(str(exc))
-                self.log.error("the store rejected %d points, dropped: %s", exc.rejected, exc)
-                self._backoff.reset()
-                return True
-            except SinkUnauthorized as exc:
-                delay = self.UNAUTHORIZED_RETRY
-                self._failed(State.UNAUTHORIZED, str(exc), delay)
-            except SinkUnavailable as exc:
-                delay = exc.retry_after if exc.retry_after is not None else self._backoff.next_delay()
-                self._failed(State.BACKOFF, str(exc), delay)
-            except Exception as exc:
-                delay = self._backoff.next_delay()
-                self.log.exception("unexpected error while writing (a bug: please report it)")
-                self._failed(State.BACKOFF, f"{type(exc).__name__}: {exc}", delay)
-            else:
-                elapsed = time.perf_counter() - started
-                self._backoff.reset()
-                self.status.count("points_written", len(chunk))
-                self.status.count("batches_written")
-                self.status.detail["last_write_seconds"] = round(elapsed, 6)
-                self.status.observe("write_seconds", elapsed)
-                if self.status.state in (State.BACKOFF, State.UNAUTHORIZED):
-                    self.log.info("writing again after: %s", self.status.last_error)
-                    self.status.set_state(State.STOPPING if self._closing else State.RUNNING)
+            delay = await self._writer.attempt(lambda: self.sink.write(chunk), len(chunk))
+            if delay is None:
                 return True
             if time.monotonic() + delay > self._deadline:
                 return False
             await self._sleep(delay)
-
-    def _failed(self, state: State, message: str, delay: float) -> None:
-        self.status.count("write_errors")
-        self.status.record_error(message)
-        if self.status.state is not state:
-            self.log.warning("write failed (%s): %s; retrying every few seconds, points are kept", state.value, message)
-        self.status.set_state(state)
-        self.status.detail["retry_in_seconds"] = round(delay, 3)
 
     async def _sleep(self, delay: float) -> None:
         """Wait before a retry; a stop (drain) cuts the wait short for one more try right away."""

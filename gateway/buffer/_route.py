@@ -22,9 +22,8 @@ from typing import Protocol, runtime_checkable
 
 from gateway.buffer._segments import Batch, SegmentLog
 from gateway.component import OnStored, Sink, State
-from gateway.errors import SinkRejected, SinkUnauthorized, SinkUnavailable
 from gateway.lineprotocol import encode_batch, parse
-from gateway.pipeline import Backoff
+from gateway.pipeline import Backoff, SinkWriter
 from gateway.point import Point
 from gateway.settings import BatchPolicy, BufferSettings, SinkConfig
 
@@ -104,7 +103,13 @@ class BufferedRoute:
         self._closing = asyncio.Event()
         self._wake_at = 1  # unread points that wake the sender (a full batch while it waits to flush)
         self._deadline = float("inf")
-        self._backoff = Backoff(initial=1.0, cap=self.MAX_RETRY_DELAY)
+        self._writer = SinkWriter(
+            self.status,
+            self.log,
+            Backoff(initial=1.0, cap=self.MAX_RETRY_DELAY),
+            stopping=self._closing.is_set,
+            unauthorized_retry=lambda: self.UNAUTHORIZED_RETRY,
+        )
         self._disk_backoff = Backoff(initial=0.5, cap=10.0)
         self._unsent_since: float | None = time.monotonic() - policy.flush_interval if self.store.depth_points else None
         self._drop_episode: int | None = None  # points dropped in the current full-buffer episode
@@ -349,36 +354,8 @@ class BufferedRoute:
         if batch.count == 0:
             return True
         while True:
-            started = time.perf_counter()
-            try:
-                await self._write(batch)
-            except SinkRejected as exc:
-                self.status.count("points_rejected", exc.rejected)
-                self.status.count("points_written", max(0, batch.count - exc.rejected))
-                self.status.count("batches_written")
-                self.status.record_error(str(exc))
-                self.log.error("the store rejected %d points, dropped: %s", exc.rejected, exc)
-                self._recovered()
-                return True
-            except SinkUnauthorized as exc:
-                delay = self.UNAUTHORIZED_RETRY
-                self._failed(State.UNAUTHORIZED, str(exc), delay)
-            except SinkUnavailable as exc:
-                delay = exc.retry_after if exc.retry_after is not None else self._backoff.next_delay()
-                self._failed(State.BACKOFF, str(exc), delay)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                delay = self._backoff.next_delay()
-                self.log.exception("unexpected error while writing (a bug: please report it)")
-                self._failed(State.BACKOFF, f"{type(exc).__name__}: {exc}", delay)
-            else:
-                self.status.count("points_written", batch.count)
-                self.status.count("batches_written")
-                elapsed = time.perf_counter() - started
-                self.status.detail["last_write_seconds"] = round(elapsed, 6)
-                self.status.observe("write_seconds", elapsed)  # /metrics: gateway_sink_write_seconds
-                self._recovered()
+            delay = await self._writer.attempt(lambda: self._write(batch), batch.count)
+            if delay is None:
                 return True
             if self._closing.is_set():
                 return False  # the points are safe on disk: a stop does not wait for the store
@@ -392,24 +369,6 @@ class BufferedRoute:
             await self.sink.write_lines(batch.body, batch.count)
         else:
             await self.sink.write(parse(batch.body.decode()))
-
-    def _failed(self, state: State, message: str, delay: float) -> None:
-        self.status.count("write_errors")
-        self.status.record_error(message)
-        if self.status.state is not state:
-            self.log.warning(
-                "write failed (%s): %s; points are kept in the buffer and the write is retried", state.value, message
-            )
-        if not self._closing.is_set():
-            self.status.set_state(state)
-        self.status.detail["retry_in_seconds"] = round(delay, 3)
-
-    def _recovered(self) -> None:
-        self._backoff.reset()
-        self.status.detail.pop("retry_in_seconds", None)
-        if self.status.state in (State.BACKOFF, State.UNAUTHORIZED):
-            self.log.info("writing again after: %s", self.status.last_error)
-            self.status.set_state(State.RUNNING)
 
     # --- status and shutdown -------------------------------------------------------------------
 
