@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Coroutine
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -48,6 +49,16 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _run(main: Coroutine[Any, Any, object], errors: tuple[type[Exception], ...] = (GatewayError,)) -> None:
+    """Run a command's coroutine: Ctrl-C ends it quietly, a known error is one line and exit 1."""
+    try:
+        asyncio.run(main)
+    except KeyboardInterrupt:
+        pass
+    except errors as exc:
+        raise _fail(f"error: {exc}") from None
+
+
 def _load(config: Path, consequence: str = "nothing was started"):  # type: ignore[no-untyped-def]
     from gateway.config import load_config
 
@@ -72,10 +83,7 @@ def run(
 
     setup_logging(log_format.value, log_level)
     settings = _load(config)
-    try:
-        asyncio.run(run_gateway(settings))
-    except GatewayError as exc:
-        raise _fail(f"error: {exc}") from None
+    _run(run_gateway(settings))
 
 
 @app.command()
@@ -176,17 +184,12 @@ def simulate_mqtt(
         prefix=prefix,
         protocol=protocol,
     )
-    try:
-        asyncio.run(run_mqtt_simulator(settings))
-    except KeyboardInterrupt:
-        pass
-    except GatewayError as exc:
-        raise _fail(f"error: {exc}") from None
+    _run(run_mqtt_simulator(settings))
 
 
 @app.command()
 def demo(
-    port: Annotated[int, typer.Option(help="Port of the web page (when the web page exists).")] = 8080,
+    port: Annotated[int, typer.Option(help="Port of the web page (another free port if it is taken).")] = 8080,
     data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its data.")] = Path("data/demo"),
     duration: Annotated[str | None, typer.Option(help="Stop after this long (default: until Ctrl-C).")] = None,
 ) -> None:
@@ -196,12 +199,7 @@ def demo(
     from gateway.units import parse_duration
 
     setup_logging("text", "info")
-    try:
-        asyncio.run(run_demo(data_dir=data_dir, port=port, duration=parse_duration(duration) if duration else None))
-    except KeyboardInterrupt:
-        pass
-    except GatewayError as exc:
-        raise _fail(f"error: {exc}") from None
+    _run(run_demo(data_dir=data_dir, port=port, duration=parse_duration(duration) if duration else None))
 
 
 @app.command()
@@ -238,10 +236,7 @@ def browse(
         name=name,
         measurement=measurement,
     )
-    try:
-        asyncio.run(run_browse_command(options, out=sys.stdout, err=sys.stderr))
-    except (GatewayError, ValueError) as exc:
-        raise _fail(f"error: {exc}") from None
+    _run(run_browse_command(options, out=sys.stdout, err=sys.stderr), (GatewayError, ValueError))
 
 
 @simulate_app.command("opcua")
@@ -254,7 +249,8 @@ def simulate_opcua(
         list[str] | None, typer.Option(help="Allowed user as name:password (repeat); anonymous is then refused.")
     ] = None,
     anonymous: Annotated[
-        bool | None, typer.Option("--anonymous/--no-anonymous", help="Allow anonymous clients (default: when no --user).")
+        bool | None,
+        typer.Option("--anonymous/--no-anonymous", help="Allow anonymous clients (default: when no --user)."),
     ] = None,
     user_certificate: Annotated[
         list[Path] | None, typer.Option(help="Accepted X.509 user certificate (DER or PEM; repeat).")
@@ -307,10 +303,7 @@ def simulate_opcua(
         data_dir=data_dir,
         status_file=status_file,
     )
-    try:
-        asyncio.run(run_opcua_simulator(settings))
-    except KeyboardInterrupt:
-        pass
+    _run(run_opcua_simulator(settings))
 
 
 def main() -> None:
