@@ -13,7 +13,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY gateway ./gateway
 COPY connectors ./connectors
-RUN pip install ".[opcua,influxdb]"
+RUN pip install .
 COPY configs ./configs
 
 # Never run as root; /data holds the historian, the buffers and the OPC UA certificates.

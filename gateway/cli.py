@@ -164,6 +164,9 @@ def simulate_mqtt(
     seed: Annotated[int | None, typer.Option(help="Seed for a reproducible run.")] = None,
     prefix: Annotated[str, typer.Option(help="First topic segment.")] = "factory",
     protocol: Annotated[str, typer.Option(help="MQTT protocol version: 5 or 3.1.1.")] = "5",
+    status_file: Annotated[
+        Path | None, typer.Option(help="Write a heartbeat here every second (JSON: connected, published, time).")
+    ] = None,
 ) -> None:
     """Publish realistic shop-floor data: energy meters, temperatures, machine states."""
     from gateway.logs import setup_logging
@@ -183,6 +186,7 @@ def simulate_mqtt(
         seed=seed,
         prefix=prefix,
         protocol=protocol,
+        status_file=status_file,
     )
     _run(run_mqtt_simulator(settings))
 

@@ -135,7 +135,7 @@ def _print_guide(data_dir: Path, config: Any, port: int) -> None:
         "\n"
         f"  Web page: http://127.0.0.1:{port}/   (Prometheus metrics: /metrics)\n"
         "\n"
-        "  See what landed, from another terminal:\n"
+        "  See what landed, from another terminal in the project's folder:\n"
         f"    {env}.venv/bin/gateway query configs/demo.yaml --measurement energy --since 5m\n"
         f"    {env}.venv/bin/gateway query configs/demo.yaml --measurement machine --since 5m --format json\n"
         f"    {env}.venv/bin/gateway query configs/demo.yaml --measurement press --since 5m\n",

@@ -16,13 +16,16 @@ Per production line (``A``, ``B``, …) it publishes:
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
+import os
 import random
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,6 +67,7 @@ class SimulatorSettings:
     username: str | None = None
     password: str | None = None
     client_id: str = ""
+    status_file: Path | None = None  # refreshed every second: {"connected", "published", "time"}
 
 
 def _smooth(value: float, target: float, dt: float, tau: float, noise: float, rng: random.Random) -> float:
@@ -199,6 +203,13 @@ def build_devices(settings: SimulatorSettings, rng: random.Random) -> list[Devic
     return devices
 
 
+def _write_status(path: Path, connected: bool, published: int) -> None:
+    """A heartbeat for health checks (the compose kit's): written atomically."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({"connected": connected, "published": published, "time": time.time()}))
+    os.replace(tmp, path)
+
+
 def _client(settings: SimulatorSettings) -> tuple[mqtt.Client, str, int]:
     url = urlsplit(settings.broker)
     if url.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
@@ -252,6 +263,7 @@ async def run_mqtt_simulator(settings: SimulatorSettings, stop: asyncio.Event | 
     inflight: deque[mqtt.MQTTMessageInfo] = deque()
     started = time.monotonic()
     last_report = started
+    last_status = 0.0
     try:
         while not connected.is_set():
             if stop.is_set():
@@ -288,6 +300,9 @@ async def run_mqtt_simulator(settings: SimulatorSettings, stop: asyncio.Event | 
                 await asyncio.sleep(0.01)
                 while inflight and inflight[0].is_published():
                     inflight.popleft()
+            if settings.status_file is not None and now - last_status >= 1.0:
+                _write_status(settings.status_file, connected.is_set(), sent)
+                last_status = now
             if now - last_report >= 10.0:
                 log.info("published %d messages", sent)
                 last_report = now

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import random
 import time
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
-from gateway.simulators.mqtt import MACHINE_STATES, SimulatorSettings, build_devices
+from gateway.simulators.mqtt import MACHINE_STATES, SimulatorSettings, build_devices, run_mqtt_simulator
 
 
 def _devices(**kwargs: object) -> list:  # type: ignore[type-arg]
@@ -70,3 +73,15 @@ def test_a_burst_never_repeats_a_device_timestamp() -> None:
             stamp = payload["ts"]
             stamps.append(stamp if isinstance(stamp, int) else datetime.fromisoformat(stamp).timestamp() * 1000)
         assert all(b > a for a, b in itertools.pairwise(stamps))
+
+
+async def test_the_heartbeat_says_connected_and_counts_what_was_published(mosquitto: Any, tmp_path: Path) -> None:
+    """The compose kit's health check reads this file."""
+    status = tmp_path / "sim.json"
+    settings = SimulatorSettings(broker=mosquitto.url, rate=200.0, count=300, qos=1, status_file=status)
+    published = await asyncio.wait_for(run_mqtt_simulator(settings), 60)
+    heartbeat = json.loads(status.read_text())
+    assert published == 300
+    assert heartbeat["connected"] is True
+    assert 0 < heartbeat["published"] <= 300
+    assert abs(heartbeat["time"] - time.time()) < 30
