@@ -72,6 +72,12 @@ PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 #: Largest number of buckets one range request may ask for.
 MAX_POINTS = 10_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Times a range request may name (years 1823 to 2116): the historian's limit, so bucket
+#: arithmetic and the JSON answer (64-bit integers) cannot overflow.
+TIME_LIMIT_NS = 2**62
+_TIME_LIMITS = " and ".join(
+    (_EPOCH + timedelta(microseconds=sign * TIME_LIMIT_NS // 1000)).strftime("%Y-%m-%d") for sign in (-1, 1)
+)
 _SECRET_KEY = re.compile(r"password|token|secret|private_key|passphrase", re.IGNORECASE)
 
 
@@ -367,6 +373,9 @@ def create_app(ctx: AppContext) -> FastAPI:
             end = parse_time(to, now_ns, now_ns)
         except ValueError as exc:
             raise HTTPException(422, str(exc)) from None
+        for name, text, value in (("from", from_, start), ("to", to, end)):
+            if not -TIME_LIMIT_NS <= value <= TIME_LIMIT_NS:
+                raise HTTPException(422, f"'{name}' ({text}) is out of range: give a time between {_TIME_LIMITS}")
         if end <= start:
             raise HTTPException(422, "'to' must be after 'from'")
         rows = {row.id: row for row in await ctx.history.series()}

@@ -180,6 +180,28 @@ async def test_range_errors_say_what_is_wrong(client: httpx.AsyncClient) -> None
     assert (await client.get("/api/series/1/range", params={"points": 0})).status_code == 422
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"from": "-99999999999999d"},  # was a 500 (64-bit overflow)
+        {"to": "999999999999999"},  # ~1e21 ns: was accepted
+        {"from": "1700-01-01T00:00:00Z"},
+        {"from": "-80000d"},  # 219 years ago
+    ],
+)
+async def test_range_refuses_times_out_of_range(client: httpx.AsyncClient, params: dict[str, str]) -> None:
+    rows = (await client.get("/api/series", params=[("tag", "machine=cnc-1")])).json()
+    rpm = next(r for r in rows if r["field"] == "rpm")
+    response = await client.get(f"/api/series/{rpm['id']}/range", params=params)
+    assert response.status_code == 422
+    assert "out of range" in response.json()["detail"] and "1823" in response.json()["detail"]
+    # The edges of the range are fine.
+    edge = await client.get(
+        f"/api/series/{rpm['id']}/range", params={"from": "1824-01-01T00:00:00Z", "to": "2116-01-01"}
+    )
+    assert edge.status_code == 200 and sum(b["count"] for b in edge.json()["buckets"]) == 7200
+
+
 async def test_range_without_historian_is_404() -> None:
     ctx = AppContext(name="gw", settings=HttpSettings(), statuses=list)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx)), base_url="http://gw") as c:
