@@ -336,8 +336,9 @@ def create_app(ctx: AppContext) -> FastAPI:
                 if wanted(row.measurement, row.tags, row.field):
                     out[(row.measurement, frozenset(row.tags.items()), row.field)] = _series_out(row)
         for entry in ctx.latest.all():
-            for name, (value, time_ns) in entry.fields.items():
-                if not wanted(entry.measurement, entry.tags, name):
+            for name, latest in entry.fields.items():
+                value, time_ns = latest.value, latest.time
+                if value is None or not wanted(entry.measurement, entry.tags, name):
                     continue
                 key = (entry.measurement, frozenset(entry.tags.items()), name)
                 known = out.get(key)

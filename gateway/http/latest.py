@@ -4,28 +4,76 @@ The runtime wraps each connector's ``emit`` with :meth:`LatestValues.tap`: every
 one small entry per series (measurement + tags) in O(points) dict operations, before it goes
 on to the sinks. The overview page, its live updates (Server-Sent Events) and the series list
 read from here, so they never query a store for "what is the value now".
+
+Quality (OPC UA): a Bad sample arrives as ``<field>_status`` (the status name) with the tag
+``quality=bad``, an Uncertain one as the value plus ``<field>_status`` with ``quality=uncertain``
+(see ``connectors/opcua/values.py``). Here the ``quality`` tag is not part of a series' identity:
+such a status marks ``<field>`` of the same series as bad / uncertain (the last value stays, marked,
+so the page can show it struck out with the status name), and a newer good value clears the mark.
+No ``<field>_status`` entry is kept, so none can linger after the sensor recovers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from gateway.component import OnStored
 from gateway.point import FieldValue, Point
 
-__all__ = ["LatestValues", "SeriesKey", "SeriesLatest", "series_key"]
+__all__ = ["FieldLatest", "LatestValues", "Quality", "SeriesKey", "SeriesLatest", "series_key"]
 
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
 
 EmitFn = Callable[[Sequence[Point], OnStored | None], Awaitable[None]]
+Quality = Literal["good", "uncertain", "bad"]
+
+_QUALITY_TAG = "quality"
+_QUALITIES: dict[str, Quality] = {"good": "good", "uncertain": "uncertain", "bad": "bad"}
+_STATUS_SUFFIX = "_status"
 
 
-def series_key(measurement: str, tags: dict[str, str]) -> SeriesKey:
-    return (measurement, frozenset(tags.items()))
+def _split_quality(tags: Mapping[str, str]) -> tuple[Mapping[str, str], Quality]:
+    """The tags without ``quality`` (when it is good/uncertain/bad) and that quality."""
+    quality = _QUALITIES.get(tags.get(_QUALITY_TAG, ""))
+    if quality is None:
+        return tags, "good"
+    return {k: v for k, v in tags.items() if k != _QUALITY_TAG}, quality
+
+
+def series_key(measurement: str, tags: Mapping[str, str]) -> SeriesKey:
+    return (measurement, frozenset(_split_quality(tags)[0].items()))
+
+
+@dataclass(slots=True)
+class FieldLatest:
+    """The newest value of one field, and whether the source says it can be trusted now."""
+
+    #: None when the source never sent a usable value (only a Bad status)
+    value: FieldValue | None
+    #: point time of ``value`` in ns
+    time: int
+    quality: Quality = "good"
+    #: the status name (e.g. ``BadSensorFailure``) while the quality is not good
+    status: str | None = None
+    #: point time of the status in ns (a good value older than this does not clear it)
+    status_time: int = 0
+
+    def set_value(self, value: FieldValue, time_ns: int, quality: Quality, status: str | None) -> None:
+        self.value, self.time = value, time_ns
+        if quality != "good":
+            self.quality, self.status, self.status_time = quality, status, time_ns
+        elif time_ns >= self.status_time:
+            self.quality, self.status = "good", None
+
+    def mark(self, quality: Quality, status: str, time_ns: int) -> None:
+        self.quality, self.status, self.status_time = quality, status, time_ns
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "time": self.time // 1_000_000, "quality": self.quality, "status": self.status}
 
 
 @dataclass
@@ -35,8 +83,8 @@ class SeriesLatest:
     measurement: str
     tags: dict[str, str]
     source: str | None = None
-    #: field → (value, point time in ns)
-    fields: dict[str, tuple[FieldValue, int]] = field(default_factory=dict)
+    #: field → its newest value, time and quality
+    fields: dict[str, FieldLatest] = field(default_factory=dict)
     #: wall-clock seconds when the gateway last received a point of this series
     seen: float = 0.0
     version: int = 0
@@ -47,8 +95,42 @@ class SeriesLatest:
             "tags": dict(self.tags),
             "source": self.source,
             "seen": self.seen,
-            "fields": {name: {"value": v, "time": t // 1_000_000} for name, (v, t) in self.fields.items()},
+            "fields": {name: f.as_dict() for name, f in self.fields.items()},
         }
+
+    def put(self, name: str, value: FieldValue, time_ns: int, quality: Quality, status: str | None) -> None:
+        """A value (with its quality), unless a newer one is already here."""
+        old = self.fields.get(name)
+        if old is None:
+            self.fields[name] = FieldLatest(value, time_ns, quality, status, time_ns if quality != "good" else 0)
+        elif old.time <= time_ns or old.value is None:  # an older value still beats none (restart seed)
+            old.set_value(value, time_ns, quality, status)
+
+    def put_status(self, name: str, quality: Quality, status: str, time_ns: int) -> None:
+        """A Bad/Uncertain status without a value: marks the field's last value, if not newer."""
+        old = self.fields.get(name)
+        if old is None:
+            self.fields[name] = FieldLatest(None, time_ns, quality, status, time_ns)
+        elif old.time <= time_ns and old.status_time <= time_ns:
+            old.mark(quality, status, time_ns)
+
+    def put_point(self, fields: Mapping[str, FieldValue], time_ns: int, quality: Quality) -> None:
+        if quality == "good":
+            for name, value in fields.items():
+                self.put(name, value, time_ns, "good", None)
+            return
+        statuses = {
+            name[: -len(_STATUS_SUFFIX)]: value
+            for name, value in fields.items()
+            if name.endswith(_STATUS_SUFFIX) and len(name) > len(_STATUS_SUFFIX) and isinstance(value, str)
+        }
+        for name, value in fields.items():
+            if name.endswith(_STATUS_SUFFIX) and name[: -len(_STATUS_SUFFIX)] in statuses:
+                continue
+            self.put(name, value, time_ns, quality, statuses.get(name))
+        for name, status in statuses.items():
+            if name not in fields:
+                self.put_status(name, quality, status, time_ns)
 
 
 class LatestValues:
@@ -74,16 +156,12 @@ class LatestValues:
         now = time.time()
         series = self._series
         for point in points:
-            key = (point.measurement, frozenset(point.tags.items()))
+            tags, quality = _split_quality(point.tags)
+            key = (point.measurement, frozenset(tags.items()))
             entry = series.get(key)
             if entry is None:
-                entry = series[key] = SeriesLatest(point.measurement, dict(point.tags), source)
-            fields = entry.fields
-            ts = point.time
-            for name, value in point.fields.items():
-                old = fields.get(name)
-                if old is None or old[1] <= ts:
-                    fields[name] = (value, ts)
+                entry = series[key] = SeriesLatest(point.measurement, dict(tags), source)
+            entry.put_point(point.fields, point.time, quality)
             entry.seen = now
             entry.version = version
         self.points_seen += len(points)
@@ -93,13 +171,14 @@ class LatestValues:
 
     def seed(self, measurement: str, tags: dict[str, str], name: str, value: FieldValue, time_ns: int) -> None:
         """Fill in a value known from a store (after a restart), unless a newer one is already here."""
-        key = series_key(measurement, tags)
+        base, quality = _split_quality(tags)
+        key = series_key(measurement, base)
         entry = self._series.get(key)
         if entry is None:
-            entry = self._series[key] = SeriesLatest(measurement, dict(tags))
+            entry = self._series[key] = SeriesLatest(measurement, dict(base))
         old = entry.fields.get(name)
-        if old is None or old[1] < time_ns:
-            entry.fields[name] = (value, time_ns)
+        if old is None or old.time < time_ns or old.value is None or (quality != "good" and old.status_time < time_ns):
+            entry.put_point({name: value}, time_ns, quality)
         entry.seen = max(entry.seen, time_ns / 1e9)
 
     def get(self, measurement: str, tags: dict[str, str]) -> SeriesLatest | None:

@@ -86,8 +86,12 @@ class CardValueOut(BaseModel):
     measurement: str
     field: str
     tags: dict[str, str]
-    value: Value
+    value: Value | None = Field(description="The last value (null if the source only sent a Bad status).")
     time: int = Field(description="Unix ms of the value.")
+    quality: Literal["good", "uncertain", "bad"] = Field(
+        default="good", description="The source's quality of the value now (OPC UA status severity)."
+    )
+    status: str | None = Field(default=None, description="The status name while not good, e.g. BadSensorFailure.")
 
 
 class CardOut(BaseModel):

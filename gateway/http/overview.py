@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.http.config import OverviewSettings
-from gateway.http.latest import SeriesLatest
+from gateway.http.latest import Quality, SeriesLatest
 from gateway.point import FieldValue
 
 __all__ = ["Card", "build_cards", "machine_state"]
@@ -54,8 +54,10 @@ class CardValue:
     measurement: str
     field: str
     tags: dict[str, str]
-    value: FieldValue
+    value: FieldValue | None
     time_ms: int
+    quality: Quality = "good"
+    status: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +67,8 @@ class CardValue:
             "tags": self.tags,
             "value": self.value,
             "time": self.time_ms,
+            "quality": self.quality,
+            "status": self.status,
         }
 
 
@@ -115,15 +119,27 @@ def build_cards(entries: Iterable[SeriesLatest], settings: OverviewSettings, now
         card.seen = max(card.seen, entry.seen)
         extra = {k: v for k, v in sorted(entry.tags.items()) if k not in tags}
         suffix = " · ".join(extra.values())
-        for name, (value, time_ns) in sorted(entry.fields.items()):
+        for name, latest in sorted(entry.fields.items()):
+            value, time_ns = latest.value, latest.time
             if name in preference:
                 rank = (preference[name], time_ns)
-                if rank >= state_ranks.get(card_id, (-1, -1)):
+                if value is not None and rank >= state_ranks.get(card_id, (-1, -1)):
                     state_ranks[card_id] = rank
                     card.state_value = value
                 continue
             label = f"{name} · {suffix}" if suffix else name
-            card.values.append(CardValue(label, entry.measurement, name, dict(entry.tags), value, time_ns // 1_000_000))
+            card.values.append(
+                CardValue(
+                    label,
+                    entry.measurement,
+                    name,
+                    dict(entry.tags),
+                    value,
+                    time_ns // 1_000_000,
+                    latest.quality,
+                    latest.status,
+                )
+            )
     for card in cards.values():
         card.values.sort(key=lambda v: v.label)
         if now - card.seen > settings.offline_after:

@@ -12,8 +12,13 @@ from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
 
+from gateway.http.app import AppContext
+from gateway.http.config import HttpSettings
+from gateway.http.latest import LatestValues
+from gateway.http.server import HttpServer
 from tests.fixtures.browser import screenshot_path
 from tests.http.live import ADMIN_TOKEN, VIEWER_TOKEN, live_gateway
+from tests.http.test_quality import BAD, Machine
 
 MACHINES = ["line=A,machine=cnc-A1", "line=A,machine=cnc-A2", "line=B,machine=cnc-B1", "line=B,machine=cnc-B2"]
 
@@ -180,3 +185,27 @@ async def test_page_behind_credentials_when_listening_beyond_loopback(
         await admin.wait_for_function("() => document.querySelector('#detail-sensors')?.textContent.includes('broker')")
         assert broker_url(mosquitto) in await detail.inner_text()
         await admin.screenshot(path=str(screenshot_path("connections-admin", "en")), full_page=True)
+
+
+async def test_a_bad_opc_ua_value_is_struck_out_with_its_status_until_a_good_one_arrives(page_factory: Any) -> None:
+    machine, latest = Machine(), LatestValues()
+    ctx = AppContext(name="gw", settings=HttpSettings(listen="127.0.0.1:0"), statuses=list, latest=latest)
+    ctx.overview_interval = 0.05
+    latest.update(machine.sample(1, 21.5))
+    latest.update(machine.sample(2, None, BAD, "BadSensorFailure"))
+    cell = card("line=A,machine=cnc-1") + ' dd[data-field="temp"]'
+    async with HttpServer(ctx) as server:
+        for locale, label, shown in (("en-GB", "bad value", "21.5"), ("it-IT", "valore non valido", "21,5")):
+            page = await page_factory(locale=locale)
+            await page.goto(server.url + "/")
+            await page.wait_for_selector(cell + '[data-quality="bad"]')
+            assert await page.locator(cell + " s").inner_text() == shown  # the last good value, struck out
+            assert "BadSensorFailure" in await page.locator(cell).inner_text()
+            assert await page.locator(cell).get_attribute("title") == f"{label}: BadSensorFailure"
+            assert await page.locator(card("line=A,machine=cnc-1") + " dt").all_inner_texts() == ["temp"]
+        await page.screenshot(path=str(screenshot_path("quality", "it")), full_page=True)
+        # The sensor recovers: the live update clears the mark.
+        latest.update(machine.sample(3, 22.25))
+        await page.wait_for_selector(cell + '[data-quality="good"]', timeout=8_000)
+        assert await page.locator(cell + " s").count() == 0
+        assert "BadSensorFailure" not in await page.locator(cell).inner_text()

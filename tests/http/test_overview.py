@@ -88,12 +88,16 @@ async def test_tap_records_every_batch_and_hands_it_on_unchanged() -> None:
     await tapped(batch, ack)
     assert received == [(batch, ack)]
     entry = latest.get("m", {"k": "x"})
-    assert entry is not None and entry.fields["v"] == (99.0, 99) and entry.source == "energy"
+    assert (
+        entry is not None
+        and (entry.fields["v"].value, entry.fields["v"].time) == (99.0, 99)
+        and entry.source == "energy"
+    )
     assert latest.emitted == {"energy": 100}
     assert latest.changed_since(0) == [entry] and latest.changed_since(latest.version) == []
     # A value known from the store does not replace a newer live one.
     latest.seed("m", {"k": "x"}, "v", -1.0, 50)
-    assert entry.fields["v"] == (99.0, 99)
+    assert (entry.fields["v"].value, entry.fields["v"].time) == (99.0, 99)
 
 
 def test_state_comes_from_the_first_state_field_a_machine_has() -> None:

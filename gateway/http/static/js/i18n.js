@@ -48,6 +48,8 @@ const STRINGS = {
     "conn.persec": "/s",
     "conn.points": "points",
     "conn.age": "oldest {age}",
+    "quality.bad": "bad value",
+    "quality.uncertain": "uncertain value",
   },
   it: {
     "nav.overview": "Panoramica",
@@ -95,6 +97,8 @@ const STRINGS = {
     "conn.persec": "/s",
     "conn.points": "punti",
     "conn.age": "il più vecchio {age}",
+    "quality.bad": "valore non valido",
+    "quality.uncertain": "valore incerto",
   },
 };
 

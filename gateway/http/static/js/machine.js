@@ -4,6 +4,7 @@
 import { getJSON, subscribe } from "./api.js";
 import { h, fill } from "./dom.js";
 import { t, formatNumber, formatAge, formatTime, lang } from "./i18n.js";
+import { valueCell } from "./overview.js";
 
 const RANGES = { "15m": 15 * 60e3, "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 };
 const REFRESH = { "15m": 5e3, "1h": 10e3, "24h": 60e3 };
@@ -72,7 +73,7 @@ export function showMachine(root, cardId) {
     badge.dataset.state = card.state;
     badge.textContent = t(`state.${card.state}`);
     badge.title = card.last_update ? t("age.updated", { age: formatAge(overview.server_time - card.last_update) }) : "";
-    fill(current, card.values.flatMap((v) => [h("dt", {}, v.label), h("dd", {}, formatNumber(v.value))]));
+    fill(current, card.values.flatMap((v) => [h("dt", {}, v.label), valueCell(v, { dataset: { field: v.field, quality: v.quality || "good" } })]));
   }
 
   async function load() {

@@ -6,6 +6,18 @@ import { t, formatAge, formatNumber } from "./i18n.js";
 
 const MAX_VALUES = 8;
 
+/** A value's <dd>: while the source says it is bad or uncertain, the last value is struck out
+ *  (bad) or greyed (uncertain) beside the status name, e.g. "BadSensorFailure". */
+export function valueCell(v, attrs = {}) {
+  const quality = v.quality || "good";
+  if (quality === "good") return h("dd", attrs, formatNumber(v.value));
+  const label = t(`quality.${quality}`);
+  const shown = v.value === null || v.value === undefined ? "–" : formatNumber(v.value);
+  return h("dd", { ...attrs, class: `q-${quality}`, title: v.status ? `${label}: ${v.status}` : label },
+    h(quality === "bad" ? "s" : "span", { class: "q-value" }, shown),
+    h("span", { class: "q-status" }, v.status || label));
+}
+
 export function showOverview(root) {
   const grid = h("div", { class: "cards", id: "cards" });
   const empty = h("p", { class: "empty", id: "cards-empty", hidden: true }, t("overview.empty"));
@@ -44,7 +56,7 @@ export function showOverview(root) {
       sub ? h("div", { class: "card-sub" }, sub) : null,
       h("dl", { class: "kv" }, values.flatMap((v) => [
         h("dt", {}, v.label),
-        h("dd", { dataset: { field: v.field } }, formatNumber(v.value)),
+        valueCell(v, { dataset: { field: v.field, quality: v.quality || "good" } }),
       ])),
       card.values.length > MAX_VALUES ? h("div", { class: "muted" }, `+${card.values.length - MAX_VALUES}`) : null,
       h("div", { class: "age" }, ""),
