@@ -36,12 +36,17 @@ _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 class Deadband(StrictModel):
     """Report a change only when it moves more than this (numbers only)."""
 
-    absolute: float | None = Field(default=None, gt=0, description="Smallest change reported, in the value's unit.")
+    absolute: float | None = Field(
+        default=None,
+        gt=0,
+        description="Smallest change reported, in the unit of the stored value (after scale and offset).",
+    )
     percent: float | None = Field(
         default=None,
         gt=0,
         le=100,
-        description="Smallest change reported, in percent of the variable's EURange (the server must publish it).",
+        description="Smallest change reported, in percent of the variable's EURange (the server must publish it; "
+        "mode: subscribe only).",
     )
 
     @model_validator(mode="after")
@@ -289,6 +294,26 @@ class OpcUaConfig(ConnectorConfig):
                 f"{value!r} is not an OPC UA endpoint: write opc.tcp://host:port, e.g. opc.tcp://10.0.0.20:4840"
             )
         return value
+
+    @model_validator(mode="after")
+    def _percent_needs_subscribe(self) -> OpcUaConfig:
+        # A percent deadband is a DataChangeFilter the server evaluates against the variable's
+        # EURange; in poll mode there is no filter and the gateway does not read EURange, so
+        # it would be silently ignored: refuse it instead.
+        if self.mode != "poll":
+            return self
+        where = [] if self.deadband is None or self.deadband.percent is None else ["deadband"]
+        where += [
+            f"nodes[{index}].deadband"
+            for index, item in enumerate(self.nodes)
+            if item.deadband is not None and item.deadband.percent is not None
+        ]
+        if where:
+            raise ValueError(
+                f"{', '.join(where)}: a percent deadband works only with mode: subscribe (the server applies it "
+                "against the variable's EURange); in mode: poll use an absolute one, e.g. deadband: {absolute: 5}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_fields(self) -> OpcUaConfig:

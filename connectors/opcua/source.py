@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from connectors.opcua._client import (
     Connection,
@@ -46,6 +46,19 @@ __all__ = ["OpcUaSource"]
 
 #: Points held while the pipeline is full; above this the publish loop waits (back-pressure).
 MAX_PENDING = 100_000
+
+
+def _server_filter(deadband: Deadband, scale: float | None) -> tuple[Literal["absolute", "percent"], float] | None:
+    """The DataChangeFilter sent to the server, which compares RAW values.
+
+    An absolute deadband is written in the unit of the stored (scaled) value, as the gateway
+    applies it: the server gets ``absolute / |scale|``. With ``scale: 0`` every stored value is
+    the same, so no server filter is needed (the gateway's own filter drops the repeats).
+    """
+    if deadband.absolute is not None:
+        factor = abs(scale) if scale is not None else 1.0
+        return ("absolute", deadband.absolute / factor) if factor > 0 else None
+    return ("percent", deadband.percent or 0.0)
 
 
 @dataclass
@@ -363,7 +376,7 @@ class OpcUaSource(Source):
                 sampling = sub.sampling_interval if sub.sampling_interval is not None else sub.publishing_interval
             filt: tuple[Any, float] | None = None
             if isinstance(deadband, Deadband):
-                filt = ("absolute", deadband.absolute) if deadband.absolute else ("percent", deadband.percent or 0.0)
+                filt = _server_filter(deadband, item.scale)
             requests.append(
                 MonitorRequest(handle, target.node, sampling, target.spec.queue_size or sub.queue_size, filt)
             )

@@ -193,3 +193,37 @@ def test_the_sample_with_every_option_validates(monkeypatch: pytest.MonkeyPatch)
     text = sample.read_text()
     for name in OpcUaConfig.model_fields:
         assert f"{name}:" in text, name
+
+
+def test_a_percent_deadband_in_poll_mode_is_refused_with_file_and_line(tmp_path: Path) -> None:
+    text = """
+    sinks: [{name: local, type: historian, path: h.db}]
+    connectors:
+      - name: cnc
+        type: opcua
+        endpoint: opc.tcp://127.0.0.1:4840
+        mode: poll
+        nodes:
+          - {node: "ns=2;i=1"}
+          - {node: "ns=2;i=2", deadband: {percent: 2}}
+    """
+    with pytest.raises(ConfigError) as caught:
+        load_config(_write(tmp_path, text))
+    message = str(caught.value)
+    assert "gateway.yaml:4" in message and "connectors[0]" in message, message
+    assert "nodes[1].deadband: a percent deadband works only with mode: subscribe" in message, message
+    # The same deadband in subscribe mode, and an absolute one in poll mode, are fine.
+    load_config(_write(tmp_path, text.replace("mode: poll", "mode: subscribe")))
+    load_config(_write(tmp_path, text.replace("percent: 2", "absolute: 2")))
+
+
+def test_the_absolute_deadband_sent_to_the_server_is_in_raw_units() -> None:
+    """The server compares raw values; the deadband is written in stored (scaled) units."""
+    from connectors.opcua.config import Deadband
+    from connectors.opcua.source import _server_filter
+
+    assert _server_filter(Deadband(absolute=5), None) == ("absolute", 5)
+    assert _server_filter(Deadband(absolute=5), 0.1) == pytest.approx(("absolute", 50))
+    assert _server_filter(Deadband(absolute=5), -10.0) == ("absolute", 0.5)
+    assert _server_filter(Deadband(absolute=5), 0.0) is None  # every stored value is the same: nothing to ask
+    assert _server_filter(Deadband(percent=2), 0.1) == ("percent", 2)  # of the EURange: no unit
