@@ -622,6 +622,18 @@ class Connection:
             walked.append(name)
         return node
 
+    async def node_class(self, node: NodeId) -> tuple[str, str]:
+        """Browse name and node class of one node; a SourceError with the server's status if it has none."""
+        name = (await self._read([node], ua.AttributeIds.BrowseName))[0]
+        if not _good(name):
+            raise SourceError(
+                f"{self.text(node)}: {name.StatusCode.name}: the server {self.settings.endpoint} has no such node"
+            )
+        node_class = (await self._read([node], ua.AttributeIds.NodeClass))[0]
+        cls = int(node_class.Value.Value) if _good(node_class) and node_class.Value else 0
+        browse_name = str(name.Value.Value.Name) if name.Value and name.Value.Value else self.text(node)
+        return browse_name, _NODE_CLASSES.get(cls, "unknown")
+
     async def variable_info(self, nodes: Sequence[NodeId]) -> list[VariableInfo | str]:
         """Browse name, DataType, ValueRank, AccessLevel and value of variables, or why a node is not one."""
         if not nodes:

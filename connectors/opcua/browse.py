@@ -3,8 +3,12 @@
 The tree shows, for every node: browse name, node id in its stable ``nsu=`` form, class,
 and for variables the data type, the current value (or its Bad status) and the access
 level. ``--yaml`` prints a config with one ``node:`` entry per variable found below
-``--from`` (field names derived from the browse names, as ``browse:`` entries do), which
-``gateway validate`` accepts and ``gateway run`` collects as it is.
+``--from`` (field names derived from the browse names as ``browse:`` entries do, except that
+a leaf repeating its folder's name is not repeated: ``Cycle/CycleTime`` → ``cycle_time``; the
+names are written in the file, so they never change afterwards), which ``gateway validate``
+accepts and ``gateway run`` collects as it is. The connector is named after the endpoint's
+host (and port, when not 4840) and tags its points ``machine: <name>``, so the configs of two
+machines browsed one after the other can be merged without their series overwriting each other.
 
 Browsing goes level by level, each level in a few batched calls (within the server's
 MaxNodesPerBrowse / MaxNodesPerRead), with a progress line on large servers.
@@ -13,6 +17,7 @@ MaxNodesPerBrowse / MaxNodesPerRead), with a progress line on large servers.
 from __future__ import annotations
 
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -52,6 +57,7 @@ class BrowsedNode:
     node_class: str
     path: tuple[str, ...]
     info: VariableInfo | None = None
+    enum: dict[int, str] | None = None  # value → name, when the data type is an enumeration
     children: list[BrowsedNode] = field(default_factory=list)
     truncated: bool = False
 
@@ -121,12 +127,12 @@ async def browse_tree(conn: Connection, start: str, depth: int, progress: _Progr
     """The tree below ``start`` (a browse path or node id), ``depth`` levels deep."""
     if is_node_id(start):
         node = conn.node_id(parse_node_id(start))
-        name = start
+        name, node_class = await conn.node_class(node)  # a node the server does not have: its status
     else:
         parts = parse_browse_path(start)
         node = await conn.translate(parts)
-        name = parts[-1]
-    root = BrowsedNode(conn.text(node), name, "Object", ())
+        name, node_class = parts[-1], "Object"
+    root = BrowsedNode(conn.text(node), name, node_class if node_class != "Variable" else "Object", ())
     infos = await conn.variable_info([node])
     if isinstance(infos[0], VariableInfo):
         root.node_class, root.info = "Variable", infos[0]
@@ -165,22 +171,50 @@ async def browse_tree(conn: Connection, start: str, depth: int, progress: _Progr
     for _, leftover in level:
         if leftover.node_class == "Object":
             leftover.truncated = True
+    await _learn_enums(conn, root)
     return root
 
 
-def _value_text(info: VariableInfo) -> str:
+async def _learn_enums(conn: Connection, root: BrowsedNode) -> None:
+    """Mark the variables whose data type is an enumeration (it has EnumStrings or EnumValues)."""
+    variables = [v for v in [root, *_variables(root)] if v.info is not None]
+    types = list({v.info.data_type: None for v in variables if v.info is not None and not _builtin(v.info.data_type)})
+    if not types:
+        return
+    enums = await conn.enum_names(types)
+    for variable in variables:
+        assert variable.info is not None
+        variable.enum = enums.get(variable.info.data_type)
+
+
+def _builtin(type_id: Any) -> bool:
+    """The built-in data types (Boolean … DiagnosticInfo) are never enumerations: not worth a browse."""
+    return (
+        getattr(type_id, "NamespaceIndex", 1) == 0
+        and isinstance(getattr(type_id, "Identifier", None), int)
+        and (1 <= type_id.Identifier <= 25)
+    )
+
+
+def _value_text(info: VariableInfo, enum: dict[int, str] | None = None) -> str:
     if info.status_name != "Good":
         return f"({info.status_name})"
     value = info.value
+    single = info.data_type_name == "Float"
     if isinstance(value, list):
-        shown = ", ".join(_short(v) for v in value[:5])
+        shown = ", ".join(_short(v, single, enum) for v in value[:5])
         return f"[{shown}{', …' if len(value) > 5 else ''}] ({len(value)} values)"
-    return _short(value)
+    return _short(value, single, enum)
 
 
-def _short(value: Any) -> str:
+def _short(value: Any, single: bool = False, enum: dict[int, str] | None = None) -> str:
     if isinstance(value, str):
         return json.dumps(value[:60] + ("…" if len(value) > 60 else ""), ensure_ascii=False)
+    if isinstance(value, float) and single and math.isfinite(value):
+        # A Float is 32 bits: 7 significant digits, not the noise of its conversion to a double.
+        return repr(float(f"{value:.7g}"))
+    if isinstance(value, int) and not isinstance(value, bool) and enum is not None and value in enum:
+        return f"{value} ({enum[value]})"
     if isinstance(value, bool | int | float) or value is None:
         return repr(value)
     if hasattr(value, "isoformat"):
@@ -199,7 +233,7 @@ def render_tree(root: BrowsedNode, out: TextIO) -> int:
             count += 1
             info = node.info
             dims = "[]" if info.value_rank >= 1 else ""
-            text += f"  {info.data_type_name}{dims} = {_value_text(info)}  [{info.access or 'no access'}]"
+            text += f"  {info.data_type_name}{dims} = {_value_text(info, node.enum)}  [{info.access or 'no access'}]"
         if node.truncated and not node.children:
             text += "  …"
         out.write(text + "\n")
@@ -233,14 +267,19 @@ def _storable(value: Any) -> bool:
     return value is None or isinstance(value, bool | int | float | str | datetime)
 
 
-def _name(options: BrowseOptions, root: BrowsedNode) -> str:
+def _name(options: BrowseOptions) -> str:
+    """The connector's name: --name, else the endpoint's host (and its port, when not 4840).
+
+    Not the start node's browse name: every machine of a kind has the same (``Machine``), and
+    two connectors with one name cannot live in one config.
+    """
     if options.name:
         return options.name
-    base = root.browse_name if root.browse_name not in ("Objects", "Root") and not is_node_id(root.browse_name) else ""
-    if not base:
-        host = re.sub(r"^opc\.tcp://", "", options.endpoint).split("/")[0]
-        base = f"opcua-{host}"
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-").lower() or "opcua"
+    address = re.sub(r"^opc\.tcp://", "", options.endpoint).split("/")[0]
+    host, _, port = address.rpartition(":") if re.search(r":\d+$", address) else (address, "", "")
+    base = host if port in ("", "4840") else f"{host}-{port}"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", base).strip("-._").lower()
+    return name or "opcua"
 
 
 def render_yaml(root: BrowsedNode, options: BrowseOptions, out: TextIO) -> int:
@@ -248,7 +287,8 @@ def render_yaml(root: BrowsedNode, options: BrowseOptions, out: TextIO) -> int:
     variables = _variables(root)
     storable = [v for v in variables if v.info is not None and _storable(v.info.value)]
     others = [v for v in variables if v not in storable]
-    fields = unique_field_names([(v.text, v.path) for v in variables])
+    fields = unique_field_names([(v.text, v.path) for v in variables], collapse=True)
+    name = _name(options)
     policy, mode = _security(options.security)
     command = f"gateway browse {options.endpoint} --from {options.start}"
     lines = [
@@ -262,7 +302,7 @@ def render_yaml(root: BrowsedNode, options: BrowseOptions, out: TextIO) -> int:
         "    type: historian",
         "    path: ./data/history.db",
         "connectors:",
-        f"  - name: {_name(options, root)}",
+        f"  - name: {name}",
         "    type: opcua",
         f"    endpoint: {options.endpoint}",
     ]
@@ -270,13 +310,18 @@ def render_yaml(root: BrowsedNode, options: BrowseOptions, out: TextIO) -> int:
         lines.append(f"    security: {{policy: {policy}, mode: {mode}}}")
     if options.username:
         lines.append("    auth: {username: ${OPC_USER}, password: ${OPC_PASSWORD}}")
-    lines += [f"    measurement: {options.measurement}", "    nodes:"]
+    lines += [
+        f"    measurement: {options.measurement}",
+        f"    tags: {{machine: {json.dumps(name)}}}  # keeps this machine's series apart from the others'",
+        "    nodes:",
+    ]
     if not storable:
         lines.append("      []")
     for node in storable:
         assert node.info is not None
+        enum = ", enum_names: true" if node.enum is not None else ""
         lines.append(
-            f"      - {{node: {json.dumps(node.text, ensure_ascii=False)}, field: {fields[node.text]}}}"
+            f"      - {{node: {json.dumps(node.text, ensure_ascii=False)}, field: {fields[node.text]}{enum}}}"
             f"  # {node.info.data_type_name}{'[]' if node.info.value_rank >= 1 else ''}"
         )
     for node in others:

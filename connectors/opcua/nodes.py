@@ -132,22 +132,32 @@ _CAMEL_2 = re.compile(r"([a-z0-9])([A-Z])")
 _NOT_WORD = re.compile(r"[^0-9a-zA-Z]+")
 
 
-def field_name(parts: Sequence[str], prefix: str = "") -> str:
-    """Browse names → a snake_case field name: ``("Axes", "X", "Position")`` → ``axes_x_position``."""
-    words = []
+def field_name(parts: Sequence[str], prefix: str = "", *, collapse: bool = False) -> str:
+    """Browse names → a snake_case field name: ``("Axes", "X", "Position")`` → ``axes_x_position``.
+
+    With ``collapse``, a name that starts with the words of the folder above it replaces that
+    folder's words: ``("Cycle", "CycleTime")`` → ``cycle_time`` (not ``cycle_cycle_time``),
+    ``("Energy", "Energy")`` → ``energy``. It depends on the path only, so it is as stable.
+    """
+    words: list[list[str]] = []
     for part in parts:
         text = _CAMEL_2.sub(r"\1_\2", _CAMEL_1.sub(r"\1_\2", part))
         text = _NOT_WORD.sub("_", text).strip("_").lower()
-        if text:
-            words.append(text)
-    name = "_".join(words) or "value"
+        if not text:
+            continue
+        these = text.split("_")
+        if collapse and words and these[: len(words[-1])] == words[-1]:
+            words[-1] = these
+        else:
+            words.append(these)
+    name = "_".join("_".join(w) for w in words) or "value"
     if name[0].isdigit() and not prefix:
         name = f"v{name}"
     return prefix + name
 
 
 def unique_field_names(
-    entries: Iterable[tuple[str, Sequence[str]]], prefix: str = "", taken: Iterable[str] = ()
+    entries: Iterable[tuple[str, Sequence[str]]], prefix: str = "", taken: Iterable[str] = (), *, collapse: bool = False
 ) -> dict[str, str]:
     """Field names for browsed variables, keyed by their node id text: stable, unique, readable.
 
@@ -157,7 +167,7 @@ def unique_field_names(
     """
     candidates: dict[str, list[str]] = {}
     for node_text, parts in entries:
-        candidates.setdefault(field_name(parts, prefix), []).append(node_text)
+        candidates.setdefault(field_name(parts, prefix, collapse=collapse), []).append(node_text)
     reserved = set(taken)
     result: dict[str, str] = {}
     for name, nodes in candidates.items():

@@ -227,3 +227,15 @@ def test_the_absolute_deadband_sent_to_the_server_is_in_raw_units() -> None:
     assert _server_filter(Deadband(absolute=5), -10.0) == ("absolute", 0.5)
     assert _server_filter(Deadband(absolute=5), 0.0) is None  # every stored value is the same: nothing to ask
     assert _server_filter(Deadband(percent=2), 0.1) == ("percent", 2)  # of the EURange: no unit
+
+
+def test_collapsed_field_names_do_not_repeat_the_folder_and_stay_unique() -> None:
+    assert field_name(("Cycle", "CycleTime"), collapse=True) == "cycle_time"
+    assert field_name(("Energy", "Energy"), collapse=True) == "energy"
+    assert field_name(("Axes", "X", "Position"), collapse=True) == "axes_x_position"
+    assert field_name(("Spindle", "SpeedSetpoint"), collapse=True) == "spindle_speed_setpoint"
+    assert field_name(("Cycle", "CycleTime")) == "cycle_cycle_time"  # browse: entries keep their names
+    entries = [("nsu=u;s=Cycle.CycleTime", ("Cycle", "CycleTime")), ("nsu=u;s=CycleTime", ("CycleTime",))]
+    names = unique_field_names(entries, collapse=True)
+    assert names == unique_field_names(list(reversed(entries)), collapse=True)
+    assert len(set(names.values())) == 2 and all(n.startswith("cycle_time_") for n in names.values())
