@@ -228,6 +228,10 @@ def _tag_text(value: Any) -> str | None:
 # --- time ------------------------------------------------------------------------------------
 
 
+#: Times beyond ±2**63 ns (years 1677–2262) cannot be stored anywhere downstream.
+_NS_LIMIT: Final = float(2**63)
+
+
 def _time_reader(spec: TimeSpec) -> Callable[[Any], int]:
     if spec.unit == "iso8601":
         return _iso_ns
@@ -247,10 +251,10 @@ def _time_reader(spec: TimeSpec) -> Callable[[Any], int]:
             kind = type(value)
         if kind is int:
             return value * factor  # type: ignore[no-any-return]
-        if kind is float and math.isfinite(value):
+        if kind is float and math.isfinite(value) and abs(value * factor) < _NS_LIMIT:
             # Floats carry about 16 digits: keep microseconds, which they hold exactly for dates near now.
             return round(value * factor / 1000) * 1000 if factor >= 1000 else round(value)  # type: ignore[no-any-return]
-        raise ValueError(f"a number of {unit} since 1970")
+        raise ValueError(f"a number of {unit} since 1970 (years 1677 to 2262)")
 
     return read
 
@@ -344,6 +348,10 @@ class TopicDecoder:
             return self._influx(topic, payload, received_ns)
         except PointError as exc:
             raise DecodeError(str(exc)) from None
+        except RecursionError:
+            raise DecodeError("payload is nested too deeply to flatten") from None
+        except OverflowError as exc:
+            raise DecodeError(f"a number in the payload is out of range ({exc})") from None
 
     # -- formats --
 

@@ -120,6 +120,8 @@ class MqttSource(Source):
         self._stopping = False
         link = await self._ensure_link()
         link.accepting = True
+        if link.connected:  # restarted by the supervisor on a link that stayed up
+            self.status.set_state(State.RUNNING)
         while True:
             if not link.incoming:
                 if self._stopping:
@@ -208,6 +210,12 @@ class MqttSource(Source):
                 counter["malformed"] += 1
                 malformed += 1
                 self._report_malformed(topic, payload, str(exc))
+                continue
+            except Exception as exc:  # a decoder bug must cost one message, never the connector
+                counter["malformed"] += 1
+                malformed += 1
+                self.log.debug("decoding a message on %r failed unexpectedly", topic, exc_info=True)
+                self._report_malformed(topic, payload, f"could not be decoded ({type(exc).__name__}: {exc})")
                 continue
             points.extend(decoded)
             stored[index] += 1

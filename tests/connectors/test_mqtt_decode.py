@@ -224,6 +224,21 @@ def test_bad_time_is_a_decode_error(unit: str, value: Any, message: str) -> None
         one({"t": value, "v": 1}, time={"path": "t", "unit": unit})
 
 
+@pytest.mark.parametrize(
+    ("unit", "value"),
+    [("ms", 1e308), ("s", 1e300), ("ms", "1e308"), ("ns", 1e19), ("ms", -1e17), ("s", 10**12)],
+)
+def test_a_time_beyond_what_can_be_stored_is_a_decode_error_not_a_crash(unit: str, value: Any) -> None:
+    with pytest.raises(DecodeError, match=r"time \(path 't'\)|outside the range"):
+        one({"t": value, "v": 1}, time={"path": "t", "unit": unit})
+
+
+def test_a_payload_nested_too_deep_to_flatten_is_a_decode_error() -> None:
+    payload = ('{"v": ' + '{"a": ' * 1000 + "1" + "}" * 1001).encode()  # orjson reads up to 1,024 levels
+    with pytest.raises(DecodeError, match="nested too deeply|not valid JSON"):
+        decoder(flatten=True).decode("t", payload, 0)
+
+
 def test_missing_time_is_a_decode_error() -> None:
     with pytest.raises(DecodeError, match=r"time \(path 'ts'\) is missing"):
         one({"v": 1}, time={"path": "ts"})

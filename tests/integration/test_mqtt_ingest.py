@@ -109,6 +109,8 @@ async def test_malformed_payloads_are_counted_skipped_and_logged_with_their_topi
         "factory/L1/energy/wrong-shape": orjson.dumps({"p": [1, 2], "e": 1, "ts": BASE_MS}),
         "factory/L1/energy/huge": orjson.dumps({"p": 1, "e": 1, "ts": BASE_MS, "pad": "x" * 2**20}),
         "factory/L1/energy/not-utf8": b'{"p": 1, "e": 1, "ts": 1714564800000, "note": "\xff\xfe"}',
+        "factory/L1/energy/time-overflow": orjson.dumps({"p": 1, "e": 1, "ts": 1e308}),
+        "factory/L1/energy/time-as-huge-text": orjson.dumps({"p": 1, "e": 1, "ts": "1e308"}),
     }
     expected: set[tuple[int, str, str, str, Any]] = set()
     caplog.set_level(logging.WARNING, logger="gateway")
