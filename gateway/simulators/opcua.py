@@ -169,9 +169,10 @@ class CncModel:
     manufacturer = "Lab Machine Tools"
     model = "VMC-850"
 
-    def __init__(self, name: str, rng: random.Random) -> None:
+    def __init__(self, name: str, rng: random.Random, bad_rate: float = 0.01) -> None:
         self.name = name
         self.rng = rng
+        self.bad_rate = bad_rate  # sensor failures per fragile sensor and second
         self.state = _StateMachine(rng)
         self.speed = _Smooth(8000.0, 2.0, 5.0)
         self.load = _Smooth(45.0, 3.0, 1.5)
@@ -298,7 +299,7 @@ class CncModel:
             "Axes/Position": [round(x, 3), round(y, 3), round(z, 3)],
             "Coolant/Temperature": round(coolant, 2),
             "Coolant/TemperatureRaw": round(coolant * 10),
-            "Coolant/Pressure": round(self.pressure.step(6.0 if running else 0.2, dt, rng), 2),
+            "Coolant/Pressure": round(max(0.0, self.pressure.step(6.0 if running else 0.2, dt, rng)), 2),
             "Coolant/Level": round(self.level, 2),
             "Coolant/PumpOn": running,
             "Program/Name": self.program,
@@ -315,7 +316,7 @@ class CncModel:
             "Sensors/Vibration": round(max(0.1, self.vibration.step(2.5 if running else 0.3, dt, rng)), 3),
             "Sensors/AmbientTemperature": round(self.ambient.step(21.0, dt, rng), 2),
         }
-        return _with_failures(values, self.failed, ("Sensors/Vibration", "Coolant/Level"), dt, rng)
+        return _with_failures(values, self.failed, ("Sensors/Vibration", "Coolant/Level"), dt, rng, self.bad_rate)
 
 
 class PressModel:
@@ -325,9 +326,10 @@ class PressModel:
     model = "IMP-1500"
     ZONES = (215.0, 225.0, 235.0, 240.0, 245.0)
 
-    def __init__(self, name: str, rng: random.Random) -> None:
+    def __init__(self, name: str, rng: random.Random, bad_rate: float = 0.01) -> None:
         self.name = name
         self.rng = rng
+        self.bad_rate = bad_rate  # sensor failures per fragile sensor and second
         self.state = _StateMachine(rng)
         self.zones = [_Smooth(z, 60.0, 0.15) for z in self.ZONES]
         self.mold = _Smooth(60.0, 90.0, 0.1)
@@ -405,26 +407,30 @@ class PressModel:
             "Energy/Power": round(power, 2),
             "Energy/Energy": round(self.energy, 4),
         }
-        return _with_failures(values, self.failed, ("Barrel/Zone3", "Mold/Temperature"), dt, rng)
+        return _with_failures(values, self.failed, ("Barrel/Zone3", "Mold/Temperature"), dt, rng, self.bad_rate)
 
 
 def _with_failures(
-    values: dict[str, Any], failed: dict[str, float], fragile: tuple[str, ...], dt: float, rng: random.Random
+    values: dict[str, Any],
+    failed: dict[str, float],
+    fragile: tuple[str, ...],
+    dt: float,
+    rng: random.Random,
+    rate: float,
 ) -> dict[str, Any]:
-    """Sensors fail now and then (BadSensorFailure for 3–10 s)."""
+    """Sensors fail now and then: ``rate`` failures per sensor and second, BadSensorFailure for 3–10 s."""
     for path in fragile:
         if path in failed:
             failed[path] -= dt
             if failed[path] <= 0:
                 del failed[path]
-        elif rng.random() < _BAD_RATE[0] * dt:
+        elif rng.random() < rate * dt:
             failed[path] = rng.uniform(3.0, 10.0)
         if path in failed:
             values[path] = BAD
     return values
 
 
-_BAD_RATE = [0.01]
 Model = CncModel | PressModel
 
 
@@ -553,7 +559,7 @@ async def _certificate(settings: OpcUaSimulatorSettings, name: str, app_uri: str
 async def _start_machine(settings: OpcUaSimulatorSettings, index: int, rng: random.Random) -> _Machine:
     kind = CncModel if index % 2 == 0 else PressModel
     name = f"{kind.kind}-{index // 2 + 1:02d}"
-    model: Model = kind(name, rng)
+    model: Model = kind(name, rng, bad_rate=settings.bad_rate)
     anonymous = settings.anonymous if settings.anonymous is not None else not settings.users
     restricted = bool(settings.users or settings.user_certificates)
     certificates = [_load_der(path) for path in settings.user_certificates]
@@ -725,7 +731,6 @@ def _status(machines: list[_Machine]) -> dict[str, Any]:
 async def opcua_simulator(settings: OpcUaSimulatorSettings) -> AsyncIterator[list[str]]:
     """Start every machine's server and its value loop; yields the endpoint URLs."""
     rng = random.Random(settings.seed)
-    _BAD_RATE[0] = settings.bad_rate
     machines: list[_Machine] = []
     try:
         for index in range(settings.machines):
