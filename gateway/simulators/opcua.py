@@ -62,6 +62,7 @@ from asyncua.common.structures104 import new_enum
 from asyncua.common.utils import ServiceError
 from asyncua.crypto import cert_gen
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.monitored_item_service import MonitoredItemService, MonitoredItemValues
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 __all__ = [
@@ -687,6 +688,32 @@ async def _build_bench(server: Server, count: int, shift: int) -> dict[str, Node
 # --- running --------------------------------------------------------------------------------
 
 
+def _deadband_against_last_reported(
+    service: MonitoredItemService, values: MonitoredItemValues, flt: ua.DataChangeFilter
+) -> bool:
+    """An absolute deadband compared with the last value REPORTED, as OPC UA Part 4 says.
+
+    asyncua 2.1's server compares each sample with the previous sample, so a value that moves
+    by less than the deadband at every sample is never reported however far it drifts (a
+    slow ramp freezes). Gateway tests need a server that behaves like a real one.
+    """
+    current = values.get_current_datavalue()
+    reported: ua.DataValue | None = getattr(values, "last_reported", None)
+    passed = True
+    if flt.DeadbandType == ua.DeadbandType.Absolute and reported is not None and current is not None:
+        now = current.Value.Value if current.Value is not None else None
+        then = reported.Value.Value if reported.Value is not None else None
+        if isinstance(now, int | float) and isinstance(then, int | float):
+            passed = abs(now - then) > flt.DeadbandValue
+    if passed:
+        values.last_reported = current
+    return passed
+
+
+def _use_spec_deadband() -> None:
+    setattr(MonitoredItemService, "_is_deadband_exceeded", _deadband_against_last_reported)  # noqa: B010
+
+
 def _data_value(value: Any, vtype: ua.VariantType, now: datetime, is_array: bool = False) -> ua.DataValue:
     if value is BAD:
         return ua.DataValue(
@@ -731,6 +758,7 @@ def _status(machines: list[_Machine]) -> dict[str, Any]:
 async def opcua_simulator(settings: OpcUaSimulatorSettings) -> AsyncIterator[list[str]]:
     """Start every machine's server and its value loop; yields the endpoint URLs."""
     rng = random.Random(settings.seed)
+    _use_spec_deadband()
     machines: list[_Machine] = []
     try:
         for index in range(settings.machines):

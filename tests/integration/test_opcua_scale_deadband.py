@@ -1,10 +1,9 @@
 """Scale and an absolute deadband store the same data in subscribe and poll mode.
 
 The deadband is in the unit of the stored (scaled) value, as the README says: the server,
-which compares raw values, is asked for ``absolute / |scale|``. The node-opcua peer's Ramp
-grows by exactly 1 every 100 ms (a controlled value). (The asyncua-based simulator is not
-used: its server compares each sample with the previous SAMPLE, not with the last reported
-value, so a slow ramp never passes a server-side deadband there.)
+which compares raw values, is asked for ``absolute / |scale|``. Two servers with a value that
+counts up by exactly 1 at a known rate: the node-opcua peer's Ramp (every 100 ms) and the
+simulator's bench variable Tag00000 (every ``--interval``).
 """
 
 from __future__ import annotations
@@ -14,21 +13,29 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from gateway.config import load_config
 from gateway.runtime import Gateway
 from tests.fixtures.opcua import gateway_config, stored
 from tests.helpers import async_wait_until
 
 RAMP = "nsu=urn:peer:node-opcua:press-line;s=PressLine.Ramp"
+BENCH = "nsu=urn:lab:bench;s=Bench.Tag00000"
 
 
+@pytest.mark.parametrize("server", ["node-opcua", "simulator"])
 async def test_scale_and_absolute_deadband_agree_in_subscribe_and_poll_mode(
-    node_opcua_server: Any, tmp_path: Path
+    server: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    server = node_opcua_server()
+    if server == "node-opcua":
+        endpoint, node_id = request.getfixturevalue("node_opcua_server")().endpoint(), RAMP
+    else:
+        sim = request.getfixturevalue("opcua_simulator")(machines=1, bench_items=1, interval=0.1, bad_rate=0)
+        endpoint, node_id = sim.endpoint(), BENCH
     # Raw steps of 1, stored as steps of 10; the deadband 25 (stored unit) keeps every 3rd step.
-    node = {"node": RAMP, "field": "count", "scale": 10, "deadband": {"absolute": 25}}
-    common = {"type": "opcua", "endpoint": server.endpoint(), "nodes": [node]}
+    node = {"node": node_id, "field": "count", "scale": 10, "deadband": {"absolute": 25}}
+    common: dict[str, Any] = {"type": "opcua", "endpoint": endpoint, "nodes": [node]}
     connectors = [
         {
             **common,
