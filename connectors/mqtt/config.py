@@ -7,10 +7,10 @@ all come from these models.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from gateway.settings import ConnectorConfig, StrictModel
 from gateway.units import Duration, Size
@@ -142,6 +142,11 @@ def _field_spec(value: Any) -> Any:
     return {"path": value} if isinstance(value, str) else value
 
 
+#: A field is a key path (``power_w: p``) or a FieldSpec (``{path: p, type: float}``); the JSON
+#: Schema says both, so editors accept the short form too.
+FieldEntry = Annotated[FieldSpec, BeforeValidator(_field_spec, json_schema_input_type=str | FieldSpec)]
+
+
 class TopicConfig(StrictModel):
     """One topic filter and how to turn its messages into points."""
 
@@ -177,7 +182,7 @@ class TopicConfig(StrictModel):
         description="json only: where the timestamp is in the payload. Without it, the time of receipt is used "
         "(format influx: the line's own timestamp when it has one).",
     )
-    fields: dict[str, FieldSpec] | None = Field(
+    fields: dict[str, FieldEntry] | None = Field(
         default=None,
         description="json only: field name → key path ('p', 'power.total', 'phases.0.v'), or "
         "{path: ..., type: float|int|bool|string}. Omitted: every number, boolean and text at the top level "
@@ -204,13 +209,6 @@ class TopicConfig(StrictModel):
     @classmethod
     def _filter(cls, value: str) -> str:
         return check_filter(value)
-
-    @field_validator("fields", mode="before")
-    @classmethod
-    def _fields(cls, value: Any) -> Any:
-        if isinstance(value, dict):
-            return {key: _field_spec(spec) for key, spec in value.items()}
-        return value
 
     @field_validator("tags_from_payload")
     @classmethod
