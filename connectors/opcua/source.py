@@ -105,10 +105,11 @@ class OpcUaSource(Source):
             "bad_quality",
             "skipped",
             "reconnects",
-            "monitored_items",
-            "failed_items",
         ):
             self.status.counters.setdefault(counter, 0)
+        # Gauges, not counters: they go down (0 when the session closes, failures fixed on the server).
+        self.status.detail["monitored_items"] = 0
+        self.status.detail["failed_items"] = 0
         self.status.detail["endpoint"] = config.endpoint
 
     # -- settings ---------------------------------------------------------------------------
@@ -187,7 +188,7 @@ class OpcUaSource(Source):
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
-        self.status.counters["monitored_items"] = 0
+        self.status.detail["monitored_items"] = 0
         if conn is not None:
             await conn.close()
 
@@ -329,6 +330,7 @@ class OpcUaSource(Source):
 
     async def _prepare(self, conn: Connection) -> str:
         """Resolve every configured node on this server (now), then subscribe or set up the reads."""
+        self.status.detail["failed_items"] = 0  # counted afresh on every (re)connect
         targets = await self._targets(conn)
         infos: list[VariableInfo | str] = []
         chunk = 5000
@@ -342,7 +344,7 @@ class OpcUaSource(Source):
             else:
                 items.append((target, info))
         if problems:
-            self.status.counters["failed_items"] = len(problems)
+            self.status.detail["failed_items"] += len(problems)
             shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
             self.log.warning("%d configured node(s) skipped: %s", len(problems), shown)
         fields = self._fields(items)
@@ -388,7 +390,7 @@ class OpcUaSource(Source):
             "max_monitored_items_per_call": conn.limits.max_monitored_items_per_call,
         }
         if self.config.mode == "poll":
-            self.status.counters["monitored_items"] = len(self._poll)
+            self.status.detail["monitored_items"] = len(self._poll)
             return f"reading {len(self._poll)} variables every {self.config.poll_interval:g}s"
         started = time.monotonic()
         keepalive = sub.keepalive_count
@@ -404,10 +406,10 @@ class OpcUaSource(Source):
             on_samples=self._on_samples,
             on_status=self._on_subscription_status,
         )
-        self.status.counters["monitored_items"] = result.created
+        self.status.detail["monitored_items"] = result.created
         self.status.detail["subscribe_seconds"] = round(time.monotonic() - started, 3)
         if result.failed:
-            self.status.counters["failed_items"] = len(problems) + len(result.failed)
+            self.status.detail["failed_items"] += len(result.failed)
             names = [f"{made[h].node} ({status})" for h, status in result.failed[:10]]
             self.log.warning("%d node(s) could not be monitored: %s", len(result.failed), "; ".join(names))
         if result.filter_dropped:
@@ -438,7 +440,7 @@ class OpcUaSource(Source):
                 else:
                     targets.extend(await self._browse_targets(conn, spec))
             except SourceError as exc:
-                self.status.count("failed_items")
+                self.status.detail["failed_items"] += 1
                 self.log.error("%s is skipped: %s", spec.node if isinstance(spec, NodeSpec) else spec.browse, exc)
         seen: set[str] = set()
         unique = []
