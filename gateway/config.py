@@ -519,9 +519,13 @@ def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
     try:
         config = validate_data(merged.data, merged.locations, first_file)
     except ConfigError as exc:
-        # A value whose environment variable is not set was already reported as such.
+        # A value whose environment variable is not set was already reported as such: so were
+        # the checks of the mapping that holds it (auth: {username: ${OPC_USER}} → "username missing").
         unresolved = [format_loc(loc) for loc in merged.unresolved]
-        problems.extend(p for p in exc.problems if not any(_within(p.key, key) for key in unresolved))
+        holders = {format_loc(loc[:-1]) for loc in merged.unresolved if len(loc) > 1}
+        problems.extend(
+            p for p in exc.problems if p.key not in holders and not any(_within(p.key, key) for key in unresolved)
+        )
         config = None
     if problems:
         problems.sort(key=lambda p: (p.file, p.line or 0))

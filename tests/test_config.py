@@ -501,3 +501,32 @@ def test_connectors_without_any_sink_is_an_error(tmp_path: Path) -> None:
     (problem,) = problems_of(path)
     assert problem.message == "connectors are configured but no sinks: add at least one sink"
     assert problem.file == str(path)
+
+
+def test_missing_credentials_in_a_flow_mapping_are_one_problem_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The contract's `auth: {username: ${OPC_USER}, password: ${OPC_PASSWORD}}` with neither set."""
+    monkeypatch.delenv("OPC_USER", raising=False)
+    monkeypatch.delenv("OPC_PASSWORD", raising=False)
+    path = tmp_path / "cnc.yaml"
+    path.write_text(
+        "sinks: [{name: local, type: historian, path: h.db}]\n"
+        "connectors:\n"
+        "  - name: cnc-01\n"
+        "    type: opcua\n"
+        "    endpoint: opc.tcp://127.0.0.1:4840\n"
+        "    auth: {username: ${OPC_USER}, password: ${OPC_PASSWORD}}\n"
+        "    nodes: [{node: 'ns=2;i=1005', field: t}]\n"
+    )
+    problems = [str(p) for p in problems_of(path)]
+    assert problems == [
+        (
+            f"{path}:6: connectors[0].auth.username: environment variable OPC_USER is not set "
+            "(set it, or write ${OPC_USER:-default} to give a default)"
+        ),
+        (
+            f"{path}:6: connectors[0].auth.password: environment variable OPC_PASSWORD is not set "
+            "(set it, or write ${OPC_PASSWORD:-default} to give a default)"
+        ),
+    ]
