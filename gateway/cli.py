@@ -164,6 +164,11 @@ def simulate_mqtt(
     seed: Annotated[int | None, typer.Option(help="Seed for a reproducible run.")] = None,
     prefix: Annotated[str, typer.Option(help="First topic segment.")] = "factory",
     protocol: Annotated[str, typer.Option(help="MQTT protocol version: 5 or 3.1.1.")] = "5",
+    username: Annotated[str | None, typer.Option(help="User name, if the broker asks for one.")] = None,
+    password: Annotated[
+        str | None, typer.Option(envvar="MQTT_PASSWORD", help="Password (or set MQTT_PASSWORD).")
+    ] = None,
+    ca_file: Annotated[Path | None, typer.Option(help="CA certificate of an mqtts:// broker (PEM).")] = None,
     status_file: Annotated[
         Path | None, typer.Option(help="Write a heartbeat here every second (JSON: connected, published, time).")
     ] = None,
@@ -186,6 +191,9 @@ def simulate_mqtt(
         seed=seed,
         prefix=prefix,
         protocol=protocol,
+        username=username,
+        password=password,
+        ca_file=ca_file,
         status_file=status_file,
     )
     _run(run_mqtt_simulator(settings))

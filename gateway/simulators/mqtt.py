@@ -66,6 +66,7 @@ class SimulatorSettings:
     protocol: str = "5"  # "5" or "3.1.1"
     username: str | None = None
     password: str | None = None
+    ca_file: Path | None = None  # for mqtts:// with a private CA (default: the system's CAs)
     client_id: str = ""
     status_file: Path | None = None  # refreshed every second: {"connected", "published", "time"}
 
@@ -221,8 +222,10 @@ def _client(settings: SimulatorSettings) -> tuple[mqtt.Client, str, int]:
         client_id=settings.client_id or f"gw-sim-{random.randrange(1 << 30):x}",
         protocol=protocol,
     )
+    if settings.qos not in (0, 1, 2):
+        raise GatewayError(f"QoS {settings.qos} does not exist: choose 0, 1 or 2")
     if tls:
-        client.tls_set()
+        client.tls_set(ca_certs=str(settings.ca_file) if settings.ca_file else None)
     if settings.username:
         client.username_pw_set(settings.username, settings.password)
     client.max_inflight_messages_set(1000)

@@ -11,6 +11,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from gateway.errors import GatewayError
 from gateway.simulators.mqtt import MACHINE_STATES, SimulatorSettings, build_devices, run_mqtt_simulator
 
 
@@ -85,3 +88,8 @@ async def test_the_heartbeat_says_connected_and_counts_what_was_published(mosqui
     assert heartbeat["connected"] is True
     assert 0 < heartbeat["published"] <= 300
     assert abs(heartbeat["time"] - time.time()) < 30
+
+
+def test_a_qos_that_does_not_exist_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(GatewayError, match="QoS 5 does not exist"):
+        asyncio.run(run_mqtt_simulator(SimulatorSettings(qos=5, count=1)))
