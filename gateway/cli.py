@@ -39,7 +39,7 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
-ConfigPath = Annotated[Path, typer.Argument(help="A YAML config file, or a folder of them (merged).")]
+ConfigPath = Annotated[Path, typer.Argument(metavar="CONFIG", help="A YAML config file, or a folder of them (merged).")]
 LogFormatOption = Annotated[LogFormat, typer.Option("--log-format", help="text for people, json for log collectors.")]
 LogLevelOption = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 
@@ -71,7 +71,10 @@ def _load(config: Path, consequence: str = "nothing was started"):  # type: igno
         raise _fail(f"{count} problem{'s' if count != 1 else ''} found; {consequence}.") from None
 
 
-@app.command()
+@app.command(
+    short_help="Run the gateway until Ctrl-C / SIGTERM.",
+    epilog="Example: gateway run configs/energy-meters.yaml --log-format json",
+)
 def run(
     config: ConfigPath,
     log_format: LogFormatOption = LogFormat.text,
@@ -86,7 +89,10 @@ def run(
     _run(run_gateway(settings))
 
 
-@app.command()
+@app.command(
+    short_help="Check a config file or folder; every problem with file and line.",
+    epilog="Example: gateway validate configs/",
+)
 def validate(config: ConfigPath) -> None:
     """Check a config: prints every problem (file:line: key: what is wrong) and exits 1, or exits 0."""
     settings = _load(config, "fix them and validate again")
@@ -96,7 +102,9 @@ def validate(config: ConfigPath) -> None:
     )
 
 
-@app.command()
+@app.command(
+    short_help="Print the config's JSON Schema (for editors).", epilog="Example: gateway schema > gateway.schema.json"
+)
 def schema() -> None:
     """Print the JSON Schema of the config file (for editor completion and checks)."""
     from gateway.config import json_schema
@@ -104,21 +112,27 @@ def schema() -> None:
     typer.echo(json.dumps(json_schema(), indent=2))
 
 
-@app.command()
+@app.command(
+    short_help="Print what landed in the embedded historian.",
+    epilog="Examples: gateway query plant.yaml -m energy -t line=A --since 1h --format csv > energy.csv   |   "
+    "gateway query plant.yaml -m machine -f spindle_rpm --since 15m",
+)
 def query(
     config: ConfigPath,
-    measurement: Annotated[str, typer.Option("--measurement", "-m", help="Measurement to read.")],
-    field: Annotated[list[str] | None, typer.Option("--field", "-f", help="Field(s) to read (default: all).")] = None,
-    tag: Annotated[
-        list[str] | None, typer.Option("--tag", "-t", help="Only series with this tag, as key=value.")
+    measurement: Annotated[str, typer.Option("--measurement", "-m", metavar="NAME", help="Measurement to read.")],
+    field: Annotated[
+        list[str] | None, typer.Option("--field", "-f", metavar="FIELD", help="Field to read (repeat; default: all).")
     ] = None,
-    since: Annotated[str, typer.Option(help="How far back: 10m, 2h, 7d.")] = "10m",
-    until: Annotated[str | None, typer.Option(help="Up to how long ago (default: now).")] = None,
-    sink: Annotated[str | None, typer.Option(help="Which historian sink (default: the first).")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", "-t", metavar="KEY=VALUE", help="Only series with this tag (repeat).")
+    ] = None,
+    since: Annotated[str, typer.Option(metavar="DURATION", help="How far back: 10m, 2h, 7d.")] = "10m",
+    until: Annotated[str | None, typer.Option(metavar="DURATION", help="Up to how long ago (default: now).")] = None,
+    sink: Annotated[str | None, typer.Option(metavar="NAME", help="Which historian sink (default: the first).")] = None,
     output: Annotated[
         OutputFormat, typer.Option("--format", help="table, json (one array) or csv.")
     ] = OutputFormat.table,
-    limit: Annotated[int, typer.Option(help="Most values to print (0: no limit).")] = 0,
+    limit: Annotated[int, typer.Option(metavar="N", help="Most values to print (0: no limit).")] = 0,
 ) -> None:
     """Print what landed in the embedded historian (works while the gateway is running)."""
     from gateway.sinks.historian.query import run_query_command
@@ -199,7 +213,9 @@ def simulate_mqtt(
     _run(run_mqtt_simulator(settings))
 
 
-@app.command()
+@app.command(
+    short_help="Simulators + gateway + historian, no external service.", epilog="Example: gateway demo --duration 10m"
+)
 def demo(
     port: Annotated[int, typer.Option(help="Port of the web page (another free port if it is taken).")] = 8080,
     data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its data.")] = Path("data/demo"),
@@ -214,7 +230,7 @@ def demo(
     _run(run_demo(data_dir=data_dir, port=port, duration=parse_duration(duration) if duration else None))
 
 
-@app.command()
+@app.command(short_help="Show what an OPC UA server offers; --yaml writes a connector.")
 def browse(
     endpoint: Annotated[str, typer.Argument(help="OPC UA server, e.g. opc.tcp://10.0.0.20:4840")],
     depth: Annotated[int, typer.Option(help="How many levels below --from to show.")] = 4,
@@ -316,6 +332,23 @@ def simulate_opcua(
         status_file=status_file,
     )
     _run(run_opcua_simulator(settings))
+
+
+def _version(value: bool) -> None:
+    if value:
+        from gateway import __version__
+
+        typer.echo(f"gateway {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Shop-floor data gateway: OPC UA and MQTT machine data into a time-series store, without loss."""
 
 
 def main() -> None:
