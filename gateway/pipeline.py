@@ -189,6 +189,7 @@ class SinkRunner:
         self.max_pending = max_pending or max(4 * policy.batch_size, 50_000)
         self._queue: deque[_Item] = deque()
         self._pending = 0
+        self._writing_since: float | None = None  # when the oldest point of the batch being written arrived
         self._wakeup = asyncio.Event()
         self._space = asyncio.Event()
         self._space.set()
@@ -209,13 +210,25 @@ class SinkRunner:
     def pending_points(self) -> int:
         return self._pending
 
+    @property
+    def oldest_age_seconds(self) -> float:
+        """Seconds the oldest point not yet stored has waited (0 when none waits)."""
+        since = self._writing_since
+        if since is None and self._queue:
+            since = self._queue[0].arrived
+        return round(time.monotonic() - since, 3) if since is not None else 0.0
+
+    def _update_detail(self) -> None:
+        self.status.detail["pending_points"] = self._pending
+        self.status.detail["oldest_age_seconds"] = self.oldest_age_seconds
+
     async def put(self, points: Sequence[Point], done: OnStored) -> None:
         while self._pending >= self.max_pending and not self._closing:
             self._space.clear()
             await self._space.wait()
         self._queue.append(_Item(points, done))
         self._pending += len(points)
-        self.status.detail["pending_points"] = self._pending
+        self._update_detail()
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -249,10 +262,12 @@ class SinkRunner:
                 continue
             await self._wait_for_batch()
             items = self._take_batch()
+            self._writing_since = items[0].arrived
             stored = await self._write([p for item in items for p in item.points])
+            self._writing_since = None
             count = sum(len(item.points) for item in items)
             self._pending -= count
-            self.status.detail["pending_points"] = self._pending
+            self._update_detail()
             self._space.set()
             if not stored:
                 self._lost(count)
@@ -299,6 +314,7 @@ class SinkRunner:
                 return True
             if time.monotonic() + delay > self._deadline:
                 return False
+            self._update_detail()  # the age grows while the store refuses
             await self._sleep(delay)
 
     async def _sleep(self, delay: float) -> None:

@@ -7,7 +7,11 @@ sink, so nothing is counted twice and nothing can drift from what the API shows:
 - ``gateway_component_up{kind,name,type}`` (1 while running) and
   ``gateway_component_state{kind,name,type,state}`` (1 for the current state);
 - every counter of a connector as ``gateway_connector_<counter>_total{connector,type}`` and of
-  a sink as ``gateway_sink_<counter>_total{sink,type}`` (e.g. ``gateway_sink_points_written_total``);
+  a sink as ``gateway_sink_<counter>_total{sink,type}`` (e.g. ``gateway_sink_points_written_total``).
+  One name per meaning: a connector's ``emitted`` is left out (``points_emitted_total`` below counts
+  the same for every connector); ``stored`` is exported as ``points_stored`` when the connector
+  counts points (OPC UA), and as ``messages_stored`` when it also has ``points_stored`` (MQTT:
+  messages and the points decoded from them);
 - every numeric detail as a gauge ``gateway_<kind>_<detail>`` (e.g. ``gateway_sink_pending_points``,
   the buffer depth);
 - ``gateway_connector_points_emitted_total{connector}``: points handed to the sinks;
@@ -37,6 +41,17 @@ _UNSAFE = re.compile(r"[^a-zA-Z0-9_]")
 def _metric_name(text: str) -> str:
     name = _UNSAFE.sub("_", text).strip("_").lower()
     return name if name and not name[0].isdigit() else f"_{name}"
+
+
+def _counter_metric(status: Status, counter: str) -> str | None:
+    """The metric name of a counter (None: exported under another name already)."""
+    if status.kind != "connector":
+        return counter
+    if counter == "emitted":
+        return None  # the same as gateway_connector_points_emitted_total
+    if counter == "stored":
+        return "messages_stored" if "points_stored" in status.counters else "points_stored"
+    return counter
 
 
 class GatewayCollector(Collector):
@@ -106,12 +121,15 @@ class GatewayCollector(Collector):
         families: dict[str, CounterMetricFamily] = {}
         for status in statuses:
             for counter, value in sorted(status.counters.items()):
-                name = f"gateway_{_metric_name(status.kind)}_{_metric_name(counter)}"
+                metric = _counter_metric(status, counter)
+                if metric is None:
+                    continue
+                name = f"gateway_{_metric_name(status.kind)}_{_metric_name(metric)}"
                 name = name.removesuffix("_total")
                 family = families.get(name)
                 if family is None:
                     family = families[name] = CounterMetricFamily(
-                        name, f"The {status.kind}'s {counter.replace('_', ' ')} counter.", labels=[status.kind, "type"]
+                        name, f"The {status.kind}'s {metric.replace('_', ' ')} counter.", labels=[status.kind, "type"]
                     )
                 family.add_metric([status.name, status.type], value)
         yield from families.values()

@@ -143,7 +143,9 @@ async def test_metrics_counters_match_what_was_stored(tmp_path: Path, mosquitto:
 
         async def all_stored() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
             samples = metric_samples((await client.get("/metrics")).text)
-            stored = samples.get(("gateway_connector_stored_total", (("connector", "sensors"), ("type", "mqtt"))))
+            stored = samples.get(
+                ("gateway_connector_messages_stored_total", (("connector", "sensors"), ("type", "mqtt")))
+            )
             progress.update({k[0]: v for k, v in samples.items() if k[0].startswith("gateway_connector_")})
             return samples if stored == count else {}
 
