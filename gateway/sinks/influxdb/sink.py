@@ -99,6 +99,8 @@ class _Outcome:
     first_line: bytes | None = None
     message: str = ""
     requests: int = 0
+    #: Points rejected whole once the split budget was used up (good ones may be among them).
+    unsplit: int = 0
 
     def reject(self, count: int, line: bytes | None, message: str) -> None:
         self.rejected += count
@@ -152,6 +154,17 @@ class InfluxDBSink(Sink):
         """Write a body of ``count`` lines; raise SinkRejected (after the rest is stored) for bad points."""
         outcome = _Outcome()
         await self._write_part(body, count, outcome)
+        if outcome.unsplit:
+            self.log.warning(
+                "%s kept refusing parts of a batch of %d points and the split budget (%d write requests) is "
+                "used up: %d points were dropped whole without being tried one by one, so good points may "
+                "have been dropped with the bad ones (%s)",
+                self.config.target,
+                count,
+                SPLIT_BUDGET,
+                outcome.unsplit,
+                outcome.message,
+            )
         if outcome.rejected:
             line = (outcome.first_line or b"").decode(errors="replace")
             raise SinkRejected(
@@ -203,6 +216,7 @@ class InfluxDBSink(Sink):
             outcome.reject(count, body.rstrip(b"\n"), message)
             return
         if outcome.requests >= SPLIT_BUDGET:
+            outcome.unsplit += count  # logged once for the whole batch by write_lines
             outcome.reject(count, split_lines(body, count)[0], f"{message} (not split further)")
             return
         await self._split(body, count, outcome, message)
