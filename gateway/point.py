@@ -39,6 +39,8 @@ def _check_name(kind: str, name: object) -> None:
         raise PointError(f"{kind} is empty")
     if "\n" in name or "\r" in name:
         raise PointError(f"{kind} {name!r:.60} contains a line break, which line protocol cannot carry")
+    if "\x00" in name:
+        raise PointError(f"{kind} {name!r:.60} contains a NUL character, which time-series stores refuse")
     if "\\" in name:
         _check_backslashes(kind, name)
     if not name.isascii():
@@ -113,10 +115,10 @@ class Point:
         time: int | None = None,
     ) -> None:
         _check_name("measurement", measurement)
-        if measurement[0] in "#\t\x00":
+        if measurement[0] in "#\t":
             why = "'#', which line protocol reads as a comment"
             if measurement[0] != "#":
-                why = "a tab or NUL character, which line protocol parsers skip"
+                why = "a tab, which line protocol parsers skip"
             raise PointError(f"measurement {measurement!r:.60} starts with {why}")
         if tags:
             for key, tag_value in tags.items():
@@ -126,10 +128,8 @@ class Point:
             raise PointError(f"point {measurement!r:.60} has no fields")
         for key, value in fields.items():
             _check_name("field key", key)
-            if key[0] in "\t\x00":
-                raise PointError(
-                    f"field key {key!r:.60} starts with a tab or NUL character, which line protocol parsers skip"
-                )
+            if key[0] == "\t":
+                raise PointError(f"field key {key!r:.60} starts with a tab, which line protocol parsers skip")
             _check_field(key, value)
         if time is None:
             time = now_ns()

@@ -26,10 +26,10 @@ from gateway.point import INT64_MAX, INT64_MIN, TIME_MAX, TIME_MIN, Point
 _SPECIAL = ",= \"'#\t{}[]:;/|"
 _plain_char = st.one_of(
     st.sampled_from(list(_SPECIAL)),
-    st.characters(exclude_characters="\n\r\\", exclude_categories=("Cs",)),
+    st.characters(exclude_characters="\n\r\\\x00", exclude_categories=("Cs",)),
 )
 # A backslash is allowed in names only before an ordinary character (see Point).
-_escaped_literal = st.characters(exclude_characters="\n\r\\,= ", exclude_categories=("Cs",)).map(lambda c: "\\" + c)
+_escaped_literal = st.characters(exclude_characters="\n\r\\,= \x00", exclude_categories=("Cs",)).map(lambda c: "\\" + c)
 names = st.lists(st.one_of(_plain_char, _plain_char, _plain_char, _escaped_literal), min_size=1, max_size=12).map(
     "".join
 )
