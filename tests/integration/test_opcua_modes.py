@@ -59,6 +59,7 @@ async def test_polling_and_deadbands_store_what_is_configured(node_opcua_server:
             message="40 ramp changes and 4 polls",
         )
         counters = {s.name: dict(s.counters) for s in gateway.statuses()}
+        details = {s.name: dict(s.detail) for s in gateway.statuses()}
 
     plain = [v.value for v in series("plain", "ramp")]
     absolute = [v.value for v in series("absolute", "ramp")]
@@ -83,4 +84,4 @@ async def test_polling_and_deadbands_store_what_is_configured(node_opcua_server:
     assert statistics.median(_diffs(times)) >= 0.8, times
     assert len(polled) <= (times[-1] - times[0]) / 1.0 + 2  # about one per second, not one per change
     assert statistics.median(_diffs([v.value for v in polled])) >= 5
-    assert counters["polled"]["monitored_items"] == 1
+    assert details["polled"]["monitored_items"] == 1

@@ -125,7 +125,7 @@ async def test_six_hundred_nodes_on_a_server_that_refuses_more_than_100_per_call
         await async_wait_until(lambda: len(fields("press")) == 600, timeout=90, message="600 subscribed fields")
         await async_wait_until(lambda: len(fields("press_polled")) == 600, timeout=90, message="600 polled fields")
         statuses = {s.name: s for s in gateway.statuses()}
-        assert statuses["press-line"].counters["monitored_items"] == 600
+        assert statuses["press-line"].detail["monitored_items"] == 600
         assert statuses["press-line"].detail["limits"]["max_monitored_items_per_call"] == 100
         assert statuses["press-line-polled"].detail["limits"]["max_nodes_per_read"] == 100
         assert statuses["press-line"].counters.get("failed_items", 0) == 0
@@ -161,5 +161,5 @@ async def test_a_bad_or_missing_node_never_stops_the_others(node_opcua_server: A
             assert not stored(tmp_path, measurement, fields=["missing", "missing_status"])
         statuses = {s.name: s for s in gateway.statuses()}
         for name in ("press-line", "polled"):
-            assert statuses[name].counters["failed_items"] == 1, statuses[name].counters
+            assert statuses[name].detail["failed_items"] == 1, statuses[name].detail
             assert statuses[name].state.value == "running"

@@ -83,7 +83,7 @@ async def test_server_down_10s_and_restarted_with_another_namespace_order(opcua_
         assert source.status.counters["reconnects"] >= 1
         after = sim.status()
         assert (after["sessions"], after["subscriptions"], after["monitored_items"]) == (1, 1, MONITORED)
-        assert source.status.counters["monitored_items"] == MONITORED
+        assert source.status.detail["monitored_items"] == MONITORED
 
 
 async def test_network_drops_resume_the_same_session_without_duplicates(opcua_simulator: Any, tmp_path: Path) -> None:

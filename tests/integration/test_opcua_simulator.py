@@ -115,6 +115,6 @@ async def test_fifty_mixed_variables_land_as_the_server_holds_them(opcua_simulat
                 assert got.tags == {"line": "A", "machine": machine}, got.tags
         assert not any(v.field.startswith("spindle_speed_range") for v in stored(tmp_path, "machine"))
         statuses = {s.name: s for s in gateway.statuses()}
-        assert statuses["cnc-01"].counters["monitored_items"] >= 40
+        assert statuses["cnc-01"].detail["monitored_items"] >= 40
         assert statuses["cnc-01"].counters["skipped"] >= 1
         assert statuses["cnc-01"].state.value == "running"
