@@ -1,7 +1,8 @@
 """InfluxDB sink and durable buffer: throughput, latency, drain rate, and the choices behind them.
 
-    .venv/bin/python -m bench.bench_influx            # full run (about 8 minutes: a 5-minute outage)
+    .venv/bin/python -m bench.bench_influx            # full run (about 10 minutes: a 5-minute outage)
     .venv/bin/python -m bench.bench_influx --quick    # smaller, for a smoke check (about 1 minute)
+    .venv/bin/python -m bench.bench_influx --sections 4   # the live end-to-end ladder (≤ 3 minutes)
 
 Starts its own VictoriaMetrics (the v2 write path), influxd 1.6 (the v1 path) and Mosquitto
 on free ports in a temp folder, and prints:
@@ -12,11 +13,15 @@ on free ports in a temp folder, and prints:
    and synchronous write APIs;
 3. the buffer's disk write: segment files with group commit, against SQLite WAL with
    synchronous=FULL, for the same records (durable before the call returns, both);
-4. MQTT → gateway → VictoriaMetrics end to end: the rate at which the gateway drains a backlog
-   of QoS 1 messages the broker queued for its persistent session (a single Python publisher
-   is slower than the gateway: its own rate is printed too), and the latency from publish to
-   the store's confirmation (p50/p99) at fixed rates; the publisher runs in its own process
-   and stamps each message with its send time;
+4. MQTT → gateway → VictoriaMetrics end to end, live: N publisher processes (``--publishers``,
+   default 4: a paced line generator piped into ``mosquitto_pub -l -q 1``, each on its own
+   topic; one Python paho process tops out below the gateway) send QoS 1 messages stamped
+   with their send time at a fixed share of an offered rate, stepped up (a ladder of
+   ~15 s steps, under 3 minutes in all) until the gateway no longer keeps up. Each step gives
+   the rate stored, the publish → stored latency p50/p99 and the backlog left when the
+   publishers stopped; the steady-state ceiling is the highest step that kept up. Then,
+   labelled as such, the rate at which the gateway *drains a backlog* of QoS 1 messages the
+   broker queued for its persistent session (not a live figure: no publisher is running);
 5. the buffer's drain rate after the store was down for 5 minutes while data kept coming.
 
 Figures are recorded in docs/PERFORMANCE.md ("InfluxDB sink and buffer").
@@ -26,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import gzip
 import logging
+import math
 import os
 import re
 import sqlite3
@@ -79,7 +86,9 @@ def bodies(count: int, offset: int) -> list[bytes]:
     return result
 
 
-def percentile(ordered: list[float] | array[int], q: float) -> float:
+def percentile(ordered: list[float] | list[int] | array[int], q: float) -> float:
+    if not len(ordered):
+        return math.nan
     return float(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))])
 
 
@@ -351,52 +360,180 @@ async def run_gateway(config_path: Path, body: Callable[[Gateway, Probe], Awaita
         await body(gateway, probe)
 
 
-def end_to_end(folder: Path, broker: Mosquitto, vm: VictoriaMetrics, messages: int, latency_seconds: float) -> None:
+def confirmed_at_least(probe: Probe, count: int) -> bool:
+    return probe.confirmed >= count
+
+
+#: Writes ``count`` JSON messages, one a line, stamped with their send time, at ``rate`` lines/s
+#: (0: full speed), for ``mosquitto_pub -l``. Plain Python, no imports of the project (fast start).
+LINES = """
+import sys, time
+count, rate, start = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+out = sys.stdout
+began = time.monotonic()
+for n in range(count):
+    i = start + n
+    out.write('{"p":%r,"e":%d,"ts":%d}\\n' % (i * 0.5, i, time.time_ns()))
+    if n % 50 == 49:
+        out.flush()
+        if rate:
+            delay = began + (n + 1) / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+out.flush()
+"""
+
+
+class LinePublisher:
+    """A line generator piped into ``mosquitto_pub -l -q 1`` (C: one process sends > 100k msg/s here)."""
+
+    def __init__(self, broker: Mosquitto, topic: str, count: int, rate: float, start: int) -> None:
+        self.lines = subprocess.Popen(
+            [sys.executable, "-S", "-c", LINES, str(count), str(rate), str(start)], stdout=subprocess.PIPE
+        )
+        self.mqtt = subprocess.Popen(
+            [
+                "mosquitto_pub",
+                "-h",
+                broker.host,
+                "-p",
+                str(broker.port),
+                "-q",
+                "1",
+                "-t",
+                topic,
+                "-l",
+                "-i",
+                f"bench-pub-{start}",
+            ],
+            stdin=self.lines.stdout,
+        )
+        assert self.lines.stdout is not None
+        self.lines.stdout.close()  # mosquitto_pub holds the pipe now
+
+    def wait(self) -> int:
+        self.lines.wait()
+        return self.mqtt.wait()
+
+
+def start_publishers(broker: Mosquitto, processes: int, count: int, rate: float, start: int) -> list[Any]:
+    """``processes`` line publishers sharing ``count`` messages at ``rate`` msg/s in all (0: full speed),
+    each on its own topic (meter)."""
+    share = count // processes
+    return [
+        LinePublisher(broker, f"factory/L{k % 4}/energy/m{k:02d}", share, rate / processes, start + k * share)
+        for k in range(processes)
+    ]
+
+
+def load_generator(broker: Mosquitto, processes: int, messages: int) -> float:
+    """msg/s the publishers reach alone, at full speed (the broker acknowledges, nobody reads)."""
+    started = time.monotonic()
+    for publisher in start_publishers(broker, processes, messages, 0, 50_000_000):
+        publisher.wait()
+    return messages // processes * processes / (time.monotonic() - started)
+
+
+def live_ladder(
+    folder: Path, broker: Mosquitto, vm: VictoriaMetrics, processes: int, rates: list[float], step: float
+) -> None:
+    """Offered rates stepped up while the gateway runs; stops at the first step it cannot keep up with."""
+    config = gateway_config(folder, broker, vm, "100ms")
+
+    async def ladder(gateway: Gateway, probe: Probe) -> None:
+        route: Any = gateway.routes["influx"]
+        next_start = 100_000_000
+        kept_up = 0.0
+        for rate in rates:
+            count = int(rate * step) // processes * processes
+            probe.reset()
+            cpu = time.process_time()
+            started = time.monotonic()
+            publishers = start_publishers(broker, processes, count, rate, next_start)
+            next_start += count
+            warmed = started + 3.0  # publisher start-up and the first batches are not the steady state
+            await asyncio.sleep(max(0.0, warmed - time.monotonic()))
+            at_warm = probe.confirmed
+            warm_latencies = len(probe.latencies)
+            for publisher in publishers:
+                await asyncio.to_thread(publisher.wait)
+            published = time.monotonic()
+            at_end = probe.confirmed
+            backlog = count - at_end
+            buffered = route.store.depth_points  # of the backlog, what the durable buffer holds
+            window = probe.latencies[warm_latencies : len(probe.latencies)]
+            stored_rate = (at_end - at_warm) / max(1e-9, published - warmed)
+            cpu_share = (time.process_time() - cpu) / (published - started)
+            # let the gateway finish this step before the next one (bounded: the ladder stops anyway)
+            try:
+                await wait_for(functools.partial(confirmed_at_least, probe, count), 30)
+                caught_up = time.monotonic() - published
+            except TimeoutError:
+                caught_up = float("inf")
+            ordered = sorted(window)
+            # kept up: stored at the offered rate in the window, and nothing left over a moment after
+            keeps_up = stored_rate >= 0.95 * rate and caught_up < 2.0
+            print(
+                f"   offered {rate:>7,.0f} msg/s: stored {stored_rate:>7,.0f} points/s (from 3 s in to the last "
+                f"publish); publish → stored p50 {percentile(ordered, 0.5) / 1e6:7.1f} ms p99 "
+                f"{percentile(ordered, 0.99) / 1e6:7.1f} ms ({len(ordered):,} points); backlog at the end "
+                f"{backlog:,} (in the durable buffer {buffered:,}), caught up {caught_up:.1f} s later; "
+                f"gateway CPU {cpu_share:.0%} — {'keeps up' if keeps_up else 'FALLS BEHIND'}",
+                flush=True,
+            )
+            if not keeps_up:
+                break
+            kept_up = rate
+        print(f"   live steady-state ceiling: {kept_up:,.0f} msg/s = points/s kept up with ({processes} publishers)")
+
+    asyncio.run(run_gateway(config, ladder))
+
+
+def end_to_end(
+    folder: Path,
+    broker: Mosquitto,
+    vm: VictoriaMetrics,
+    messages: int,
+    processes: int,
+    rates: list[float],
+    step: float,
+) -> None:
     print("\n4. MQTT → gateway → VictoriaMetrics (QoS 1, 1 point of 2 fields per message, batch_size 5000)")
     started = time.monotonic()
     start_publisher(broker, messages, 0, 0).wait()
     print(
-        f"   load generator alone (one Python paho process, QoS 1): {messages / (time.monotonic() - started):,.0f} msg/s"
+        f"   load generator alone: one Python paho process (QoS 1) {messages / (time.monotonic() - started):,.0f} msg/s"
+    )
+    print(
+        f"   load generator alone: {processes} x mosquitto_pub -l (QoS 1) at full speed "
+        f"{load_generator(broker, processes, messages):,.0f} msg/s"
     )
 
-    # Throughput: the gateway drains a backlog held by the broker for its persistent session, so
-    # the load generator's own limit does not count.
+    print(f"   live, {processes} publisher processes, flush_interval 100ms, {step:.0f} s per step:")
+    live_ladder(folder, broker, vm, processes, rates, step)
+
+    # Not a live figure: the gateway drains a backlog held by the broker for its persistent session.
     config = gateway_config(folder, broker, vm, "1s")
 
     async def nothing(gateway: Gateway, probe: Probe) -> None:
         pass
 
     asyncio.run(run_gateway(config, nothing))  # creates the persistent session
-    start_publisher(broker, messages, 0, 1_000_000).wait()  # queued by the broker meanwhile
+    for publisher in start_publishers(broker, processes, messages, 0, 1_000_000):  # queued by the broker
+        publisher.wait()
     started = time.monotonic()
     cpu = time.process_time()
 
     async def drain_backlog(gateway: Gateway, probe: Probe) -> None:
-        await wait_for(lambda: probe.confirmed >= messages, 600)
+        await wait_for(lambda: probe.confirmed >= messages // processes * processes, 600)
         elapsed = time.monotonic() - started
         print(
-            f"   gateway, from start to the store's last confirmation of {messages:,} queued messages: {elapsed:.1f} s"
-            f" = {messages / elapsed:,.0f} points/s (gateway process CPU {(time.process_time() - cpu) / elapsed:.0%}"
-            " of one core)"
+            f"   backlog DRAIN (not live): {messages:,} QoS 1 messages queued by the broker, from the gateway's start "
+            f"to the store's last confirmation {elapsed:.1f} s = {messages / elapsed:,.0f} points/s (gateway CPU "
+            f"{(time.process_time() - cpu) / elapsed:.0%} of one core)"
         )
 
     asyncio.run(run_gateway(config, drain_backlog))
-
-    for flush, rate in (("1s", 5_000.0), ("100ms", 5_000.0), ("100ms", 1_000.0)):
-
-        async def latency(gateway: Gateway, probe: Probe, flush: str = flush, rate: float = rate) -> None:
-            count = int(rate * latency_seconds)
-            publisher = start_publisher(broker, count, rate, 10_000_000 + int(rate))
-            await wait_for(lambda: probe.confirmed >= count, latency_seconds * 3 + 60)
-            await asyncio.to_thread(publisher.wait)
-            ordered = sorted(probe.latencies)
-            print(
-                f"   {rate:>6,.0f} msg/s, flush_interval {flush:>5}: publish → stored p50 "
-                f"{percentile(ordered, 0.5) / 1e6:7.1f} ms   p99 {percentile(ordered, 0.99) / 1e6:7.1f} ms"
-                f"   ({len(ordered):,} points)"
-            )
-
-        asyncio.run(run_gateway(gateway_config(folder, broker, vm, flush), latency))
 
 
 def drain_after_outage(folder: Path, broker: Mosquitto, vm: VictoriaMetrics, outage: float, rate: float) -> None:
@@ -433,6 +570,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke check")
     parser.add_argument("--sections", default="12345", help="which sections to run, e.g. 45 (default: all)")
+    parser.add_argument("--publishers", type=int, default=4, help="publisher processes for the live run (4)")
     parser.add_argument("--publisher", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publisher:
@@ -456,7 +594,14 @@ def main() -> None:
             if "3" in args.sections:
                 buffer_write(root, 200 if args.quick else 1000)
             if "4" in args.sections:
-                end_to_end(root, broker, vm, 30_000 if args.quick else 200_000, 5 if args.quick else 30)
+                rates = (
+                    [2_000.0, 5_000.0]
+                    if args.quick
+                    else [5_000.0, 10_000.0, 20_000.0, 30_000.0, 40_000.0, 50_000.0, 55_000.0, 60_000.0, 70_000.0]
+                )
+                end_to_end(
+                    root, broker, vm, 30_000 if args.quick else 100_000, args.publishers, rates, 6 if args.quick else 15
+                )
             if "5" in args.sections:
                 drain_after_outage(root, broker, vm, 20 if args.quick else 300, 2_000 if args.quick else 5_000)
         finally:
