@@ -58,7 +58,6 @@ async def test_polling_and_deadbands_store_what_is_configured(node_opcua_server:
             interval=0.5,
             message="40 ramp changes and 4 polls",
         )
-        counters = {s.name: dict(s.counters) for s in gateway.statuses()}
         details = {s.name: dict(s.detail) for s in gateway.statuses()}
 
     plain = [v.value for v in series("plain", "ramp")]
