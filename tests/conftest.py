@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 
 pytest_plugins = [
-    f"tests.fixtures.{module.name}"
-    for module in pkgutil.iter_modules([str(Path(__file__).parent / "fixtures")])
+    f"tests.fixtures.{module.name}" for module in pkgutil.iter_modules([str(Path(__file__).parent / "fixtures")])
 ]
 
 
