@@ -93,11 +93,16 @@ def test_a_backslash_before_an_ordinary_character_is_a_literal_and_allowed(where
     _point_with(where, name)
 
 
-@pytest.mark.parametrize("where", NAME_CASES)
-@pytest.mark.parametrize("name", ["a,b", "a=b", "a b", ' "q" ', "#hash", "Grüße 🌡", "tab\there"])
+@pytest.mark.parametrize(
+    ("where", "name"),
+    [
+        (where, name)
+        for where in NAME_CASES
+        for name in ["a,b", "a=b", "a b", ' "q" ', "#hash", "Grüße 🌡", "tab\there"]
+        if not (where == "measurement" and name.startswith("#"))  # refused: see the test below
+    ],
+)
 def test_names_with_characters_that_need_escaping_are_allowed(where: str, name: str) -> None:
-    if where == "measurement" and name.startswith("#"):
-        pytest.skip("measurements starting with # are tested separately")
     _point_with(where, name)
 
 
