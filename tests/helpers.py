@@ -69,3 +69,26 @@ def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], timeo
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+def contract_energy_connector(broker_url: str, **overrides: object) -> dict[str, object]:
+    """The MQTT connector of the configuration contract (ARCHITECTURE.md), on ``broker_url``."""
+    connector: dict[str, object] = {
+        "name": "energy",
+        "type": "mqtt",
+        "broker": broker_url,
+        "client_id": "gw-lab-cell-1",
+        "qos": 1,
+        "topics": [
+            {
+                "filter": "factory/+/energy/+",
+                "tags_from_topic": {"line": 1, "meter": 3},
+                "format": "json",
+                "measurement": "energy",
+                "time": {"path": "ts", "unit": "ms"},
+                "fields": {"power_w": "p", "energy_kwh": "e"},
+            }
+        ],
+    }
+    connector.update(overrides)
+    return connector

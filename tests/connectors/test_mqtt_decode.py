@@ -14,6 +14,7 @@ from connectors.mqtt.decode import TopicDecoder, TopicMatcher, excerpt, filter_m
 from gateway.config import load_config
 from gateway.errors import DecodeError
 from gateway.point import Point
+from tests.helpers import contract_energy_connector
 
 RECEIVED = 1_700_000_000_123_456_789
 
@@ -390,24 +391,7 @@ def test_excerpt_is_short_and_printable() -> None:
 
 
 def mqtt_config(**overrides: Any) -> MqttConfig:
-    data: dict[str, Any] = {
-        "name": "energy",
-        "type": "mqtt",
-        "broker": "mqtt://localhost:1883",
-        "client_id": "gw-lab-cell-1",
-        "qos": 1,
-        "topics": [
-            {
-                "filter": "factory/+/energy/+",
-                "tags_from_topic": {"line": 1, "meter": 3},
-                "format": "json",
-                "measurement": "energy",
-                "time": {"path": "ts", "unit": "ms"},
-                "fields": {"power_w": "p", "energy_kwh": "e"},
-            }
-        ],
-    }
-    data.update(overrides)
+    data = contract_energy_connector("mqtt://localhost:1883", **overrides)
     return MqttConfig.model_validate(data)
 
 

@@ -13,32 +13,14 @@ from gateway.component import State
 from gateway.config import load_config
 from gateway.runtime import Gateway
 from tests.fixtures.mosquitto import Mosquitto, Publisher, read_history, write_config
-from tests.helpers import async_wait_until
+from tests.helpers import async_wait_until, contract_energy_connector
 
 BASE_MS = 1_714_564_800_000  # 2024-05-01T12:00:00Z
 
 
 def energy_connector(broker: Mosquitto, **overrides: Any) -> dict[str, Any]:
     """The connector of the configuration contract (ARCHITECTURE.md), on the test broker."""
-    connector: dict[str, Any] = {
-        "name": "energy",
-        "type": "mqtt",
-        "broker": broker.url,
-        "client_id": "gw-lab-cell-1",
-        "qos": 1,
-        "topics": [
-            {
-                "filter": "factory/+/energy/+",
-                "tags_from_topic": {"line": 1, "meter": 3},
-                "format": "json",
-                "measurement": "energy",
-                "time": {"path": "ts", "unit": "ms"},
-                "fields": {"power_w": "p", "energy_kwh": "e"},
-            }
-        ],
-    }
-    connector.update(overrides)
-    return connector
+    return contract_energy_connector(broker.url, **overrides)
 
 
 async def subscribed(gateway: Gateway, name: str = "energy") -> None:

@@ -40,7 +40,7 @@ from gateway.runtime import Gateway
 from tests.fixtures.influxdb import Influxd
 from tests.fixtures.mosquitto import Mosquitto, Publisher, read_history
 from tests.fixtures.victoriametrics import Sample, VictoriaMetrics
-from tests.helpers import async_wait_until, free_port, stop_process, wait_until
+from tests.helpers import async_wait_until, contract_energy_connector, free_port, stop_process, wait_until
 
 BASE_MS = 1_714_564_800_000  # 2024-05-01T12:00:00Z
 TOPICS = [(f"L{k // 5}", f"m{k:02d}") for k in range(20)]
@@ -143,25 +143,7 @@ def write_gateway_config(
             {"name": "local", "type": "historian", "path": str(folder / "history.db"), "flush_interval": "100ms"},
             {"batch_size": batch_size, "flush_interval": "100ms", **influx},
         ],
-        "connectors": [
-            {
-                "name": "energy",
-                "type": "mqtt",
-                "broker": broker.url,
-                "client_id": "gw-lab-cell-1",
-                "qos": 1,
-                "topics": [
-                    {
-                        "filter": "factory/+/energy/+",
-                        "tags_from_topic": {"line": 1, "meter": 3},
-                        "format": "json",
-                        "measurement": "energy",
-                        "time": {"path": "ts", "unit": "ms"},
-                        "fields": {"power_w": "p", "energy_kwh": "e"},
-                    }
-                ],
-            }
-        ],
+        "connectors": [contract_energy_connector(broker.url)],
     }
     path = folder / name
     path.write_text(yaml.safe_dump(config, sort_keys=False))
