@@ -127,6 +127,11 @@ def build_cards(entries: Iterable[SeriesLatest], settings: OverviewSettings, now
                     state_ranks[card_id] = rank
                     card.state_value = value
                 continue
+            if f"{name}_name" in entry.fields:  # an enumeration: show its name in place of its code
+                latest = entry.fields[f"{name}_name"]
+                value, time_ns = latest.value, latest.time
+            elif name.endswith("_name") and name[: -len("_name")] in entry.fields:
+                continue  # shown in place of the code, above
             label = f"{name} · {suffix}" if suffix else name
             card.values.append(
                 CardValue(

@@ -110,3 +110,16 @@ def test_state_comes_from_the_first_state_field_a_machine_has() -> None:
     custom = OverviewSettings(state_fields=["mode"])
     [card] = build_cards(latest.all(), custom, now=latest.all()[0].seen)
     assert card.state == "unknown" and card.state_value == 3  # 3 is no known numeric state
+
+
+def test_an_enumeration_shows_its_name_not_its_code() -> None:
+    """The OPC UA connector stores an enumeration as `mode` (code) and `mode_name` (text)."""
+    latest = LatestValues()
+    tags = {"line": "A", "machine": "press-01"}
+    fields = {"mode": 1, "mode_name": "Running", "heater": 2, "heater_name": "Zone2", "cushion": 5.2}
+    latest.update([Point("press", fields, tags, 10 * S)])
+    seen = latest.all()[0].seen
+    (card,) = build_cards(latest.all(), OverviewSettings(), now=seen + 1)
+    shown = {v.field: v.value for v in card.values}
+    assert shown == {"mode": "Running", "heater": "Zone2", "cushion": 5.2}
+    assert card.state == "running"  # mode_name is a state field: it also gives the badge
