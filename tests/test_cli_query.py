@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -82,9 +82,10 @@ def test_json_prints_one_array_of_values_with_exact_types(config: Path, stored: 
     assert first["measurement"] == "energy" and first["tags"] == {"line": "A", "meter": "m0"}
     for v in values:
         assert v["time"].endswith("Z") and len(v["time"].split(".")[1]) == 10, "ns precision"
-        assert datetime.fromisoformat(v["time"][:26] + "+00:00").timestamp() == pytest.approx(
-            v["time_ns"] / 1e9, abs=1e-6
-        )
+        # the ISO text says exactly time_ns: whole seconds, then all nine digits of the fraction
+        seconds, fraction = divmod(v["time_ns"], 10**9)
+        whole = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        assert v["time"] == f"{whole}.{fraction:09d}Z"
     assert [v["time_ns"] for v in values] == sorted(v["time_ns"] for v in values)
 
 
