@@ -36,18 +36,10 @@ from gateway.http.latest import LatestValues
 from gateway.http.server import HttpServer
 from gateway.point import Point
 from gateway.sinks.historian.store import HistorianStore
+from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS
 
 SECOND = 1_000_000_000
 TAGS = {"line": "A", "machine": "bench-1"}
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def build_history(path: Path, days: int) -> int:
@@ -108,7 +100,7 @@ async def bench_page(url: str, rounds: int, days: int) -> None:
 
     card = "line=A,machine=bench-1"
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         results: dict[str, list[float]] = {"overview: first card": [], "machine page, 1 h: first chart with data": []}
         if days >= 7:
             results["machine page, 7 days: chart with data"] = []
