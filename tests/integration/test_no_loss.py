@@ -493,10 +493,20 @@ async def test_a_graceful_broker_restart_loses_no_accepted_message(
                 interval=0.2,
                 message="every message accepted by the broker",
             )
+        # Wait on what the stores hold, not on counters: the broker redelivers the messages that
+        # were in flight when it stopped, so points_written passes ``count`` with duplicates
+        # before the last messages have arrived.
         await async_wait_until(
-            lambda: influx_status(gateway).counters["points_written"] >= count,
+            lambda: asyncio.to_thread(lambda: len(unique_indexes(stored_samples(victoriametrics))) >= count),
             timeout=120,
-            message="every accepted message stored",
+            interval=0.5,
+            message="every accepted message stored in VictoriaMetrics",
+        )
+        await async_wait_until(
+            lambda: asyncio.to_thread(lambda: history_keys(tmp_path) >= expected_history(range(count))),
+            timeout=60,
+            interval=0.5,
+            message="every accepted message stored in the historian",
         )
     assert_exact_samples(stored_samples(victoriametrics), expected_samples(range(count)))
     assert history_keys(tmp_path) == expected_history(range(count))
