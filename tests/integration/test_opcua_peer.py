@@ -17,7 +17,7 @@ from asyncua import Client, ua
 
 from gateway.config import load_config
 from gateway.runtime import Gateway
-from tests.fixtures.opcua import gateway_config, stored
+from tests.fixtures.opcua import gateway_config, opcua_subscribed, stored
 from tests.helpers import async_wait_until
 
 NS = "urn:peer:node-opcua:press-line"
@@ -50,12 +50,18 @@ async def test_node_opcua_browse_subscribe_nsu_and_bad_status(node_opcua_server:
     ]
     config = gateway_config(tmp_path, [_connector(server.endpoint(), nodes)])
     async with Gateway(load_config(config)) as gateway:
-        async with Client(server.endpoint()) as client:
-            assert await client.get_namespace_index(NS) == 4
-            dv = await client.get_node(ua.NodeId("PressLine.Temperature", 4)).read_data_value()
 
         def landed(field: str, **tags: str) -> list[Any]:
             return stored(tmp_path, "press", fields=[field], tags=tags)
+
+        # The subscription is live before the independent client reads: the temperature changes
+        # every 500 ms, so a value read before the gateway subscribed (the gateway still starting
+        # on a loaded machine) may never be reported to it.
+        await opcua_subscribed(gateway)
+        await async_wait_until(lambda: landed("melt_temperature"), timeout=60, message="a first melt temperature")
+        async with Client(server.endpoint()) as client:
+            assert await client.get_namespace_index(NS) == 4
+            dv = await client.get_node(ua.NodeId("PressLine.Temperature", 4)).read_data_value()
 
         # The value an independent client read, at the server's source timestamp.
         want = (_ns(dv.SourceTimestamp), dv.Value.Value)

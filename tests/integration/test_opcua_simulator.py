@@ -16,7 +16,7 @@ from asyncua import Client, ua
 from connectors.opcua.nodes import field_name
 from gateway.config import load_config
 from gateway.runtime import Gateway
-from tests.fixtures.opcua import gateway_config, stored
+from tests.fixtures.opcua import gateway_config, opcua_subscribed, stored
 from tests.helpers import async_wait_until
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -80,6 +80,9 @@ async def test_fifty_mixed_variables_land_as_the_server_holds_them(opcua_simulat
     sim = opcua_simulator(machines=2, bad_rate=0, interval=1.0)
     config = gateway_config(tmp_path, [_connector("cnc-01", sim.endpoint(0)), _connector("press-01", sim.endpoint(1))])
     async with Gateway(load_config(config)) as gateway:
+        # Read once the gateway has subscribed: the simulator moves every second, and a value
+        # read before would be gone before the gateway could be told of it.
+        await opcua_subscribed(gateway)
         expected = {name: await _server_values(sim.endpoint(i)) for i, name in enumerate(("cnc-01", "press-01"))}
         # The structure (a Range) cannot be stored: it is skipped with one warning, never stored.
         for values in expected.values():
