@@ -45,6 +45,7 @@ from gateway.component import State, Status
 from gateway.errors import GatewayError
 from gateway.http.auth import Role, authenticate
 from gateway.http.config import HttpSettings
+from gateway.http.display import DisplayCatalogue
 from gateway.http.history import History, SeriesRow
 from gateway.http.latest import LatestValues
 from gateway.http.metrics import CONTENT_TYPE, GatewayCollector, render_metrics
@@ -198,8 +199,9 @@ def _component(status: Status, rates: RateTracker) -> dict[str, Any]:
     }
 
 
-def _series_out(row: SeriesRow) -> SeriesOut:
+def _series_out(row: SeriesRow, catalogue: DisplayCatalogue) -> SeriesOut:
     return SeriesOut(
+        **catalogue.display(row.measurement, row.field).as_dict(),
         id=row.id,
         measurement=row.measurement,
         tags=dict(row.tags),
@@ -322,6 +324,7 @@ def create_app(ctx: AppContext) -> FastAPI:
     ) -> list[SeriesOut]:
         """Every known series with its last value: from the historian, plus live series not stored there."""
         tags = _tag_filter(tag)
+        catalogue = ctx.settings.overview.catalogue
 
         def wanted(m: str, t: Mapping[str, str], f: str) -> bool:
             return (
@@ -334,7 +337,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         if ctx.history is not None:
             for row in await ctx.history.series():
                 if wanted(row.measurement, row.tags, row.field):
-                    out[(row.measurement, frozenset(row.tags.items()), row.field)] = _series_out(row)
+                    out[(row.measurement, frozenset(row.tags.items()), row.field)] = _series_out(row, catalogue)
         for entry in ctx.latest.all():
             for name, latest in entry.fields.items():
                 value, time_ns = latest.value, latest.time
@@ -345,6 +348,7 @@ def create_app(ctx: AppContext) -> FastAPI:
                 last_ms = time_ns // 1_000_000
                 if known is None:
                     out[key] = SeriesOut(
+                        **catalogue.display(entry.measurement, name).as_dict(),
                         id=None,
                         measurement=entry.measurement,
                         tags=dict(entry.tags),
@@ -390,7 +394,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         # Built as plain data and encoded with orjson: a week at 1,000 buckets is ~90 KiB of JSON,
         # and validating it into models first would cost more than the query (RangeOut is the spec).
         body = {
-            "series": _series_out(row).model_dump(),
+            "series": _series_out(row, ctx.settings.overview.catalogue).model_dump(),
             "from": start // 1_000_000,
             "to": end // 1_000_000,
             "points": points,

@@ -19,9 +19,11 @@ also sees each connector's and sink's details and its configuration (secrets mas
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from gateway.http.display import DisplayCatalogue, FieldDisplay
 from gateway.units import Duration
 
 __all__ = ["AuthSettings", "Credential", "HttpSettings", "OverviewSettings", "is_loopback"]
@@ -90,6 +92,27 @@ class OverviewSettings(_Strict):
     offline_after: Duration = Field(
         default=60.0, description="A machine with no new data for this long is shown offline."
     )
+    key_fields: list[str] = Field(
+        default=[],
+        description="The fields a machine's card shows, in this order (field names, measurement.field, "
+        "or wildcards such as zone*_temp); the machine page shows every field. Empty, or none of them "
+        "present: the card shows the first 8 fields by name.",
+    )
+    fields: dict[str, FieldDisplay] = Field(
+        default={},
+        description="How the page names and formats fields: {spindle_speed: {label: {en: Spindle speed, "
+        "it: Velocità mandrino}, unit: rpm, decimals: 0}}. Keys as in key_fields; the most specific wins.",
+    )
+
+    _catalogue: DisplayCatalogue = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._catalogue = DisplayCatalogue(self.fields, self.key_fields)
+
+    @property
+    def catalogue(self) -> DisplayCatalogue:
+        """Labels, units and key-field order resolved for a (measurement, field)."""
+        return self._catalogue
 
 
 class HttpSettings(_Strict):

@@ -81,8 +81,17 @@ class StatusOut(BaseModel):
     components: list[ComponentOut]
 
 
-class CardValueOut(BaseModel):
-    label: str
+class DisplayOut(BaseModel):
+    """How the page names and formats a field (``gateway.http.overview.fields``)."""
+
+    label: str = Field(description="The field's name for people (English, or the only text configured).")
+    labels: dict[str, str] = Field(default={}, description="The label per language (en, it) when configured.")
+    unit: str = Field(default="", description="Unit shown after the value, e.g. °C; empty if none.")
+    decimals: int | None = Field(default=None, description="Digits after the point; null: by the value's size.")
+
+
+class CardValueOut(DisplayOut):
+    key: bool = Field(default=False, description="True for a key field (overview.key_fields): shown on the card.")
     measurement: str
     field: str
     tags: dict[str, str]
@@ -113,7 +122,7 @@ class OverviewOut(BaseModel):
     cards: list[CardOut]
 
 
-class SeriesOut(BaseModel):
+class SeriesOut(DisplayOut):
     id: str | None = Field(description="Historian series id (for /api/series/{id}/range); null if not stored there.")
     measurement: str
     tags: dict[str, str]

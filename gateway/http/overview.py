@@ -13,6 +13,7 @@ with only energy meters still sees something. The badge is one of:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -58,10 +59,18 @@ class CardValue:
     time_ms: int
     quality: Quality = "good"
     status: str | None = None
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)  # (`field` is an attribute here)
+    unit: str = ""
+    decimals: int | None = None
+    key_rank: int | None = None  # position in overview.key_fields, None if not a key field
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "label": self.label,
+            "labels": self.labels,
+            "unit": self.unit,
+            "decimals": self.decimals,
+            "key": self.key_rank is not None,
             "measurement": self.measurement,
             "field": self.field,
             "tags": self.tags,
@@ -106,8 +115,13 @@ def _card_identity(entry: SeriesLatest, group_by: list[str]) -> tuple[str, str, 
 
 
 def build_cards(entries: Iterable[SeriesLatest], settings: OverviewSettings, now: float | None = None) -> list[Card]:
-    """Group the latest values into machine cards, sorted by their tags."""
+    """Group the latest values into machine cards, sorted by their tags.
+
+    A card's values come in ``key_fields`` order first, then by label; each carries its label
+    (per language when configured), unit and decimals from ``overview.fields``.
+    """
     now = time.time() if now is None else now
+    catalogue = settings.catalogue
     cards: dict[str, Card] = {}
     state_ranks: dict[str, tuple[int, int]] = {}  # card → (preference of the state field, its time)
     preference = {name: len(settings.state_fields) - i for i, name in enumerate(settings.state_fields)}
@@ -132,10 +146,10 @@ def build_cards(entries: Iterable[SeriesLatest], settings: OverviewSettings, now
                 value, time_ns = latest.value, latest.time
             elif name.endswith("_name") and name[: -len("_name")] in entry.fields:
                 continue  # shown in place of the code, above
-            label = f"{name} · {suffix}" if suffix else name
+            display = catalogue.display(entry.measurement, name)
             card.values.append(
                 CardValue(
-                    label,
+                    f"{display.label} · {suffix}" if suffix else display.label,
                     entry.measurement,
                     name,
                     dict(entry.tags),
@@ -143,10 +157,14 @@ def build_cards(entries: Iterable[SeriesLatest], settings: OverviewSettings, now
                     time_ns // 1_000_000,
                     latest.quality,
                     latest.status,
+                    {lang: f"{text} · {suffix}" if suffix else text for lang, text in display.labels.items()},
+                    display.unit,
+                    display.decimals,
+                    catalogue.key_rank(entry.measurement, name),
                 )
             )
     for card in cards.values():
-        card.values.sort(key=lambda v: v.label)
+        card.values.sort(key=lambda v: (v.key_rank is None, v.key_rank or 0, v.label))
         if now - card.seen > settings.offline_after:
             card.state = "offline"
         else:

@@ -129,6 +129,88 @@ async def test_machine_page_draws_a_chart_with_data_and_downloads_csv(
         assert all(row["tags"] == "line=A;machine=cnc-A1" for row in rows)
 
 
+DISPLAY = {
+    "key_fields": ["spindle_rpm", "parts", "energy.power_w"],
+    "fields": {
+        "spindle_rpm": {"label": {"en": "Spindle speed", "it": "Velocità mandrino"}, "unit": "rpm", "decimals": 0},
+        "parts": {"label": {"en": "Parts", "it": "Pezzi"}},
+        "power_w": {"label": {"en": "Power", "it": "Potenza"}, "unit": "W", "decimals": 1},
+    },
+}
+
+
+async def test_labels_units_and_key_fields_from_the_config_show_on_cards_and_charts(
+    tmp_path: Path, mosquitto: Any, page_factory: Any
+) -> None:
+    async with live_gateway(tmp_path, broker_url(mosquitto), rate=60, overview=DISPLAY) as live:
+        page = await page_factory(locale="en-GB")
+        await page.goto(live.url + "/")
+        cnc = page.locator(card("line=A,machine=cnc-A1"))
+        await cnc.wait_for()
+        await page.wait_for_function(
+            "(el) => el.querySelectorAll('dt').length === 2", arg=await cnc.element_handle(), timeout=10_000
+        )
+        # Only the key fields, in their order, under their labels; spindle_load is on the machine page.
+        assert await cnc.locator("dt").all_inner_texts() == ["Spindle speed", "Parts"]
+        assert await cnc.locator(".more").inner_text() == "+1 more on the machine page"
+        rpm = await cnc.locator('dd[data-field="spindle_rpm"]').inner_text()
+        assert rpm.endswith(" rpm") and "." not in rpm, rpm  # no decimals (en-GB groups with commas)
+        parts = await cnc.locator('dd[data-field="parts"]').inner_text()
+        assert parts.isdigit(), parts
+        # The line card: each meter's power with one decimal and its unit, told apart by the meter tag.
+        line = page.locator(card("line=A"))
+        assert await line.locator("dt").all_inner_texts() == ["Power · meter-A1", "Power · meter-A2"]
+        for power in await line.locator('dd[data-field="power_w"]').all_inner_texts():
+            number = power.removesuffix(" W")
+            assert power.endswith(" W") and len(number.rpartition(".")[2]) == 1, power
+        await page.screenshot(path=str(screenshot_path("overview-labels", "en")), full_page=True)
+
+        # Italian: the Italian labels, the decimal comma.
+        await page.click('[data-lang="it"]')
+        await page.wait_for_function(
+            "(el) => el.querySelector('dt')?.textContent === 'Velocità mandrino'", arg=await cnc.element_handle()
+        )
+        assert await cnc.locator("dt").all_inner_texts() == ["Velocità mandrino", "Pezzi"]
+        assert await cnc.locator(".more").inner_text() == "+1 nella pagina della macchina"
+        for power in await line.locator('dd[data-field="power_w"]').all_inner_texts():
+            assert power.endswith(" W") and len(power.removesuffix(" W").rpartition(",")[2]) == 1, power
+        await page.screenshot(path=str(screenshot_path("overview-labels", "it")), full_page=True)
+
+        # The machine page: every field (spindle_load too), charts titled by label and unit,
+        # hover values with the unit, and the label and unit in the CSV.
+        await page.click('[data-lang="en"]')
+        await page.click(card("line=A,machine=cnc-A1"))
+        await page.wait_for_url("**/#/machine/*")
+        current = page.locator("#machine-values")
+        await page.wait_for_function("() => document.querySelectorAll('#machine-values dt').length >= 3")
+        assert {"Spindle speed", "Parts", "spindle_load"} <= set(await current.locator("dt").all_inner_texts())
+        chart = page.locator('.chart:has(h3:text-is("Spindle speed · rpm"))')
+        await chart.locator("canvas").wait_for()
+        await page.wait_for_function(
+            "(el) => Number(el.dataset.points) > 0", arg=await chart.element_handle(), timeout=15_000
+        )
+        await page.wait_for_function("() => document.querySelectorAll('.chart canvas').length === 3")
+        # Charts in the card's order: the key fields first.
+        assert await page.locator(".chart h3").all_inner_texts() == ["Spindle speed · rpm", "Parts", "spindle_load"]
+        box = await chart.locator(".u-over").bounding_box()
+        assert box is not None
+        await page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
+        await page.mouse.move(box["x"] + box["width"] * 0.999, box["y"] + box["height"] / 2, steps=5)
+        await page.wait_for_function(
+            "(el) => el.querySelector('.u-series:nth-child(2) .u-value').textContent.endsWith(' rpm')",
+            arg=await chart.locator(".u-legend").element_handle(),
+            timeout=5_000,
+        )
+        await page.screenshot(path=str(screenshot_path("machine-labels", "en")), full_page=True)
+        async with page.expect_download() as download_info:
+            await page.click("#csv")
+        download = await download_info.value
+        rows = list(csv.DictReader(io.StringIO(Path(await download.path()).read_text())))
+        rpm_rows = [row for row in rows if row["field"] == "spindle_rpm"]
+        assert rpm_rows and all((row["label"], row["unit"]) == ("Spindle speed", "rpm") for row in rpm_rows)
+        assert {row["unit"] for row in rows if row["field"] == "spindle_load"} == {""}
+
+
 async def test_language_follows_the_browser_and_the_switch_changes_it(
     tmp_path: Path, mosquitto: Any, page_factory: Any
 ) -> None:

@@ -24,8 +24,10 @@ VIEWER_TOKEN = "live-viewer-token-0123456789"
 ADMIN_TOKEN = "live-admin-token-0123456789"
 
 
-def gateway_config(data: Path, broker: str, listen: str, auth: bool) -> dict[str, object]:
-    http: dict[str, object] = {"listen": listen, "overview": {"offline_after": "20s"}}
+def gateway_config(
+    data: Path, broker: str, listen: str, auth: bool, overview: dict[str, object] | None = None
+) -> dict[str, object]:
+    http: dict[str, object] = {"listen": listen, "overview": {"offline_after": "20s", **(overview or {})}}
     if auth:
         http["auth"] = {"viewer": {"token": VIEWER_TOKEN}, "admin": {"token": ADMIN_TOKEN}}
     return {
@@ -93,10 +95,11 @@ async def live_gateway(
     machines: int = 2,
     meters: int = 2,
     simulate: bool = True,
+    overview: dict[str, object] | None = None,
 ) -> AsyncIterator[Live]:
     data = tmp_path / "gateway"
     path = tmp_path / "gateway.yaml"
-    path.write_text(yaml.safe_dump(gateway_config(data, broker, listen, auth), sort_keys=False))
+    path.write_text(yaml.safe_dump(gateway_config(data, broker, listen, auth, overview), sort_keys=False))
     async with Gateway(load_config(path)) as gateway:
         assert gateway.http is not None, "the web server did not start"
         # Publish only once the connector has subscribed: a fresh broker keeps nothing for it before.

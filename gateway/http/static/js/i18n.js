@@ -8,6 +8,7 @@ const STRINGS = {
     "live.title": "Live updates",
     "overview.title": "Machines",
     "overview.empty": "No data yet. As soon as a connector receives values, one card per machine appears here.",
+    "overview.more": "+{n} more on the machine page",
     "state.running": "running",
     "state.idle": "idle",
     "state.alarm": "alarm",
@@ -57,6 +58,7 @@ const STRINGS = {
     "live.title": "Aggiornamenti in tempo reale",
     "overview.title": "Macchine",
     "overview.empty": "Ancora nessun dato. Appena un connettore riceve valori, qui compare una scheda per ogni macchina.",
+    "overview.more": "+{n} nella pagina della macchina",
     "state.running": "in lavoro",
     "state.idle": "ferma",
     "state.alarm": "allarme",
@@ -155,12 +157,28 @@ export function formatAge(seconds) {
   return `${Math.floor(s / 86400)} ${current === "it" ? "g" : "d"}`;
 }
 
-export function formatNumber(value) {
+export function formatNumber(value, decimals = null) {
   if (typeof value === "boolean") return value ? "1" : "0";
   if (typeof value !== "number") return String(value);
+  const locale = current === "it" ? "it-IT" : "en-GB";
+  if (Number.isInteger(decimals)) {
+    return new Intl.NumberFormat(locale, { minimumFractionDigits: decimals, maximumFractionDigits: decimals }).format(value);
+  }
   const abs = Math.abs(value);
   const digits = abs >= 1000 ? 0 : abs >= 100 ? 1 : abs >= 1 ? 2 : 3;
-  return new Intl.NumberFormat(current === "it" ? "it-IT" : "en-GB", { maximumFractionDigits: digits }).format(value);
+  return new Intl.NumberFormat(locale, { maximumFractionDigits: digits }).format(value);
+}
+
+/** A field's name for people: its label in the page's language (overview.fields), else the default. */
+export function displayLabel(d) {
+  return (d.labels && d.labels[current]) || d.label || d.field;
+}
+
+/** A value with its unit and configured decimals: "12.000 rpm", "61,5 °C"; text is shown as it is. */
+export function formatValue(value, d = {}) {
+  if (value === null || value === undefined) return "–";
+  const text = formatNumber(value, typeof value === "number" ? d.decimals : null);
+  return d.unit && typeof value === "number" ? `${text} ${d.unit}` : text;
 }
 
 export function formatTime(ms) {

@@ -3,7 +3,7 @@
 
 import { getJSON, subscribe } from "./api.js";
 import { h, fill } from "./dom.js";
-import { t, formatNumber, formatAge, formatTime, lang } from "./i18n.js";
+import { t, formatNumber, formatValue, formatAge, formatTime, lang, displayLabel } from "./i18n.js";
 import { valueCell } from "./overview.js";
 
 const RANGES = { "15m": 15 * 60e3, "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 };
@@ -20,6 +20,12 @@ function parseCardId(id) {
     if (key === "measurement" && id.startsWith("measurement=")) measurement = value; else tags[key] = value;
   }
   return { tags, measurement };
+}
+
+/** One series (measurement, field, every tag) as a text, to match a card's value to a series. */
+function seriesKey(s) {
+  const tags = Object.entries(s.tags).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return JSON.stringify([s.measurement, s.field, tags]);
 }
 
 function toLocalInput(ms) {
@@ -73,7 +79,7 @@ export function showMachine(root, cardId) {
     badge.dataset.state = card.state;
     badge.textContent = t(`state.${card.state}`);
     badge.title = card.last_update ? t("age.updated", { age: formatAge(overview.server_time - card.last_update) }) : "";
-    fill(current, card.values.flatMap((v) => [h("dt", {}, v.label), valueCell(v, { dataset: { field: v.field, quality: v.quality || "good" } })]));
+    fill(current, card.values.flatMap((v) => [h("dt", {}, displayLabel(v)), valueCell(v, { dataset: { field: v.field, quality: v.quality || "good" } })]));
   }
 
   async function load() {
@@ -86,6 +92,11 @@ export function showMachine(root, cardId) {
     const all = await getJSON(`/api/series?${query}`);
     if (disposed) return;
     series = all.filter((s) => belongs(s) && s.id !== null && s.kind !== "str" && typeof s.last_value !== "string");
+    // Charts in the card's order: key fields (overview.key_fields) first, then by label.
+    const card = overview.cards.find((c) => c.id === cardId);
+    const order = new Map((card ? card.values : []).map((v, i) => [seriesKey(v), i]));
+    const rank = (s) => order.get(seriesKey(s)) ?? order.size;
+    series.sort((a, b) => rank(a) - rank(b) || displayLabel(a).localeCompare(displayLabel(b)));
     if (!series.length) {
       // No historian at all, or nothing of this machine stored yet (then look again shortly).
       note.textContent = t(overview.history ? "machine.waiting" : "machine.nohistory");
@@ -131,9 +142,11 @@ export function showMachine(root, cardId) {
     render(results);
   }
 
+  // A chart's title: the field's label (overview.fields) in the page's language, the tags that
+  // tell two series of one machine apart, and the unit: "Coolant temperature · °C".
   function label(s) {
     const extra = Object.entries(s.tags).filter(([k]) => !groupBy.includes(k)).map(([, v]) => v);
-    return [s.field, ...extra].join(" · ");
+    return [displayLabel(s), ...extra, ...(s.unit ? [s.unit] : [])].join(" · ");
   }
 
   function render(results) {
@@ -157,7 +170,7 @@ export function showMachine(root, cardId) {
       if (empty && !nodata) { nodata = h("div", { class: "nodata" }, t("machine.nodata")); entry.el.append(nodata); }
       if (!empty && nodata) nodata.remove();
       entry.el.dataset.points = String(times.length);
-      if (!entry.plot) entry.plot = makePlot(entry.el, label(info), data);
+      if (!entry.plot) entry.plot = makePlot(entry.el, label(info), data, info);
       else entry.plot.setData(data);
       entry.plot.setScale("x", { min: window_.from / 1000, max: window_.to / 1000 });
       next.push(entry);
@@ -166,17 +179,18 @@ export function showMachine(root, cardId) {
     plots = next;
   }
 
-  function makePlot(el, name, data) {
+  function makePlot(el, name, data, info) {
     const width = Math.max(240, el.clientWidth - 12);
+    const shown = (u, v) => (v == null ? "–" : formatValue(v, info));
     return new uPlot({
       width, height: 220,
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true } },
       series: [
         { value: (u, v) => (v == null ? "–" : formatTime(v * 1000)) },
-        { label: name, stroke: "#1d4ed8", width: 2, value: (u, v) => (v == null ? "–" : formatNumber(v)) },
-        { label: "min", stroke: "#93c5fd", width: 1, value: (u, v) => (v == null ? "–" : formatNumber(v)) },
-        { label: "max", stroke: "#93c5fd", width: 1, value: (u, v) => (v == null ? "–" : formatNumber(v)) },
+        { label: name, stroke: "#1d4ed8", width: 2, value: shown },
+        { label: "min", stroke: "#93c5fd", width: 1, value: shown },
+        { label: "max", stroke: "#93c5fd", width: 1, value: shown },
       ],
       bands: [{ series: [3, 2], fill: "rgba(29, 78, 216, 0.08)" }],
       axes: [{ values: timeTicks }, { size: 60, values: (u, ticks) => ticks.map((v) => formatNumber(v)) }],
@@ -194,13 +208,13 @@ export function showMachine(root, cardId) {
 
   function downloadCsv() {
     if (!window_) return;
-    const lines = ["time,measurement,tags,field,mean,min,max,count"];
+    const lines = ["time,measurement,tags,field,mean,min,max,count,label,unit"];
     const quote = (text) => `"${String(text).replace(/"/g, '""')}"`;
     for (const p of plots) {
       const tagText = Object.entries(p.info.tags).map(([k, v]) => `${k}=${v}`).join(";");
       for (const b of p.rows) {
         lines.push([new Date(b.time).toISOString(), quote(p.info.measurement), quote(tagText), quote(p.info.field),
-          b.mean ?? "", b.min ?? "", b.max ?? "", b.count].join(","));
+          b.mean ?? "", b.min ?? "", b.max ?? "", b.count, quote(displayLabel(p.info)), quote(p.info.unit || "")].join(","));
       }
     }
     const blob = new Blob([lines.join("\r\n") + "\r\n"], { type: "text/csv;charset=utf-8" });

@@ -2,7 +2,7 @@
 
 import { getJSON, subscribe } from "./api.js";
 import { h, fill } from "./dom.js";
-import { t, formatAge, formatNumber } from "./i18n.js";
+import { t, formatAge, formatValue, displayLabel } from "./i18n.js";
 
 const MAX_VALUES = 8;
 
@@ -10,9 +10,9 @@ const MAX_VALUES = 8;
  *  (bad) or greyed (uncertain) beside the status name, e.g. "BadSensorFailure". */
 export function valueCell(v, attrs = {}) {
   const quality = v.quality || "good";
-  if (quality === "good") return h("dd", attrs, formatNumber(v.value));
+  if (quality === "good") return h("dd", attrs, formatValue(v.value, v));
   const label = t(`quality.${quality}`);
-  const shown = v.value === null || v.value === undefined ? "–" : formatNumber(v.value);
+  const shown = formatValue(v.value, v);
   return h("dd", { ...attrs, class: `q-${quality}`, title: v.status ? `${label}: ${v.status}` : label },
     h(quality === "bad" ? "s" : "span", { class: "q-value" }, shown),
     h("span", { class: "q-status" }, v.status || label));
@@ -48,17 +48,20 @@ export function showOverview(root) {
     el.dataset.reported = card.state;
     el.dataset.hasState = String(card.state_value !== null && card.state_value !== undefined);
     const sub = Object.entries(card.tags).slice(0, -1).map(([k, v]) => `${k} ${v}`).join(" · ");
-    const values = card.values.slice(0, MAX_VALUES);
+    // The key fields (overview.key_fields) when the machine has any, else the first fields by name.
+    const keyed = card.values.filter((v) => v.key);
+    const shown = keyed.length ? keyed : card.values;
+    const values = shown.slice(0, MAX_VALUES);
     fill(el,
       h("div", { class: "card-head" },
         h("span", { class: "card-title" }, card.title),
         h("span", { class: "badge", dataset: { state: card.state } }, t(`state.${card.state}`))),
       sub ? h("div", { class: "card-sub" }, sub) : null,
       h("dl", { class: "kv" }, values.flatMap((v) => [
-        h("dt", {}, v.label),
+        h("dt", {}, displayLabel(v)),
         valueCell(v, { dataset: { field: v.field, quality: v.quality || "good" } }),
       ])),
-      card.values.length > MAX_VALUES ? h("div", { class: "muted" }, `+${card.values.length - MAX_VALUES}`) : null,
+      card.values.length > values.length ? h("div", { class: "muted more" }, t("overview.more", { n: card.values.length - values.length })) : null,
       h("div", { class: "age" }, ""),
     );
   }
