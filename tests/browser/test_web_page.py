@@ -201,6 +201,7 @@ async def test_labels_units_and_key_fields_from_the_config_show_on_cards_and_cha
             arg=await chart.locator(".u-legend").element_handle(),
             timeout=5_000,
         )
+        assert await chart.locator(".u-legend .u-series:first-child .u-label").inner_text() == "Time"
         await page.screenshot(path=str(screenshot_path("machine-labels", "en")), full_page=True)
         async with page.expect_download() as download_info:
             await page.click("#csv")

@@ -187,7 +187,7 @@ export function showMachine(root, cardId) {
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: true } },
       series: [
-        { value: (u, v) => (v == null ? "–" : formatTime(v * 1000)) },
+        { label: t("machine.time"), value: (u, v) => (v == null ? "–" : formatTime(v * 1000)) },
         { label: name, stroke: "#1d4ed8", width: 2, value: shown },
         { label: "min", stroke: "#93c5fd", width: 1, value: shown },
         { label: "max", stroke: "#93c5fd", width: 1, value: shown },
