@@ -39,13 +39,24 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
+def _bindable(port: int) -> bool:
+    """A server can listen on ``port`` now (a connect probe would miss a client's local port)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def _free_port(consecutive: int = 1) -> int:
     """A free port (the first of ``consecutive`` free ports in a row)."""
-    for _ in range(50):
+    for _ in range(100):
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port + consecutive <= 65535 and not any(_reachable("127.0.0.1", port + i) for i in range(1, consecutive)):
+        if port + consecutive <= 65535 and all(_bindable(port + i) for i in range(1, consecutive)):
             return port
     raise GatewayError("no free TCP ports for the demo's simulators")
 

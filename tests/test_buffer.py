@@ -441,8 +441,9 @@ async def test_a_trickle_of_single_points_shares_disk_syncs(tmp_path: Path, monk
         await asyncio.sleep(0.001)
     await async_wait_until(lambda: route.status.counters["points_buffered"] == 200, timeout=10)
     elapsed = time.monotonic() - started
+    # At most one sync per commit interval, however slowly the loop ran (200 puts in ~0.3 s
+    # share ~30 syncs on an idle machine; a starved loop stretches the time, not the ratio).
     assert len(synced) <= elapsed / route.COMMIT_INTERVAL + 3
-    assert len(synced) < 100
     await stop(route, task)
 
 

@@ -28,7 +28,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import load_config
-from tests.helpers import ARTIFACTS, free_port, port_open, stop_process, wait_until
+from tests.helpers import ARTIFACTS, free_port, free_ports, port_open, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -200,15 +200,6 @@ def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> sub
         )
 
 
-def _two_free_ports() -> int:
-    """A port P with P+1 free as well (the OPC UA simulator's second machine listens on P+1)."""
-    for _ in range(50):
-        port = free_port()
-        if port < 65535 and not port_open(port + 1):
-            return port
-    raise AssertionError("no two consecutive free ports")
-
-
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
@@ -223,7 +214,7 @@ def test_parity_compose_gateway_config_runs_against_local_processes(
 ) -> None:
     logs = ARTIFACTS / "compose-parity"
     logs.mkdir(parents=True, exist_ok=True)
-    opcua_port = _two_free_ports()
+    opcua_port = free_ports(2)
     http_port = free_port()
     token = "parity-admin-token-0123456789"
     env = {

@@ -23,7 +23,7 @@ def test_demo_collects_every_simulated_device_into_the_historian(tmp_path: Path)
             "gateway.cli",
             "demo",
             "--duration",
-            "8s",
+            "15s",  # time for an embedded broker, two OPC UA servers and the gateway to start on a busy machine
             "--data-dir",
             str(data),
             "--port",

@@ -48,7 +48,8 @@ async def test_overview_has_a_card_per_machine_and_live_values_change(
         await page.goto(live.url + "/")
         for card_id in MACHINES:
             await page.wait_for_selector(card(card_id))
-        assert await page.locator(".card").count() == len(MACHINES) + 2  # + an energy/temperature card per line
+        # + an energy/temperature card per line (its first message may come just after the machines')
+        await page.wait_for_function("(n) => document.querySelectorAll('.card').length === n", arg=len(MACHINES) + 2)
         cnc = page.locator(card("line=A,machine=cnc-A1"))
         assert await cnc.locator(".card-title").inner_text() == "cnc-A1"
         assert await cnc.locator(".badge").inner_text() in {"running", "idle", "alarm"}
@@ -110,17 +111,22 @@ async def test_machine_page_draws_a_chart_with_data_and_downloads_csv(
         await page.wait_for_function(
             "(el) => el.querySelector('.u-series:first-child .u-value').textContent.includes(':')",
             arg=await chart.locator(".u-legend").element_handle(),
-            timeout=5_000,
+            timeout=15_000,
         )
         assert any(ch.isdigit() for ch in await legend.nth(1).locator(".u-value").inner_text())  # the value
         await page.screenshot(path=str(screenshot_path("machine", "en")), full_page=True)
 
-        # CSV of what is shown: one row per bucket of every chart.
-        shown = await page.evaluate(
-            "() => [...document.querySelectorAll('.chart')].reduce((n, c) => n + Number(c.dataset.points || 0), 0)"
-        )
+        # CSV of what is shown: one row per bucket of every chart. Counted and clicked in one
+        # task of the page, so a refresh of the charts cannot come in between.
         async with page.expect_download() as download_info:
-            await page.click("#csv")
+            shown = await page.evaluate(
+                """() => {
+                    const n = [...document.querySelectorAll('.chart')]
+                        .reduce((n, c) => n + Number(c.dataset.points || 0), 0);
+                    document.querySelector('#csv').click();
+                    return n;
+                }"""
+            )
         download = await download_info.value
         rows = list(csv.DictReader(io.StringIO(Path(await download.path()).read_text())))
         assert download.suggested_filename.startswith("cnc-A1-") and download.suggested_filename.endswith(".csv")
@@ -159,6 +165,7 @@ async def test_labels_units_and_key_fields_from_the_config_show_on_cards_and_cha
         assert parts.isdigit(), parts
         # The line card: each meter's power with one decimal and its unit, told apart by the meter tag.
         line = page.locator(card("line=A"))
+        await line.locator('dd[data-field="power_w"]').nth(1).wait_for()
         assert await line.locator("dt").all_inner_texts() == ["Power · meter-A1", "Power · meter-A2"]
         for power in await line.locator('dd[data-field="power_w"]').all_inner_texts():
             number = power.removesuffix(" W")
@@ -199,7 +206,7 @@ async def test_labels_units_and_key_fields_from_the_config_show_on_cards_and_cha
         await page.wait_for_function(
             "(el) => el.querySelector('.u-series:nth-child(2) .u-value').textContent.endsWith(' rpm')",
             arg=await chart.locator(".u-legend").element_handle(),
-            timeout=5_000,
+            timeout=15_000,
         )
         assert await chart.locator(".u-legend .u-series:first-child .u-label").inner_text() == "Time"
         await page.screenshot(path=str(screenshot_path("machine-labels", "en")), full_page=True)

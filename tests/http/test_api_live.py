@@ -57,7 +57,13 @@ async def test_every_endpoint_against_a_live_gateway(tmp_path: Path, mosquitto: 
         # Overview: a card per simulated machine, with its state badge and live values.
         async def all_machines() -> dict[str, Any]:
             cards = {c["id"]: c for c in (await client.get("/api/overview")).json()["cards"]}
-            return cards if MACHINES <= set(cards) else {}
+            # The machines and each line's card (energy meters, temperatures) with both its meters.
+            lines_complete = all(
+                sum(v["field"] == "power_w" for v in cards[line]["values"]) == 2
+                for line in ("line=A", "line=B")
+                if line in cards
+            )
+            return cards if MACHINES | {"line=A", "line=B"} <= set(cards) and lines_complete else {}
 
         cards = await async_wait_until(all_machines, timeout=30, interval=0.3, message="a card per machine")
         for card_id in MACHINES:

@@ -91,7 +91,12 @@ async def test_sign_and_encrypt_with_password_untrusted_server_and_wrong_passwor
             refused = [m for m in _errors(caplog, "wrong") if "refused user" in m]
             assert len(refused) == 1, refused
             assert not stored(tmp_path, fields=["spindle_rpm_wrong"])
-            assert sim.status()["sessions"] == 1  # only the good connector's: failed activations are closed
+            # Only the good connector's session: failed activations are closed. (A retry's session
+            # exists between CreateSession and the refused ActivateSession, so one snapshot can
+            # catch two; a leaked session would never go away.)
+            await async_wait_until(
+                lambda: sim.status()["sessions"] == 1, timeout=10, message="only the good connector's session"
+            )
 
     # 3. The client certificate was generated once and is kept: a restart uses the same one.
     own = pki / "own" / "cert.der"
