@@ -24,6 +24,7 @@ from gateway.point import Point
 
 __all__ = [
     "Emit",
+    "FieldUnits",
     "Histogram",
     "OnStored",
     "RuntimeContext",
@@ -122,6 +123,12 @@ class Status:
         }
 
 
+#: Units the sources found for their fields, e.g. an OPC UA AnalogItem's EngineeringUnits:
+#: (measurement, field) → unit text ("°C", "bar"). Shared by the whole gateway; the web page
+#: shows them where ``gateway.http.overview.fields`` does not set a unit.
+FieldUnits = dict[tuple[str, str], str]
+
+
 @dataclass(frozen=True)
 class RuntimeContext:
     """What the runtime gives every component it builds."""
@@ -129,6 +136,7 @@ class RuntimeContext:
     gateway_name: str
     data_dir: Path
     log: logging.LoggerAdapter[logging.Logger]
+    units: FieldUnits = field(default_factory=dict)
 
 
 class Source(abc.ABC):

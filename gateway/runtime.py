@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from gateway.buffer import BufferedRoute
-from gateway.component import RuntimeContext, Sink, Source, State, Status
+from gateway.component import FieldUnits, RuntimeContext, Sink, Source, State, Status
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.http.latest import LatestValues
@@ -53,6 +53,8 @@ class Gateway:
         self.started_at = time.time()
         #: the latest value of every series, updated by a tap on every connector's emit (web page, SSE)
         self.latest = LatestValues()
+        #: units the connectors found for their fields (OPC UA EngineeringUnits), for the web page
+        self.units: FieldUnits = {}
         self.http: HttpServer | None = None
 
     def _context(self, kind: str, name: str) -> RuntimeContext:
@@ -61,6 +63,7 @@ class Gateway:
             gateway_name=settings.name,
             data_dir=settings.data_dir,
             log=component_logger(kind, name),
+            units=self.units,
         )
 
     def _make_route(self, sink: Sink, config: SinkConfig) -> Route:

@@ -706,6 +706,55 @@ class Connection:
                 result[type_id] = {int(v.Value): str(getattr(v.DisplayName, "Text", v.DisplayName)) for v in items}
         return result
 
+    async def engineering_units(self, nodes: Sequence[NodeId]) -> list[str]:
+        """Each variable's EngineeringUnits (the DisplayName of its EUInformation, e.g. "°C"), or ""
+        where it has none. One TranslateBrowsePaths and one Read per MaxNodesPerRead nodes."""
+        if not nodes:
+            return []
+        target = ua.QualifiedName("EngineeringUnits", 0)
+        found: list[NodeId | None] = []
+        size = max(1, min(self.limits.max_nodes_per_read, 1000))
+        start = 0
+        while start < len(nodes):
+            paths = []
+            for node in nodes[start : start + size]:
+                element = ua.RelativePathElement()
+                element.ReferenceTypeId = ua.NodeId(ua.ObjectIds.HasProperty)
+                element.IsInverse = False
+                element.IncludeSubtypes = False
+                element.TargetName = target
+                path = ua.BrowsePath()
+                path.StartingNode = node
+                path.RelativePath = ua.RelativePath(Elements=[element])
+                paths.append(path)
+            try:
+                results = await self._client.uaclient.translate_browsepaths_to_nodeids(paths)
+            except ua.UaStatusCodeError as exc:
+                if int(exc.code) == ua.StatusCodes.BadTooManyOperations and size > 1:
+                    size = max(1, size // 2)
+                    continue
+                raise
+            for result in results:
+                targets = (result.Targets or []) if result.StatusCode.is_good() else []
+                if targets:
+                    at = targets[0].TargetId
+                    found.append(ua.NodeId(at.Identifier, at.NamespaceIndex, at.NodeIdType))
+                else:
+                    found.append(None)
+            start += len(paths)
+        properties = [n for n in found if n is not None]
+        values = iter(await self._read(properties, ua.AttributeIds.Value)) if properties else iter(())
+        units: list[str] = []
+        for node in found:
+            if node is None:
+                units.append("")
+                continue
+            dv = next(values)
+            info = dv.Value.Value if _good(dv) and dv.Value is not None else None
+            text = getattr(getattr(info, "DisplayName", None), "Text", None) or ""
+            units.append(str(text).strip()[:16])
+        return units
+
     # -- subscriptions -------------------------------------------------------------------------
 
     async def subscribe(

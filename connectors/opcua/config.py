@@ -280,6 +280,11 @@ class OpcUaConfig(ConnectorConfig):
     )
     arrays: Literal["expand", "skip"] = Field(default="expand", description="Arrays: one field per element, or skip.")
     enum_names: bool = Field(default=False, description="For enumerations, also store the name as <field>_name.")
+    units: bool = Field(
+        default=True,
+        description="Read each numeric variable's EngineeringUnits (OPC UA AnalogItems) at connect, so the web "
+        "page shows it (e.g. °C, bar) where gateway.http.overview.fields sets no unit.",
+    )
     batch_interval: Duration = Field(
         default=0.1, gt=0, le=5, description="Changes are handed on in batches at most this often."
     )

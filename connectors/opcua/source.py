@@ -384,6 +384,8 @@ class OpcUaSource(Source):
             )
         self._maker.items = made
         self._item_state = {item.node: item for item in made.values()}
+        if self.config.units:
+            await self._learn_units(conn, [(target, info, name) for (target, info), name in zip(items, fields)])
         self.status.detail["namespaces"] = len(conn.namespaces)
         self.status.detail["limits"] = {
             "max_nodes_per_read": conn.limits.max_nodes_per_read,
@@ -420,6 +422,21 @@ class OpcUaSource(Source):
                 made[result.filter_dropped[0]].node,
             )
         return f"{result.created} monitored items in {time.monotonic() - started:.1f}s"
+
+    async def _learn_units(self, conn: Connection, items: list[tuple[_Target, VariableInfo, str]]) -> None:
+        """Tell the gateway the EngineeringUnits of the numeric variables (shown on the web page)."""
+        numeric = [(target, name) for target, info, name in items if info.is_numeric]
+        if not numeric:
+            return
+        try:
+            units = await conn.engineering_units([target.node for target, _ in numeric])
+        except Exception as exc:  # noqa: BLE001 - units are a nicety: collecting goes on without them
+            self.log.info("could not read the variables' EngineeringUnits (%s): no units from this server", exc)
+            return
+        for (_, name), unit in zip(numeric, units, strict=True):
+            if unit:
+                self.context.units[(self.config.measurement, name)] = unit
+        self.status.detail["units_found"] = sum(1 for unit in units if unit)
 
     def _opt(self, spec: NodeSpec | BrowseSpec, name: str) -> Any:
         value = getattr(spec, name)

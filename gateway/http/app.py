@@ -90,6 +90,8 @@ class AppContext:
     settings: HttpSettings
     statuses: Callable[[], Sequence[Status]]
     latest: LatestValues = field(default_factory=LatestValues)
+    #: units the connectors found (OPC UA EngineeringUnits), shown where the config sets none
+    units: Mapping[tuple[str, str], str] = field(default_factory=dict)
     history: History | None = None
     started_at: float = field(default_factory=time.time)
     configs: Mapping[str, BaseModel] = field(default_factory=dict)
@@ -199,9 +201,11 @@ def _component(status: Status, rates: RateTracker) -> dict[str, Any]:
     }
 
 
-def _series_out(row: SeriesRow, catalogue: DisplayCatalogue) -> SeriesOut:
+def _series_out(
+    row: SeriesRow, catalogue: DisplayCatalogue, units: Mapping[tuple[str, str], str] | None = None
+) -> SeriesOut:
     return SeriesOut(
-        **catalogue.display(row.measurement, row.field).as_dict(),
+        **catalogue.display(row.measurement, row.field, units).as_dict(),
         id=row.id,
         measurement=row.measurement,
         tags=dict(row.tags),
@@ -242,7 +246,7 @@ def create_app(ctx: AppContext) -> FastAPI:
 
     def overview() -> dict[str, Any]:
         now = time.time()
-        cards = build_cards(ctx.latest.all(), ctx.settings.overview, now)
+        cards = build_cards(ctx.latest.all(), ctx.settings.overview, now, ctx.units)
         return {
             "server_time": now,
             "history": ctx.history is not None,
@@ -337,7 +341,9 @@ def create_app(ctx: AppContext) -> FastAPI:
         if ctx.history is not None:
             for row in await ctx.history.series():
                 if wanted(row.measurement, row.tags, row.field):
-                    out[(row.measurement, frozenset(row.tags.items()), row.field)] = _series_out(row, catalogue)
+                    out[(row.measurement, frozenset(row.tags.items()), row.field)] = _series_out(
+                        row, catalogue, ctx.units
+                    )
         for entry in ctx.latest.all():
             for name, latest in entry.fields.items():
                 value, time_ns = latest.value, latest.time
@@ -348,7 +354,7 @@ def create_app(ctx: AppContext) -> FastAPI:
                 last_ms = time_ns // 1_000_000
                 if known is None:
                     out[key] = SeriesOut(
-                        **catalogue.display(entry.measurement, name).as_dict(),
+                        **catalogue.display(entry.measurement, name, ctx.units).as_dict(),
                         id=None,
                         measurement=entry.measurement,
                         tags=dict(entry.tags),
@@ -394,7 +400,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         # Built as plain data and encoded with orjson: a week at 1,000 buckets is ~90 KiB of JSON,
         # and validating it into models first would cost more than the query (RangeOut is the spec).
         body = {
-            "series": _series_out(row, ctx.settings.overview.catalogue).model_dump(),
+            "series": _series_out(row, ctx.settings.overview.catalogue, ctx.units).model_dump(),
             "from": start // 1_000_000,
             "to": end // 1_000_000,
             "points": points,

@@ -13,6 +13,9 @@ production manager reads "Spindle speed 12,000 rpm". The hub's engineer writes t
             "zone*_temp": {unit: °C, decimals: 1}
             energy.power_w: {label: Power, unit: W}
 
+A unit the source itself publishes (an OPC UA AnalogItem's EngineeringUnits) is shown when
+the entry gives none.
+
 A key is a field name, or ``measurement.field`` for one measurement only, and may hold
 shell-style wildcards (``*``, ``?``, ``[…]``). The most specific key wins: an exact
 ``measurement.field``, then an exact field name, then the first wildcard key (in file order)
@@ -21,7 +24,8 @@ that matches.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from typing import Any, Literal, get_args
 
@@ -105,7 +109,17 @@ class DisplayCatalogue:
                 return entry
         return None
 
-    def display(self, measurement: str, field: str) -> Display:
+    def display(self, measurement: str, field: str, units: Mapping[tuple[str, str], str] | None = None) -> Display:
+        """The field's display; a unit the source found (``units``, e.g. OPC UA EngineeringUnits)
+        is used when the configuration gives none."""
+        display = self._configured(measurement, field)
+        if not display.unit and units:
+            found = units.get((measurement, field))
+            if found:
+                return replace(display, unit=found)
+        return display
+
+    def _configured(self, measurement: str, field: str) -> Display:
         cached = self._cache.get((measurement, field))
         if cached is not None:
             return cached

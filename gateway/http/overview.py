@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -114,11 +114,17 @@ def _card_identity(entry: SeriesLatest, group_by: list[str]) -> tuple[str, str, 
     return card_id, value if key == group_by[-1] else f"{key} {value}", tags
 
 
-def build_cards(entries: Iterable[SeriesLatest], settings: OverviewSettings, now: float | None = None) -> list[Card]:
+def build_cards(
+    entries: Iterable[SeriesLatest],
+    settings: OverviewSettings,
+    now: float | None = None,
+    units: Mapping[tuple[str, str], str] | None = None,
+) -> list[Card]:
     """Group the latest values into machine cards, sorted by their tags.
 
     A card's values come in ``key_fields`` order first, then by label; each carries its label
-    (per language when configured), unit and decimals from ``overview.fields``.
+    (per language when configured), unit and decimals from ``overview.fields``; ``units`` are
+    the units the sources found (OPC UA EngineeringUnits), used where the config sets none.
     """
     now = time.time() if now is None else now
     catalogue = settings.catalogue
@@ -146,7 +152,7 @@ def build_cards(entries: Iterable[SeriesLatest], settings: OverviewSettings, now
                 value, time_ns = latest.value, latest.time
             elif name.endswith("_name") and name[: -len("_name")] in entry.fields:
                 continue  # shown in place of the code, above
-            display = catalogue.display(entry.measurement, name)
+            display = catalogue.display(entry.measurement, name, units)
             card.values.append(
                 CardValue(
                     f"{display.label} · {suffix}" if suffix else display.label,

@@ -163,6 +163,7 @@ def context_for(gateway: Gateway) -> AppContext:
         settings=config.gateway.http,
         statuses=gateway.statuses,
         latest=gateway.latest,
+        units=gateway.units,
         history=history_for_config(config.sinks),
         started_at=gateway.started_at,
         configs=configs,

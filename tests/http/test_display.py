@@ -152,3 +152,18 @@ def test_a_wrong_display_entry_names_file_line_and_key(tmp_path: Path, entry: st
     assert text.count("\n") == 0, text  # one problem, one line
     assert f"{path}:5:" in text, text
     assert message in text, text
+
+
+def test_a_unit_the_source_found_is_shown_unless_the_config_sets_one() -> None:
+    catalogue = overview(fields={"pressure": {"unit": "kPa"}, "temp": {"label": "Melt"}}).catalogue
+    found = {("press", "pressure"): "bar", ("press", "temp"): "°C", ("press", "speed"): "rpm"}
+    assert catalogue.display("press", "pressure", found).unit == "kPa"  # the engineer's word wins
+    assert catalogue.display("press", "temp", found).as_dict() == {
+        "label": "Melt",
+        "labels": {},
+        "unit": "°C",
+        "decimals": None,
+    }
+    assert catalogue.display("press", "speed", found).unit == "rpm"
+    assert catalogue.display("oven", "speed", found).unit == ""  # another measurement
+    assert catalogue.display("press", "temp").unit == ""  # the cached entry was not changed

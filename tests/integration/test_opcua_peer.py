@@ -12,10 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from asyncua import Client, ua
 
 from gateway.config import load_config
+from gateway.http.app import create_app
+from gateway.http.server import context_for
 from gateway.runtime import Gateway
 from tests.fixtures.opcua import gateway_config, opcua_subscribed, stored
 from tests.helpers import async_wait_until
@@ -169,3 +172,33 @@ async def test_a_bad_or_missing_node_never_stops_the_others(node_opcua_server: A
         for name in ("press-line", "polled"):
             assert statuses[name].detail["failed_items"] == 1, statuses[name].detail
             assert statuses[name].state.value == "running"
+
+
+async def test_engineering_units_of_analog_items_reach_the_web_page(node_opcua_server: Any, tmp_path: Path) -> None:
+    """An AnalogItem's EngineeringUnits (Pressure: bar) is shown with its values, without any config;
+    ``units: false`` turns the lookup off."""
+    server = node_opcua_server(max_nodes_per_read=3)  # the lookup is batched within the server's limits
+    with_units = _connector(server.endpoint(), [{"browse": "Objects/PressLine"}])
+    without = {**with_units, "name": "press-line-2", "measurement": "press2", "units": False}
+    config = gateway_config(tmp_path, [with_units, without])
+    async with Gateway(load_config(config)) as gateway:
+        await opcua_subscribed(gateway)
+        assert gateway.units == {("press", "pressure"): "bar"}
+        statuses = {s.name: s for s in gateway.statuses()}
+        assert statuses["press-line"].detail["units_found"] == 1
+        assert "units_found" not in statuses["press-line-2"].detail
+
+        transport = httpx.ASGITransport(app=create_app(context_for(gateway)))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+
+            async def series() -> dict[tuple[str, str], Any]:
+                found = {(s["measurement"], s["field"]): s for s in (await client.get("/api/series")).json()}
+                return found if {("press", "pressure"), ("press2", "pressure")} <= found.keys() else {}
+
+            found = await async_wait_until(series, timeout=30, interval=0.2, message="pressure of both connectors")
+            assert found[("press", "pressure")]["unit"] == "bar"
+            assert found[("press", "temperature")]["unit"] == ""  # a plain variable: no EngineeringUnits
+            assert found[("press2", "pressure")]["unit"] == ""
+            cards = (await client.get("/api/overview")).json()["cards"]
+            values = [v for card in cards for v in card["values"] if v["field"] == "pressure"]
+            assert {(v["measurement"], v["unit"]) for v in values} == {("press", "bar"), ("press2", "")}
