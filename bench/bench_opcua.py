@@ -167,7 +167,7 @@ def main() -> None:
 
         def ready() -> dict[str, Any] | None:
             status = _read_json(status_path)
-            if status and all(status[n]["counters"].get("monitored_items") == per_server for n in names):
+            if status and all(status[n].get("detail", {}).get("monitored_items") == per_server for n in names):
                 return status
             return None
 
