@@ -547,7 +547,7 @@ def drain_after_outage(folder: Path, broker: Mosquitto, vm: VictoriaMetrics, out
         await asyncio.sleep(outage)
         depth = route.store.depth_points
         size = route.store.depth_bytes
-        route._backoff.reset()
+        route._writer.backoff.reset()  # the next retry waits its first delay again, not the capped one
         vm.start()
         probe.reset()
         started = time.monotonic()
