@@ -1,8 +1,8 @@
 """``gateway browse``: what an OPC UA server offers, as a tree or as a ready connector config.
 
 The tree shows, for every node: browse name, node id in its stable ``nsu=`` form, class,
-and for variables the data type, the current value (or its Bad status) and the access
-level. ``--yaml`` prints a config with one ``node:`` entry per variable found below
+and for variables the data type, the current value (or its Bad status) with its
+EngineeringUnits when the server gives them, and the access level. ``--yaml`` prints a config with one ``node:`` entry per variable found below
 ``--from`` (field names derived from the browse names as ``browse:`` entries do, except that
 a leaf repeating its folder's name is not repeated: ``Cycle/CycleTime`` → ``cycle_time``; the
 names are written in the file, so they never change afterwards), which ``gateway validate``
@@ -60,6 +60,7 @@ class BrowsedNode:
     enum: dict[int, str] | None = None  # value → name, when the data type is an enumeration
     children: list[BrowsedNode] = field(default_factory=list)
     truncated: bool = False
+    unit: str = ""  # EngineeringUnits (AnalogItems), e.g. "bar"
 
 
 def _security(text: str) -> tuple[str, str]:
@@ -134,8 +135,11 @@ async def browse_tree(conn: Connection, start: str, depth: int, progress: _Progr
         name, node_class = parts[-1], "Object"
     root = BrowsedNode(conn.text(node), name, node_class if node_class != "Variable" else "Object", ())
     infos = await conn.variable_info([node])
+    numeric: list[tuple[Any, BrowsedNode]] = []  # variables that may have EngineeringUnits
     if isinstance(infos[0], VariableInfo):
         root.node_class, root.info = "Variable", infos[0]
+        if infos[0].is_numeric:
+            numeric.append((node, root))
     level: list[tuple[Any, BrowsedNode]] = [(node, root)]
     seen = {root.text}
     for _ in range(depth):
@@ -160,9 +164,11 @@ async def browse_tree(conn: Connection, start: str, depth: int, progress: _Progr
                     variables.append((ref.node, child))
         for start_index in range(0, len(variables), 1000):
             chunk = variables[start_index : start_index + 1000]
-            for (_, child), info in zip(chunk, await conn.variable_info([n for n, _ in chunk]), strict=True):
+            for (child_node, child), info in zip(chunk, await conn.variable_info([n for n, _ in chunk]), strict=True):
                 if isinstance(info, VariableInfo):
                     child.info = info
+                    if info.is_numeric:
+                        numeric.append((child_node, child))
             if progress is not None:
                 progress.add(len(chunk))
         if progress is not None:
@@ -172,7 +178,20 @@ async def browse_tree(conn: Connection, start: str, depth: int, progress: _Progr
         if leftover.node_class == "Object":
             leftover.truncated = True
     await _learn_enums(conn, root)
+    await _learn_units(conn, numeric)
     return root
+
+
+async def _learn_units(conn: Connection, numeric: list[tuple[Any, BrowsedNode]]) -> None:
+    """The EngineeringUnits of numeric variables; a server that refuses the lookup shows none."""
+    if not numeric:
+        return
+    try:
+        units = await conn.engineering_units([node for node, _ in numeric])
+    except Exception:  # noqa: BLE001 - units are a nicety of the listing, never a reason to fail it
+        return
+    for (_, variable), unit in zip(numeric, units, strict=True):
+        variable.unit = unit
 
 
 async def _learn_enums(conn: Connection, root: BrowsedNode) -> None:
@@ -233,7 +252,10 @@ def render_tree(root: BrowsedNode, out: TextIO) -> int:
             count += 1
             info = node.info
             dims = "[]" if info.value_rank >= 1 else ""
-            text += f"  {info.data_type_name}{dims} = {_value_text(info, node.enum)}  [{info.access or 'no access'}]"
+            unit = f" {node.unit}" if node.unit else ""
+            text += (
+                f"  {info.data_type_name}{dims} = {_value_text(info, node.enum)}{unit}  [{info.access or 'no access'}]"
+            )
         if node.truncated and not node.children:
             text += "  …"
         out.write(text + "\n")
@@ -323,6 +345,7 @@ def render_yaml(root: BrowsedNode, options: BrowseOptions, out: TextIO) -> int:
         lines.append(
             f"      - {{node: {json.dumps(node.text, ensure_ascii=False)}, field: {fields[node.text]}{enum}}}"
             f"  # {node.info.data_type_name}{'[]' if node.info.value_rank >= 1 else ''}"
+            + (f", {node.unit}" if node.unit else "")
         )
     for node in others:
         assert node.info is not None

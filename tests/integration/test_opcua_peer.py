@@ -8,6 +8,10 @@ operations (PEERS.md 3).
 
 from __future__ import annotations
 
+import asyncio
+import re
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -181,6 +185,28 @@ async def test_engineering_units_of_analog_items_reach_the_web_page(node_opcua_s
     with_units = _connector(server.endpoint(), [{"browse": "Objects/PressLine"}])
     without = {**with_units, "name": "press-line-2", "measurement": "press2", "units": False}
     config = gateway_config(tmp_path, [with_units, without])
+
+    # gateway browse shows the unit after the value, and --yaml beside the type.
+    def browse(*extra: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "browse", server.endpoint(), "--from", "Objects/PressLine", *extra],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    tree = (await asyncio.to_thread(browse)).splitlines()
+    pressure = next(line for line in tree if "s=PressLine.Pressure " in line)
+    assert re.search(r"Double = [0-9.]+ bar  \[read", pressure), pressure
+    temperature = next(line for line in tree if "s=PressLine.Temperature " in line)
+    assert re.search(r"Double = [0-9.]+  \[read", temperature), temperature  # no unit: none shown
+    generated = await asyncio.to_thread(browse, "--yaml")
+    assert re.search(r"s=PressLine.Pressure\", field: pressure}  # Double, bar$", generated, re.MULTILINE), generated
+
     async with Gateway(load_config(config)) as gateway:
         await opcua_subscribed(gateway)
         assert gateway.units == {("press", "pressure"): "bar"}
