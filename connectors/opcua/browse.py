@@ -2,11 +2,12 @@
 
 The tree shows, for every node: browse name, node id in its stable ``nsu=`` form, class,
 and for variables the data type, the current value (or its Bad status) with its
-EngineeringUnits when the server gives them, and the access level. ``--yaml`` prints a config with one ``node:`` entry per variable found below
-``--from`` (field names derived from the browse names as ``browse:`` entries do, except that
-a leaf repeating its folder's name is not repeated: ``Cycle/CycleTime`` → ``cycle_time``; the
-names are written in the file, so they never change afterwards), which ``gateway validate``
-accepts and ``gateway run`` collects as it is. The connector is named after the endpoint's
+EngineeringUnits when the server gives them, and the access level. ``--yaml`` prints a
+config with one ``node:`` entry per variable found below ``--from`` (field names derived
+from the browse names as ``browse:`` entries do, except that a leaf repeating its folder's
+name is not repeated: ``Cycle/CycleTime`` → ``cycle_time``; the names are written in the
+file, so they never change afterwards), which ``gateway validate`` accepts and ``gateway
+run`` collects as it is. The connector is named after the endpoint's
 host (and port, when not 4840) and tags its points ``machine: <name>``, so the configs of two
 machines browsed one after the other can be merged without their series overwriting each other.
 
