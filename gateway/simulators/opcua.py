@@ -23,6 +23,9 @@ InjectionPressure, HoldPressure, ClampForce, DosingTime}, Barrel/Zone1…Zone5 a
 Barrel/Temperatures (Float[5]), Mold/{Temperature, Name}, Counters/{ShotCounter, GoodParts,
 RejectedParts}, Energy/….
 
+Physical quantities are AnalogItems in spirit: each has an ``EngineeringUnits`` property
+(rpm, °C, bar, mm, kN, kW …), which ``gateway browse`` and the web page show.
+
 Values move smoothly and plausibly; states go idle → running → idle / alarm with realistic
 dwell times; a few sensors fail now and then (``BadSensorFailure`` for some seconds, with the
 time of the failure as source timestamp). ``--seed`` makes a run reproducible.
@@ -117,6 +120,7 @@ class Var:
     numeric_id: int | None = None  # a numeric node id instead of the path as string id
     data_type: str | None = None  # "enum" or "range" for special types
     array: bool = False
+    unit: str = ""  # published as the variable's EngineeringUnits property (an AnalogItem's unit)
 
 
 class _Smooth:
@@ -210,26 +214,26 @@ class CncModel:
             Var("State/AlarmCode", ua.VariantType.UInt16, 0),
             Var("State/AlarmText", ua.VariantType.String, ""),
             Var("State/StateChangedAt", ua.VariantType.DateTime, datetime.now(UTC)),
-            Var("State/OperatingHours", D, self.hours),
-            Var("Spindle/Speed", D, 8000.0),
-            Var("Spindle/SpeedSetpoint", D, 8000.0),
-            Var("Spindle/Load", F, 45.0),
-            Var("Spindle/Temperature", F, 38.0),
+            Var("State/OperatingHours", D, self.hours, unit="h"),
+            Var("Spindle/Speed", D, 8000.0, unit="rpm"),
+            Var("Spindle/SpeedSetpoint", D, 8000.0, unit="rpm"),
+            Var("Spindle/Load", F, 45.0, unit="%"),
+            Var("Spindle/Temperature", F, 38.0, unit="°C"),
             Var("Spindle/Override", ua.VariantType.Byte, 100),
             Var("Spindle/Direction", ua.VariantType.Int16, 1),
             Var("Spindle/SpeedRange", ua.VariantType.ExtensionObject, ua.Range(0.0, 12000.0), data_type="range"),
-            Var("Feed/Rate", D, 1500.0),
+            Var("Feed/Rate", D, 1500.0, unit="mm/min"),
             Var("Feed/Override", ua.VariantType.Byte, 100),
-            Var("Axes/X/Position", D, 0.0),
-            Var("Axes/Y/Position", D, 0.0),
-            Var("Axes/Z/Position", D, -50.0),
-            Var("Axes/X/Load", F, 20.0),
-            Var("Axes/Y/Load", F, 20.0),
-            Var("Axes/Z/Load", F, 25.0),
+            Var("Axes/X/Position", D, 0.0, unit="mm"),
+            Var("Axes/Y/Position", D, 0.0, unit="mm"),
+            Var("Axes/Z/Position", D, -50.0, unit="mm"),
+            Var("Axes/X/Load", F, 20.0, unit="%"),
+            Var("Axes/Y/Load", F, 20.0, unit="%"),
+            Var("Axes/Z/Load", F, 25.0, unit="%"),
             Var("Axes/Position", D, [0.0, 0.0, -50.0], array=True),
-            Var("Coolant/Temperature", F, 22.0),
-            Var("Coolant/Pressure", F, 6.0),
-            Var("Coolant/Level", F, 92.0),
+            Var("Coolant/Temperature", F, 22.0, unit="°C"),
+            Var("Coolant/Pressure", F, 6.0, unit="bar"),
+            Var("Coolant/Level", F, 92.0, unit="%"),
             Var("Coolant/PumpOn", B, True),
             Var("Coolant/TemperatureRaw", ua.VariantType.Int16, 220, numeric_id=1005),
             Var("Program/Name", ua.VariantType.String, self.program),
@@ -241,10 +245,10 @@ class CncModel:
             Var("Counters/PartsScrap", ua.VariantType.UInt32, 0),
             Var("Counters/CycleCount", ua.VariantType.UInt64, 0),
             Var("Counters/SpindleRevolutions", ua.VariantType.Int64, 0),
-            Var("Energy/Power", F, 12.0),
-            Var("Energy/Energy", D, 0.0),
-            Var("Sensors/Vibration", F, 1.8),
-            Var("Sensors/AmbientTemperature", F, 21.0),
+            Var("Energy/Power", F, 12.0, unit="kW"),
+            Var("Energy/Energy", D, 0.0, unit="kWh"),
+            Var("Sensors/Vibration", F, 1.8, unit="mm/s"),
+            Var("Sensors/AmbientTemperature", F, 21.0, unit="°C"),
             Var("Sensors/SensorNode", ua.VariantType.SByte, -3),
         ]
 
@@ -353,21 +357,21 @@ class PressModel:
             Var("State/Mode", ua.VariantType.Int32, 1, data_type="enum"),
             Var("State/Running", ua.VariantType.Boolean, True),
             Var("State/StateChangedAt", ua.VariantType.DateTime, datetime.now(UTC)),
-            Var("Cycle/CycleTime", D, 28.5),
-            Var("Cycle/Cushion", F, 5.2),
-            Var("Cycle/InjectionPressure", F, 850.0),
-            Var("Cycle/HoldPressure", F, 600.0),
-            Var("Cycle/ClampForce", F, 1450.0),
-            Var("Cycle/DosingTime", D, 6.2),
-            *(Var(f"Barrel/Zone{i + 1}", F, z) for i, z in enumerate(self.ZONES)),
-            Var("Barrel/Temperatures", F, list(self.ZONES), array=True),
-            Var("Mold/Temperature", F, 60.0),
+            Var("Cycle/CycleTime", D, 28.5, unit="s"),
+            Var("Cycle/Cushion", F, 5.2, unit="mm"),
+            Var("Cycle/InjectionPressure", F, 850.0, unit="bar"),
+            Var("Cycle/HoldPressure", F, 600.0, unit="bar"),
+            Var("Cycle/ClampForce", F, 1450.0, unit="kN"),
+            Var("Cycle/DosingTime", D, 6.2, unit="s"),
+            *(Var(f"Barrel/Zone{i + 1}", F, z, unit="°C") for i, z in enumerate(self.ZONES)),
+            Var("Barrel/Temperatures", F, list(self.ZONES), array=True, unit="°C"),
+            Var("Mold/Temperature", F, 60.0, unit="°C"),
             Var("Mold/Name", ua.VariantType.String, "M-4711 Cap 28mm 8-cavity"),
             Var("Counters/ShotCounter", ua.VariantType.UInt32, 0),
             Var("Counters/GoodParts", ua.VariantType.UInt32, 0),
             Var("Counters/RejectedParts", ua.VariantType.UInt32, 0),
-            Var("Energy/Power", F, 18.0),
-            Var("Energy/Energy", D, 0.0),
+            Var("Energy/Power", F, 18.0, unit="kW"),
+            Var("Energy/Energy", D, 0.0, unit="kWh"),
         ]
 
     def step(self, dt: float) -> dict[str, Any]:
@@ -634,8 +638,25 @@ async def _build_address_space(server: Server, idx: int, variables: list[Var]) -
             if var.array:
                 await node.write_value_rank(1)
                 await node.write_array_dimensions([len(var.value)])
+        if var.unit:
+            await node.add_property(
+                ua.NodeId(f"{var.path.replace('/', '.')}.EngineeringUnits", idx),
+                ua.QualifiedName("EngineeringUnits", 0),
+                ua.Variant(_eu_information(var.unit), ua.VariantType.ExtensionObject),
+                datatype=ua.NodeId(ua.ObjectIds.EUInformation),
+            )
         nodes[var.path] = node
     return nodes
+
+
+def _eu_information(unit: str) -> ua.EUInformation:
+    """An EUInformation as OPC UA servers publish it (the UNECE namespace; the unit's code unknown)."""
+    return ua.EUInformation(
+        NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact",
+        UnitId=-1,
+        DisplayName=ua.LocalizedText(unit),
+        Description=ua.LocalizedText(unit),
+    )
 
 
 async def _folder(folders: dict[str, Node], path: str, idx: int) -> Node:

@@ -32,8 +32,10 @@ def test_browse_prints_the_tree_with_node_ids_types_values_and_access(opcua_simu
     lines = done.stdout.splitlines()
     assert lines[0] == "Objects  i=85  Object"
     speed = next(line for line in lines if "s=Spindle.Speed " in line or line.endswith("s=Spindle.Speed"))
-    assert "Speed  nsu=urn:lab:cnc;s=Spindle.Speed  Variable  Double = 8000.0  [read]" in speed
+    # The unit is the variable's EngineeringUnits property (an AnalogItem's), after the value.
+    assert "Speed  nsu=urn:lab:cnc;s=Spindle.Speed  Variable  Double = 8000.0 rpm  [read]" in speed
     assert any("Position  nsu=urn:lab:cnc;s=Axes.Position  Variable  Double[] = [0.0, 0.0, -50.0]" in x for x in lines)
+    assert any("Override  nsu=urn:lab:cnc;s=Spindle.Override  Variable  Byte = 100  [read]" in x for x in lines)
     assert any("Mode  nsu=urn:lab:cnc;s=State.Mode  Variable  MachineStateEnum = 1 (Running)" in x for x in lines)
     assert any(x.endswith("Server  i=2253  Object  …") for x in lines)  # diagnostics are not expanded
     assert any("└── Machine  nsu=urn:lab:cnc;s=Machine  Object" in x for x in lines)

@@ -47,7 +47,7 @@ async def _server_values(endpoint: str) -> dict[str, tuple[Any, int, str]]:
             for child in await node.get_children(refs=ua.ObjectIds.HierarchicalReferences):
                 name = (await child.read_browse_name()).Name
                 if await child.read_node_class() == ua.NodeClass.Variable:
-                    if name in ("EnumStrings",):
+                    if name in ("EnumStrings", "EngineeringUnits"):  # properties: not collected
                         continue
                     dv = await child.read_data_value()
                     value = dv.Value.Value
@@ -83,6 +83,10 @@ async def test_fifty_mixed_variables_land_as_the_server_holds_them(opcua_simulat
         # Read once the gateway has subscribed: the simulator moves every second, and a value
         # read before would be gone before the gateway could be told of it.
         await opcua_subscribed(gateway)
+        # The simulator's AnalogItems publish EngineeringUnits; the connector found them.
+        assert gateway.units[("machine", "spindle_speed")] == "rpm"
+        assert gateway.units[("machine", "cycle_cushion")] == "mm"
+        assert ("machine", "spindle_override") not in gateway.units  # a plain variable
         expected = {name: await _server_values(sim.endpoint(i)) for i, name in enumerate(("cnc-01", "press-01"))}
         # The structure (a Range) cannot be stored: it is skipped with one warning, never stored.
         for values in expected.values():
