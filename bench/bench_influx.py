@@ -49,6 +49,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+import psutil
 import yaml
 
 from gateway.buffer import SegmentLog
@@ -426,6 +427,17 @@ def start_publishers(broker: Mosquitto, processes: int, count: int, rate: float,
     ]
 
 
+def _cpu_seconds(process: psutil.Process | None) -> float:
+    """User + system CPU seconds of a process and its children (0 if it is gone)."""
+    if process is None:
+        return 0.0
+    try:
+        times = process.cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
+
+
 def load_generator(broker: Mosquitto, processes: int, messages: int) -> float:
     """msg/s the publishers reach alone, at full speed (the broker acknowledges, nobody reads)."""
     started = time.monotonic()
@@ -444,10 +456,14 @@ def live_ladder(
         route: Any = gateway.routes["influx"]
         next_start = 100_000_000
         kept_up = 0.0
+        store = psutil.Process(vm.process.pid) if vm.process is not None else None
         for rate in rates:
             count = int(rate * step) // processes * processes
             probe.reset()
             cpu = time.process_time()
+            store_cpu = _cpu_seconds(store)
+            writes = route.status.histograms.get("write_seconds")
+            writes_before = (writes.count, writes.sum) if writes is not None else (0, 0.0)
             started = time.monotonic()
             publishers = start_publishers(broker, processes, count, rate, next_start)
             next_start += count
@@ -464,6 +480,10 @@ def live_ladder(
             window = probe.latencies[warm_latencies : len(probe.latencies)]
             stored_rate = (at_end - at_warm) / max(1e-9, published - warmed)
             cpu_share = (time.process_time() - cpu) / (published - started)
+            store_share = (_cpu_seconds(store) - store_cpu) / (published - started)
+            writes = route.status.histograms.get("write_seconds")
+            n_writes = (writes.count if writes is not None else 0) - writes_before[0]
+            write_time = (writes.sum if writes is not None else 0.0) - writes_before[1]
             # let the gateway finish this step before the next one (bounded: the ladder stops anyway)
             try:
                 await wait_for(functools.partial(confirmed_at_least, probe, count), 30)
@@ -478,7 +498,10 @@ def live_ladder(
                 f"publish); publish → stored p50 {percentile(ordered, 0.5) / 1e6:7.1f} ms p99 "
                 f"{percentile(ordered, 0.99) / 1e6:7.1f} ms ({len(ordered):,} points); backlog at the end "
                 f"{backlog:,} (in the durable buffer {buffered:,}), caught up {caught_up:.1f} s later; "
-                f"gateway CPU {cpu_share:.0%} — {'keeps up' if keeps_up else 'FALLS BEHIND'}",
+                f"gateway CPU {cpu_share:.0%}, VictoriaMetrics CPU {store_share:.0%}; {n_writes} writes to the "
+                f"store, each {write_time / max(1, n_writes) * 1000:.0f} ms on average, busy "
+                f"{write_time / max(1e-9, published - started):.0%} of the step — "
+                f"{'keeps up' if keeps_up else 'FALLS BEHIND'}",
                 flush=True,
             )
             if not keeps_up:
