@@ -21,6 +21,7 @@ from typing import Any
 from gateway.config import load_config
 from gateway.errors import GatewayError
 from gateway.logs import component_logger
+from gateway.ports import free_ports
 from gateway.runtime import Gateway
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
@@ -39,28 +40,6 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
-def _bindable(port: int) -> bool:
-    """A server can listen on ``port`` now (a connect probe would miss a client's local port)."""
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def _free_port(consecutive: int = 1) -> int:
-    """A free port (the first of ``consecutive`` free ports in a row)."""
-    for _ in range(100):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port + consecutive <= 65535 and all(_bindable(port + i) for i in range(1, consecutive)):
-            return port
-    raise GatewayError("no free TCP ports for the demo's simulators")
-
-
 @contextlib.asynccontextmanager
 async def _broker() -> AsyncIterator[tuple[str, str]]:
     """(broker URL, MQTT protocol version): the local broker if one answers, else an embedded one."""
@@ -70,7 +49,7 @@ async def _broker() -> AsyncIterator[tuple[str, str]]:
         return
     from amqtt.broker import Broker
 
-    port = _free_port()
+    port = free_ports()
     config: dict[str, Any] = {
         "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{port}"}},
         "auth": {"allow-anonymous": True, "plugins": ["auth_anonymous"]},
@@ -100,9 +79,9 @@ async def run_demo(data_dir: Path, port: int = 8080, duration: float | None = No
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     if _reachable("127.0.0.1", port):
-        busy, port = port, _free_port()
+        busy, port = port, free_ports()
         log.info("port %d is taken: the web page will be on port %d", busy, port)
-    opcua = OpcUaSimulatorSettings(port=_free_port(2), machines=2, data_dir=data_dir / "opcua-simulator")
+    opcua = OpcUaSimulatorSettings(port=free_ports(2), machines=2, data_dir=data_dir / "opcua-simulator")
     async with _broker() as (broker_url, protocol), opcua_simulator(opcua) as (cnc_url, press_url):
         log.info("OPC UA simulators: CNC machining centre on %s, injection-molding press on %s", cnc_url, press_url)
         os.environ.update(

@@ -25,31 +25,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def bindable(port: int, host: str = "127.0.0.1") -> bool:
-    """A server could listen on ``port`` now (as asyncio's servers bind: with SO_REUSEADDR).
-
-    A connect probe is not enough: a port can be nobody's listening port and still be the
-    local end of a client connection, which makes a later bind fail with "address in use".
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-        return True
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive ports that a server can bind now (simulators of several
-    machines listen on P, P+1, …)."""
-    for _ in range(100):
-        first = free_port()
-        if first + count <= 65535 and all(bindable(first + k) for k in range(1, count)):
-            return first
-    raise RuntimeError(f"no run of {count} bindable ports found")
-
-
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
         return True

@@ -28,7 +28,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import load_config
-from tests.helpers import ARTIFACTS, free_port, free_ports, port_open, stop_process, wait_until
+from gateway.ports import free_ports
+from tests.helpers import ARTIFACTS, free_port, port_open, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
