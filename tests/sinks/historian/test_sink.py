@@ -49,7 +49,7 @@ def test_the_contract_validates_as_written_with_defaults_for_a_local_file(tmp_pa
     assert sink.retention == 30 * 86400
     assert (sink.batch_size, sink.flush_interval) == (10_000, 0.25)
     assert sink.synchronous == "normal"
-    sample = load_config(Path(__file__).parents[2] / "gateway/sinks/historian/sample.yaml")
+    sample = load_config(Path(__file__).parents[3] / "gateway/sinks/historian/sample.yaml")
     assert sample.sinks[0].type == "historian"
 
 

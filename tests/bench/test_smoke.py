@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 SMOKE = {
     "bench_lineprotocol": (["--rounds", "1", "--points", "20000"], "points/s"),

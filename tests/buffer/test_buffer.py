@@ -2,7 +2,7 @@
 
 SegmentLog tests check the files directly (restart, damage, bounds, exact counts); the
 BufferedRoute tests drive the asyncio route with fake sinks (retries, acknowledgements after
-the durable write, back-pressure, metrics). Real stores are in tests/integration.
+the durable write, back-pressure, metrics). Real stores are in tests/runtime/test_no_loss.py and tests/sinks/influxdb/test_stores.py.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from gateway.config import load_config
 from gateway.ports import free_ports
 from tests.helpers import ARTIFACTS, free_port, port_open, stop_process, wait_until
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 ENV_EXAMPLE = ROOT / ".env.example"
 GATEWAY_CONFIG = ROOT / "configs" / "lab-compose.yaml"

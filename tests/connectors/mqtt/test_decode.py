@@ -443,7 +443,7 @@ def test_bad_connector_options_are_refused(overrides: dict[str, Any], message: s
 
 # --- the pilot examples in configs/ decode the payloads their comments show --------------------------
 
-CONFIGS = Path(__file__).parent.parent.parent / "configs"
+CONFIGS = Path(__file__).parents[3] / "configs"
 
 
 def pilot_decoder(file: str, connector: str, filter_: str) -> TopicDecoder:

@@ -1,6 +1,6 @@
 """The InfluxDB sink against a scripted HTTP store: every answer the issue lists, and the config.
 
-The real InfluxDB 1.6 and VictoriaMetrics are in tests/integration/test_influx_stores.py; this
+The real InfluxDB 1.6 and VictoriaMetrics are in tests/sinks/influxdb/test_stores.py; this
 fake store lets each status code (413, 429 with Retry-After, InfluxDB 3 partial writes…) be
 produced on demand.
 """
@@ -360,6 +360,6 @@ async def test_the_runtime_gives_each_influxdb_sink_its_own_durable_buffer(tmp_p
 
 def test_the_sample_config_validates(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INFLUX_TOKEN", "t")
-    sample = Path(__file__).parents[2] / "gateway" / "sinks" / "influxdb" / "sample.yaml"
+    sample = Path(__file__).parents[3] / "gateway" / "sinks" / "influxdb" / "sample.yaml"
     config = load_config(sample)
     assert [s.name for s in config.sinks] == ["influx", "legacy"]

@@ -183,7 +183,7 @@ def test_derived_field_names_are_unique_and_do_not_depend_on_browse_order() -> N
 def test_the_sample_with_every_option_validates(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPC_USER", "operator")
     monkeypatch.setenv("OPC_PASSWORD", "s3cret")
-    sample = Path(__file__).resolve().parents[2] / "connectors" / "opcua" / "sample.yaml"
+    sample = Path(__file__).resolve().parents[3] / "connectors" / "opcua" / "sample.yaml"
     config = load_config(sample)
     cnc = config.connectors[0]
     assert isinstance(cnc, OpcUaConfig)

@@ -414,7 +414,7 @@ def test_a_reader_reads_while_another_process_writes(tmp_path: Path) -> None:
         [sys.executable, "-c", WRITER, str(path), "150"],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).parents[2],
+        cwd=Path(__file__).parents[3],
     )
     try:
         with HistorianStore(path, readonly=True) as reader:
@@ -494,7 +494,7 @@ def test_every_committed_write_survives_a_killed_writer(tmp_path: Path) -> None:
         [sys.executable, "-c", KILLED_WRITER, str(path)],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).parents[2],
+        cwd=Path(__file__).parents[3],
     )
     try:
         assert writer.stdout is not None and writer.stdout.readline() == "written\n"
