@@ -31,8 +31,8 @@ import httpx
 from gateway.component import Status
 from gateway.http.app import AppContext
 from gateway.http.config import HttpSettings
-from gateway.http.history import History
-from gateway.http.latest import LatestValues
+from gateway.history import ThreadedHistory
+from gateway.latest import LatestValues, seed_from_history
 from gateway.http.server import HttpServer
 from gateway.point import Point
 from gateway.sinks.historian.store import HistorianStore
@@ -159,11 +159,12 @@ async def main(quick: bool) -> None:
         print("1. range query, 1,000 buckets")
         bench_store(path, series_id, days, rounds)
         statuses: list[Status] = []
-        history = History(lambda: HistorianStore(path, readonly=True))
-        ctx = AppContext(name="bench", settings=HttpSettings(listen="127.0.0.1:0"), statuses=lambda: statuses)
-        ctx.history = history
+        history = ThreadedHistory(lambda: HistorianStore(path, readonly=True), name="bench")
+        ctx = AppContext(
+            name="bench", settings=HttpSettings(listen="127.0.0.1:0"), statuses=lambda: statuses, history=lambda: history
+        )
+        await seed_from_history(ctx.latest, history)  # what the runtime does at start
         async with HttpServer(ctx) as server:
-            await asyncio.sleep(0.5)  # the overview is seeded from the historian
             await bench_api(server.url, series_id, days, rounds)
             print("2. page load in headless Chromium (fresh context each round)")
             await bench_page(server.url, page_rounds, days)

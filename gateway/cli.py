@@ -59,34 +59,62 @@ def _run(main: Coroutine[Any, Any, object], errors: tuple[type[Exception], ...] 
         raise _fail(f"error: {exc}") from None
 
 
+def _problems(exc: ConfigError, consequence: str) -> typer.Exit:
+    """Every problem on its own line (``file:line: key: message``), then how many and what it means."""
+    for problem in exc.problems:
+        typer.echo(str(problem), err=True)
+    count = len(exc.problems)
+    return _fail(f"{count} problem{'s' if count != 1 else ''} found; {consequence}.")
+
+
 def _load(config: Path, consequence: str = "nothing was started"):  # type: ignore[no-untyped-def]
     from gateway.config import load_config
 
     try:
         return load_config(config)
     except ConfigError as exc:
-        for problem in exc.problems:
-            typer.echo(str(problem), err=True)
-        count = len(exc.problems)
-        raise _fail(f"{count} problem{'s' if count != 1 else ''} found; {consequence}.") from None
+        raise _problems(exc, consequence) from None
 
 
 @app.command(
-    short_help="Run the gateway until Ctrl-C / SIGTERM.",
-    epilog="Example: gateway run configs/energy-meters.yaml --log-format json",
+    short_help="Run the gateway until Ctrl-C / SIGTERM; reload on SIGHUP or with --watch.",
+    epilog="Example: gateway run configs/energy-meters.yaml --watch --log-format json",
 )
 def run(
     config: ConfigPath,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            help="Reload when the config file (or a .yaml file of the folder) changes. "
+            "kill -HUP <pid> and POST /api/reload reload it too.",
+        ),
+    ] = False,
+    watch_debounce: Annotated[
+        str, typer.Option(metavar="DURATION", help="With --watch: reload once the files were quiet this long.")
+    ] = "500ms",
     log_format: LogFormatOption = LogFormat.text,
     log_level: LogLevelOption = "info",
 ) -> None:
-    """Run the gateway until SIGINT or SIGTERM (then it flushes everything pending and exits 0)."""
+    """Run the gateway until SIGINT or SIGTERM (then it flushes everything pending and exits 0).
+
+    A reload (SIGHUP, --watch, POST /api/reload) validates the whole config first: an invalid
+    one changes nothing and every problem is logged; a valid one restarts only what changed."""
+    from gateway.config import load_config_source
     from gateway.logs import setup_logging
     from gateway.runtime import run_gateway
+    from gateway.units import parse_duration
 
     setup_logging(log_format.value, log_level)
-    settings = _load(config)
-    _run(run_gateway(settings))
+    try:
+        debounce = parse_duration(watch_debounce)
+    except (TypeError, ValueError) as exc:
+        raise _fail(f"--watch-debounce {watch_debounce!r}: {exc}") from None
+    try:
+        loaded = load_config_source(config)
+    except ConfigError as exc:
+        raise _problems(exc, "nothing was started") from None
+    _run(run_gateway(loaded, watch=watch, debounce=debounce))
 
 
 @app.command(

@@ -3,7 +3,18 @@
 A **source** (a connector) produces batches of points and hands each one to ``emit`` together
 with an optional ``on_stored`` callback; the pipeline calls ``on_stored`` once every sink has
 the batch durably (the MQTT connector acknowledges QoS ≥ 1 messages there). A **sink** writes
-batches; batching, retries and acknowledgements are the pipeline's job, written once.
+batches; batching, retries and acknowledgements are the route's job, written once
+(:mod:`gateway.route`).
+
+What a sink needs from the runtime and what it offers to the rest of the gateway are named
+abilities on the class, never found by a type name or by probing attributes:
+
+- :attr:`Sink.needs_durable_buffer` — its store is reached over a network, so the runtime puts
+  an on-disk buffer in front of it (a store that is down never stops collection);
+- :attr:`Sink.takes_line_protocol` — it can write line protocol as it is
+  (:meth:`Sink.write_lines`), so the disk buffer hands its records over without decoding them;
+- :meth:`Sink.history` — a :class:`~gateway.history.HistoryReader` of what it stored, for the
+  web page's charts and the KPI engine.
 
 Both carry a :class:`Status` that the runtime, the logs and the HTTP API read.
 """
@@ -18,8 +29,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+from gateway.history import HistoryReader
 from gateway.point import Point
 
 __all__ = [
@@ -175,8 +187,21 @@ class Sink(abc.ABC):
 
     ``write`` raises :class:`~gateway.errors.SinkUnavailable` (retry later),
     :class:`~gateway.errors.SinkUnauthorized` (retry slowly) or
-    :class:`~gateway.errors.SinkRejected` (drop those points); the pipeline acts on each.
+    :class:`~gateway.errors.SinkRejected` (drop those points); the route acts on each.
+
+    Life cycle, driven by the sink's route: ``open`` (retried with backoff while it fails, the
+    points waiting in the route's queue), ``write`` as batches come, ``close`` once the route
+    has drained or when the sink is reconfigured.
     """
+
+    #: The store is reached over a network: the runtime gives this sink a durable on-disk
+    #: buffer, so points are acknowledged to their sources once on disk and forwarded when the
+    #: store takes them. A sink whose own write is durable (a local file) leaves it False and
+    #: is fed from memory, acknowledging once written.
+    needs_durable_buffer: ClassVar[bool] = False
+    #: The sink writes line protocol as it is (:meth:`write_lines`), so the disk buffer hands
+    #: over its records without decoding them into points first.
+    takes_line_protocol: ClassVar[bool] = False
 
     def __init__(self, name: str, type_: str, context: RuntimeContext) -> None:
         self.name = name
@@ -190,6 +215,14 @@ class Sink(abc.ABC):
     @abc.abstractmethod
     async def write(self, points: Sequence[Point]) -> None:
         """Store a batch durably, or raise a SinkError saying what to do next."""
+
+    async def write_lines(self, body: bytes, count: int) -> None:
+        """Store ``count`` points given as line protocol (only when :attr:`takes_line_protocol`)."""
+        raise NotImplementedError(f"the {self.status.type} sink does not take line protocol")
+
+    def history(self) -> HistoryReader | None:
+        """A reader of what this sink stored, if it can offer one (default: none)."""
+        return None
 
     async def close(self) -> None:
         """Flush and release the store."""

@@ -11,12 +11,15 @@ file's model from the registered connector and sink types.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
 import os
 import re
 import types
 import typing
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, Union
@@ -29,7 +32,16 @@ from gateway.errors import ConfigError, ConfigProblem
 from gateway.registry import component_types
 from gateway.settings import ComponentConfig, ConnectorConfig, GatewaySettings, SinkConfig, StrictModel
 
-__all__ = ["GatewayConfig", "config_model", "json_schema", "load_config", "validate_data"]
+__all__ = [
+    "GatewayConfig",
+    "LoadedConfig",
+    "config_digest",
+    "config_model",
+    "json_schema",
+    "load_config",
+    "load_config_source",
+    "validate_data",
+]
 
 Loc = tuple[str | int, ...]
 _ENV = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:[^}])*))?\}")
@@ -509,12 +521,44 @@ def _within(key: str, parent: str) -> bool:
     return key == parent or key.startswith((parent + ".", parent + "["))
 
 
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated configuration and where it came from: its files and a hash of their text."""
+
+    config: GatewayConfig
+    path: Path
+    files: tuple[Path, ...]
+    sha256: str
+
+
+def config_digest(files: Sequence[Path]) -> str:
+    """SHA-256 of the files' names and bytes, in order (shown in status; equal text, equal hash)."""
+    digest = hashlib.sha256()
+    for file in files:
+        with contextlib.suppress(OSError):
+            data = file.read_bytes()
+            digest.update(file.name.encode() + b"\0" + len(data).to_bytes(8, "big") + data)
+    return digest.hexdigest()
+
+
+def load_config_source(path: str | os.PathLike[str]) -> LoadedConfig:
+    """:func:`load_config`, with the files it read and their hash (what a reload compares)."""
+    path = Path(path)
+    files = tuple(_config_files(path))
+    digest = config_digest(files)
+    return LoadedConfig(_load(path, files), path, files, digest)
+
+
 def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
     """Read and validate a config file or a folder of them; raise ConfigError listing every problem."""
     path = Path(path)
-    documents = [_read_yaml(file, str(file)) for file in _config_files(path)]
+    return _load(path, _config_files(path))
+
+
+def _load(path: Path, files: Sequence[Path]) -> GatewayConfig:
+    documents = [_read_yaml(file, str(file)) for file in files]
     merged = _merge(documents)
-    first_file = str(_config_files(path)[0])
+    first_file = str(files[0])
     problems = list(merged.problems)
     try:
         config = validate_data(merged.data, merged.locations, first_file)

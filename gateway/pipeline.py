@@ -1,12 +1,14 @@
-"""From sources to sinks: batching, retries and acknowledgements, written once for every sink.
+"""From sources to sinks: the pieces every route shares.
 
-Each sink gets a :class:`SinkRunner`: a bounded queue (a full queue makes ``emit`` wait, which
-slows the sources instead of growing memory), a writer task that groups points by the sink's
-:class:`~gateway.settings.BatchPolicy`, retries with capped exponential backoff and jitter, and
-calls each batch's ``done`` once the sink has stored it. A source's batch that goes to several
-sinks is acknowledged when all of them have it (:func:`fan_out`).
+- :class:`Fanout` is a connector's ``emit``: every batch goes to each route the connector
+  feeds, and the connector's ``on_stored`` runs once all of them have it. Its routes can be
+  changed while it runs (a sink added or removed by a reload) without the connector noticing.
+- :class:`SinkWriter` makes one write attempt and says what each sink error means;
+- :class:`Backoff` is the capped exponential backoff with jitter used for every retry.
 
-What each sink error means here (the sink says what to do next):
+The route itself (queue → batches → writes → acknowledgements) is :mod:`gateway.route`.
+
+What each sink error means (the sink says what to do next):
 
 - ``SinkUnavailable``: retry with backoff (or after the Retry-After the store asked for);
 - ``SinkUnauthorized``: state ``unauthorized``, retry slowly, keep everything;
@@ -16,38 +18,31 @@ What each sink error means here (the sink says what to do next):
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import random
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.component import OnStored, Sink, State, Status
+from gateway.component import OnStored, State, Status
 from gateway.errors import SinkRejected, SinkUnauthorized, SinkUnavailable
 from gateway.point import Point
-from gateway.settings import BatchPolicy
 
-__all__ = ["Backoff", "Route", "SinkRunner", "fan_out"]
+__all__ = ["Backoff", "Fanout", "RouteIn", "SinkWriter"]
 
 
 def _noop() -> None:
     pass
 
 
-class Route(Protocol):
-    """Where a source's batches go: one per sink (the in-memory runner, or a durable buffer)."""
+class RouteIn(Protocol):
+    """The way into a sink's route, as a connector's fan-out sees it."""
 
-    status: Status
+    @property
+    def name(self) -> str: ...
 
     async def put(self, points: Sequence[Point], done: OnStored) -> None: ...
-
-    async def run(self) -> None: ...
-
-    async def drain(self, deadline: float) -> None: ...
 
 
 @dataclass
@@ -67,18 +62,27 @@ class Backoff:
         self.attempt = 0
 
 
-def fan_out(routes: Sequence[Route]) -> Callable[[Sequence[Point], OnStored | None], asyncio.Future[None] | object]:
-    """An ``emit`` for one source: every batch goes to every route; ``on_stored`` runs once all have it."""
+class Fanout:
+    """A connector's ``emit``: each batch to every route it feeds; ``on_stored`` once all have it.
 
-    if len(routes) == 1:
-        route = routes[0]
+    :attr:`routes` may be replaced at any time (a reload added or removed a sink): a batch
+    already on its way keeps the routes it started with, so its acknowledgement stays exact.
+    """
 
-        async def emit_one(points: Sequence[Point], on_stored: OnStored | None = None) -> None:
-            await route.put(points, on_stored or _noop)
+    __slots__ = ("routes",)
 
-        return emit_one
+    def __init__(self, routes: Sequence[RouteIn]) -> None:
+        self.routes: tuple[RouteIn, ...] = tuple(routes)
 
-    async def emit(points: Sequence[Point], on_stored: OnStored | None = None) -> None:
+    async def __call__(self, points: Sequence[Point], on_stored: OnStored | None = None) -> None:
+        routes = self.routes
+        if len(routes) == 1:
+            await routes[0].put(points, on_stored or _noop)
+            return
+        if not routes:
+            if on_stored is not None:
+                on_stored()
+            return
         remaining = len(routes)
 
         def done() -> None:
@@ -89,8 +93,6 @@ def fan_out(routes: Sequence[Route]) -> Callable[[Sequence[Point], OnStored | No
 
         for route in routes:
             await route.put(points, done)
-
-    return emit
 
 
 class SinkWriter:
@@ -161,175 +163,3 @@ class SinkWriter:
         if self.status.state in (State.BACKOFF, State.UNAUTHORIZED):
             self.log.info("writing again after: %s", self.status.last_error)
             self.status.set_state(State.STOPPING if self._stopping() else State.RUNNING)
-
-
-class _Item:
-    __slots__ = ("arrived", "done", "points")
-
-    def __init__(self, points: Sequence[Point], done: OnStored) -> None:
-        self.points = points
-        self.done = done
-        self.arrived = time.monotonic()
-
-
-class SinkRunner:
-    """Feeds one sink: bounded in-memory queue → batches → writes with retries → ``done`` calls."""
-
-    #: Delay between retries while the store refuses the credentials.
-    UNAUTHORIZED_RETRY = 30.0
-
-    def __init__(
-        self, sink: Sink, policy: BatchPolicy, *, max_pending: int | None = None, backoff: Backoff | None = None
-    ) -> None:
-        self.sink = sink
-        self.status = sink.status
-        self.log: logging.LoggerAdapter[logging.Logger] = sink.log
-        self.batch_size = policy.batch_size
-        self.flush_interval = policy.flush_interval
-        self.max_pending = max_pending or max(4 * policy.batch_size, 50_000)
-        self._queue: deque[_Item] = deque()
-        self._pending = 0
-        self._writing_since: float | None = None  # when the oldest point of the batch being written arrived
-        self._wakeup = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space.set()
-        self._closing = False
-        self._drain_requested = asyncio.Event()
-        self._deadline = float("inf")
-        self._writer = SinkWriter(
-            self.status,
-            self.log,
-            backoff or Backoff(),
-            stopping=lambda: self._closing,
-            unauthorized_retry=lambda: self.UNAUTHORIZED_RETRY,
-        )
-        for counter in ("points_written", "points_rejected", "write_errors", "batches_written"):
-            self.status.counters.setdefault(counter, 0)
-
-    @property
-    def pending_points(self) -> int:
-        return self._pending
-
-    @property
-    def oldest_age_seconds(self) -> float:
-        """Seconds the oldest point not yet stored has waited (0 when none waits)."""
-        since = self._writing_since
-        if since is None and self._queue:
-            since = self._queue[0].arrived
-        return round(time.monotonic() - since, 3) if since is not None else 0.0
-
-    def _update_detail(self) -> None:
-        self.status.detail["pending_points"] = self._pending
-        self.status.detail["oldest_age_seconds"] = self.oldest_age_seconds
-
-    async def put(self, points: Sequence[Point], done: OnStored) -> None:
-        while self._pending >= self.max_pending and not self._closing:
-            self._space.clear()
-            await self._space.wait()
-        self._queue.append(_Item(points, done))
-        self._pending += len(points)
-        self._update_detail()
-        self._wakeup.set()
-
-    async def run(self) -> None:
-        """Write batches until drained and closed."""
-        self.status.set_state(State.RUNNING)
-        try:
-            await self._run()
-        except asyncio.CancelledError:
-            # Cancelled by the runtime when a write outlived the shutdown deadline.
-            if self._pending:
-                self._lost(self._pending)
-                self._queue.clear()
-                self._pending = 0
-            raise
-
-    def _lost(self, count: int) -> None:
-        self.status.count("points_lost_on_shutdown", count)
-        self.log.error(
-            "stopping with %d points not stored: the store did not accept them in time "
-            "(MQTT QoS 1/2 messages among them were not acknowledged and will be redelivered)",
-            count,
-        )
-
-    async def _run(self) -> None:
-        while True:
-            if not self._queue:
-                if self._closing:
-                    return
-                self._wakeup.clear()
-                await self._wakeup.wait()
-                continue
-            await self._wait_for_batch()
-            items = self._take_batch()
-            self._writing_since = items[0].arrived
-            stored = await self._write([p for item in items for p in item.points])
-            self._writing_since = None
-            count = sum(len(item.points) for item in items)
-            self._pending -= count
-            self._update_detail()
-            self._space.set()
-            if not stored:
-                self._lost(count)
-                continue
-            for item in items:
-                item.done()
-
-    async def _wait_for_batch(self) -> None:
-        first = self._queue[0].arrived
-        while self._pending < self.batch_size and not self._closing:
-            remaining = first + self.flush_interval - time.monotonic()
-            if remaining <= 0:
-                return
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), remaining)
-            except TimeoutError:
-                return
-
-    def _take_batch(self) -> list[_Item]:
-        items = [self._queue.popleft()]
-        size = len(items[0].points)
-        while self._queue and size + len(self._queue[0].points) <= self.batch_size:
-            item = self._queue.popleft()
-            items.append(item)
-            size += len(item.points)
-        return items
-
-    async def _write(self, points: list[Point]) -> bool:
-        """Write in chunks of batch_size; True once stored (or rejected), False if shutdown cut it short."""
-        for start in range(0, len(points), self.batch_size):
-            if not await self._write_chunk(points[start : start + self.batch_size]):
-                return False
-        return True
-
-    async def _write_chunk(self, chunk: list[Point]) -> bool:
-        if not chunk:
-            return True
-        while True:
-            if time.monotonic() > self._deadline:
-                return False  # stopping, and the time to flush is over
-            delay = await self._writer.attempt(lambda: self.sink.write(chunk), len(chunk))
-            if delay is None:
-                return True
-            if time.monotonic() + delay > self._deadline:
-                return False
-            self._update_detail()  # the age grows while the store refuses
-            await self._sleep(delay)
-
-    async def _sleep(self, delay: float) -> None:
-        """Wait before a retry; a stop (drain) cuts the wait short for one more try right away."""
-        self._wakeup.clear()
-        if self._closing:
-            await asyncio.sleep(delay)  # (the caller checked that the retry comes before the deadline)
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drain_requested.wait(), delay)
-
-    async def drain(self, deadline: float) -> None:
-        """Stop accepting waits, write what is queued until ``deadline`` (monotonic), then return."""
-        self._closing = True
-        self._drain_requested.set()
-        self._deadline = deadline
-        self._wakeup.set()
-        self._space.set()

@@ -1,35 +1,53 @@
-"""The supervisor: builds every connector and sink from the config and owns their lifecycles.
+"""The supervisor: builds every connector and sink from the config, owns their lifecycles, reloads.
 
-Start: open the sinks, start one writer per sink, start every connector as its own task.
-A connector that fails is logged, shown in its status, and restarted with capped exponential
-backoff; the others go on. Stop (SIGINT/SIGTERM or :meth:`Gateway.request_stop`): connectors
-stop taking data first, then the sinks write everything pending (acknowledgements flow back to
-the connectors, which are still connected), then connectors disconnect and sinks close.
+Start: one route per sink (it opens the sink, retrying while that fails), every connector as
+its own supervised task, the web server. A connector that fails is logged, shown in its
+status, and restarted with capped exponential backoff; the others go on.
+
+Reload (:meth:`Gateway.reload`: SIGHUP, ``--watch``, ``POST /api/reload``): the whole config is
+loaded and validated first; an invalid one changes nothing (every problem logged as
+``file:line: key: message``, shown in the status, counted). A valid one is applied component
+by component as :func:`gateway.reload.plan_reload` says, and nothing else is touched.
+
+Stop (SIGINT/SIGTERM or :meth:`Gateway.request_stop`): connectors stop taking data first, then
+the routes write everything pending (acknowledgements flow back to the connectors, which are
+still connected), then connectors disconnect and sinks close, the web server last.
+
+Every task has an owner: the gateway's task group holds one task per connector, per route,
+the web server and each reload; each of those owns its own sub-tasks (a route's committer,
+the web server's rate sampler), so stopping a component cancels exactly its tasks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
-from gateway.buffer import BufferedRoute
-from gateway.component import FieldUnits, RuntimeContext, Sink, Source, State, Status
-from gateway.config import GatewayConfig
-from gateway.errors import GatewayError
-from gateway.http.latest import LatestValues
+from pydantic import BaseModel
+
+from gateway.buffer import DiskQueue
+from gateway.component import FieldUnits, OnStored, RuntimeContext, Sink, Source, State, Status
+from gateway.config import GatewayConfig, LoadedConfig, load_config_source
+from gateway.errors import ConfigError, GatewayError
+from gateway.history import HistoryReader
+from gateway.http.app import AppContext
+from gateway.http.server import HttpServer
+from gateway.latest import LatestValues, seed_from_history
 from gateway.logs import component_logger
-from gateway.pipeline import Backoff, Route, SinkRunner, fan_out
+from gateway.pipeline import Backoff, Fanout
+from gateway.point import Point
 from gateway.registry import component_types
-from gateway.settings import SinkConfig
-
-if TYPE_CHECKING:
-    from gateway.http.server import HttpServer
+from gateway.reload import ReloadPlan, buffer_settings, plan_reload, sink_buffer_folder
+from gateway.reloads import ConfigGeneration, ReloadAttempt, ReloadHistory, ReloadResult, ReloadTrigger
+from gateway.route import MemoryQueue, PointQueue, Route
+from gateway.settings import LEGACY_BUFFER_FOLDER, ConnectorConfig, SinkConfig
 
 __all__ = ["Gateway", "run_gateway"]
 
@@ -37,25 +55,145 @@ log = component_logger("gateway", "runtime")
 
 #: A connector that ran this long before failing starts its backoff from the beginning again.
 HEALTHY_RUN_SECONDS = 60.0
+#: Longest a reload waits for a restarted or removed connector's batches to be stored.
+RELOAD_SETTLE_SECONDS = 10.0
+
+
+@dataclass(eq=False)
+class _ConnectorSlot:
+    """One connector: its source, its fan-out, the batches it handed over and not stored yet."""
+
+    config: ConnectorConfig
+    source: Source
+    fanout: Fanout
+    task: asyncio.Task[None] | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    inflight: int = 0
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+
+class _SinkSlot:
+    """One sink's way in, as the connectors' fan-outs hold it: stable while its route is replaced.
+
+    ``put`` waits while the gate is closed (a route being replaced); :meth:`quiesce` closes the
+    gate and waits for the puts already on their way, so none lands in a route that is draining.
+    """
+
+    def __init__(self, config: SinkConfig, route: Route) -> None:
+        self.config = config
+        self.route = route
+        self.task: asyncio.Task[None] | None = None
+        self._open = asyncio.Event()
+        self._open.set()
+        self._putting = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def put(self, points: Sequence[Point], done: OnStored) -> None:
+        while not self._open.is_set():
+            await self._open.wait()
+        self._putting += 1
+        self._idle.clear()
+        try:
+            await self.route.put(points, done)
+        finally:
+            self._putting -= 1
+            if not self._putting:
+                self._idle.set()
+
+    async def quiesce(self) -> None:
+        """Close the gate and wait until no put is on its way into the route."""
+        self._open.clear()
+        await self._idle.wait()
+
+    def reopen(self, route: Route, task: asyncio.Task[None]) -> None:
+        self.route, self.task = route, task
+        self._open.set()
 
 
 class Gateway:
-    """The running gateway; ``async with Gateway(config) as gw: await gw.wait_stopped()``."""
+    """The running gateway; ``async with Gateway(config) as gw: await gw.wait_stopped()``.
 
-    def __init__(self, config: GatewayConfig) -> None:
-        self.config = config
-        self.sinks: list[Sink] = []
-        self.routes: dict[str, Route] = {}
-        self.sources: list[Source] = []
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._route_tasks: list[asyncio.Task[None]] = []
-        self._stop = asyncio.Event()
+    ``config`` is a validated config, or a :class:`~gateway.config.LoadedConfig` that also
+    knows its files (needed to reload them).
+    """
+
+    def __init__(self, config: GatewayConfig | LoadedConfig) -> None:
+        if isinstance(config, LoadedConfig):
+            self.loaded: LoadedConfig | None = config
+            self.config = config.config
+            digest, files = config.sha256, tuple(str(f) for f in config.files)
+        else:
+            self.loaded = None
+            self.config = config
+            digest, files = "", ()
         self.started_at = time.time()
-        #: the latest value of every series, updated by a tap on every connector's emit (web page, SSE)
+        self.generation = ConfigGeneration(1, self.started_at, digest, files)
+        self.reloads = ReloadHistory()
+        #: the latest value of every series, updated with every batch a connector emits (web page, SSE, KPI)
         self.latest = LatestValues()
         #: units the connectors found for their fields (OPC UA EngineeringUnits), for the web page
         self.units: FieldUnits = {}
         self.http: HttpServer | None = None
+        self._connectors: dict[str, _ConnectorSlot] = {}
+        self._sinks: dict[str, _SinkSlot] = {}
+        self._http_task: asyncio.Task[None] | None = None
+        self._tasks = asyncio.TaskGroup()
+        self._stop = asyncio.Event()
+        self._reload_lock = asyncio.Lock()
+        self._restart_required: tuple[str, ...] = ()
+
+    # --- what others read --------------------------------------------------------------------------
+
+    @property
+    def sources(self) -> list[Source]:
+        return [slot.source for slot in self._connectors.values()]
+
+    @property
+    def routes(self) -> dict[str, Route]:
+        return {name: slot.route for name, slot in self._sinks.items()}
+
+    @property
+    def sinks(self) -> list[Sink]:
+        return [slot.route.sink for slot in self._sinks.values()]
+
+    def statuses(self) -> list[Status]:
+        return [slot.source.status for slot in self._connectors.values()] + [
+            slot.route.status for slot in self._sinks.values()
+        ]
+
+    def history(self) -> HistoryReader | None:
+        """The history of the first sink that offers one (the embedded historian), if any."""
+        for slot in self._sinks.values():
+            reader = slot.route.sink.history()
+            if reader is not None:
+                return reader
+        return None
+
+    def configs(self) -> dict[str, BaseModel]:
+        configs: dict[str, BaseModel] = {f"connector:{c.name}": c for c in self.config.connectors}
+        configs.update({f"sink:{s.name}": s for s in self.config.sinks})
+        return configs
+
+    def config_state(self) -> dict[str, Any]:
+        """The configuration in force and the last reload attempt (``/api/status``, ``/metrics``)."""
+        last = self.reloads.last
+        return {
+            **self.generation.as_dict(),
+            "reloads": {result.value: count for result, count in self.reloads.counts.items()},
+            "last_reload": last.as_dict() if last is not None else None,
+            "restart_required": list(self._restart_required),
+            "reloadable": self.loaded is not None,
+        }
+
+    # --- start and stop -------------------------------------------------------------------------------
 
     def _context(self, kind: str, name: str) -> RuntimeContext:
         settings = self.config.gateway
@@ -66,45 +204,26 @@ class Gateway:
             units=self.units,
         )
 
-    def _make_route(self, sink: Sink, config: SinkConfig) -> Route:
-        # Network stores (durable_buffer = True) get their own on-disk buffer; a sink whose
-        # write is itself durable (the historian) is fed straight from memory.
-        if getattr(sink, "durable_buffer", False):
-            return BufferedRoute.for_sink(sink, config, self.config.gateway.buffer)
-        return SinkRunner(sink, config)
-
     async def __aenter__(self) -> Self:
-        self.config.gateway.data_dir.mkdir(parents=True, exist_ok=True)
-        sink_types = component_types("sink")
-        connector_types = component_types("connector")
+        await self._tasks.__aenter__()
         try:
-            await self._start_http()
+            self.config.gateway.data_dir.mkdir(parents=True, exist_ok=True)
+            await self._start_http(self.config)
             for sink_config in self.config.sinks:
-                sink = sink_types[sink_config.type].factory(sink_config, self._context("sink", sink_config.name))
-                assert isinstance(sink, Sink)
-                await sink.open()
-                self.sinks.append(sink)
-                route = self._make_route(sink, sink_config)
-                self.routes[sink.name] = route
-                self._route_tasks.append(asyncio.create_task(route.run(), name=f"sink:{sink.name}"))
+                self._start_sink(sink_config)
             for connector_config in self.config.connectors:
-                source = connector_types[connector_config.type].factory(
-                    connector_config, self._context("connector", connector_config.name)
-                )
-                assert isinstance(source, Source)
-                names = connector_config.sinks or [s.name for s in self.config.sinks]
-                emit: Any = self.latest.tap(fan_out([self.routes[name] for name in names]), source.name)
-                self.sources.append(source)
-                self._tasks[source.name] = asyncio.create_task(
-                    self._supervise(source, emit), name=f"connector:{source.name}"
-                )
-        except BaseException:
+                self._start_connector(connector_config)
+            self._tasks.create_task(self._seed_latest(), name="latest:seed")
+        except BaseException as exc:
             await self._shutdown()
+            await self._tasks.__aexit__(type(exc), exc, exc.__traceback__)
             raise
         log.info(
-            "started %d connectors and %d sinks",
-            len(self.sources),
-            len(self.sinks),
+            "started %d connectors and %d sinks (config generation %d%s)",
+            len(self._connectors),
+            len(self._sinks),
+            self.generation.number,
+            f", sha256 {self.generation.sha256[:12]}" if self.generation.sha256 else "",
             extra={"fields": {"gateway": self.config.gateway.name}},
         )
         return self
@@ -112,7 +231,10 @@ class Gateway:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._shutdown()
+        try:
+            await self._shutdown()
+        finally:
+            await self._tasks.__aexit__(exc_type, exc, tb)
 
     def request_stop(self) -> None:
         """Ask the gateway to stop (what SIGINT/SIGTERM do)."""
@@ -125,36 +247,108 @@ class Gateway:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    def statuses(self) -> list[Status]:
-        return [source.status for source in self.sources] + [route.status for route in self.routes.values()]
+    # --- sinks ----------------------------------------------------------------------------------------
 
-    async def _start_http(self) -> None:
-        """The web page, API and /metrics; if its port is taken, collection goes on without them."""
-        if not self.config.gateway.http.enabled:
-            return
-        from gateway.http.server import HttpServer, context_for
+    def _build_sink(self, config: SinkConfig) -> Sink:
+        sink = component_types("sink")[config.type].factory(config, self._context("sink", config.name))
+        assert isinstance(sink, Sink)
+        return sink
 
-        server = HttpServer(context_for(self))
-        try:
-            await server.__aenter__()
-        except GatewayError as exc:
-            log.error("%s; collecting data without the web page, API and /metrics", exc)
-            return
-        self.http = server
+    def _queue_for(self, sink: Sink, config: SinkConfig, adopt: Sequence[Path] = ()) -> PointQueue:
+        settings = buffer_settings(self.config, config)
+        if not sink.needs_durable_buffer or settings is None:
+            return MemoryQueue(config.batch_size)
+        folder = sink_buffer_folder(self.config, config)
+        assert folder is not None
+        if settings.path is None:  # before data_dir decided it, the default folder was ./data/buffer
+            adopt = [*adopt, LEGACY_BUFFER_FOLDER / config.name]
+        return DiskQueue(folder, settings, config.batch_size, sink.log, adopt=adopt)
 
-    async def _supervise(self, source: Source, emit: Any) -> None:
+    def _new_route(self, config: SinkConfig, adopt: Sequence[Path] = ()) -> tuple[Route, asyncio.Task[None]]:
+        sink = self._build_sink(config)
+        route = Route(sink, config, self._queue_for(sink, config, adopt))
+        return route, self._tasks.create_task(route.run(), name=f"sink:{config.name}")
+
+    def _start_sink(self, config: SinkConfig) -> _SinkSlot:
+        route, task = self._new_route(config)
+        slot = _SinkSlot(config, route)
+        slot.task = task
+        self._sinks[config.name] = slot
+        return slot
+
+    async def _stop_sink(self, slot: _SinkSlot, deadline: float, *, removed: bool) -> None:
+        await slot.quiesce()
+        await slot.route.drain(deadline, removed=removed)
+        await _wait_tasks([slot.task] if slot.task else [], deadline + 1.0)
+
+    async def _replace_sink(self, slot: _SinkSlot, config: SinkConfig, old: GatewayConfig, deadline: float) -> None:
+        """A sink whose type or buffer folder changed: the old route stops (its buffer stays on disk)
+        and the new one takes the old buffer's files over; the connectors wait meanwhile."""
+        old_folder = sink_buffer_folder(old, slot.config)
+        await self._stop_sink(slot, deadline, removed=False)
+        route, task = self._new_route(config, adopt=[old_folder] if old_folder is not None else [])
+        slot.config = config
+        slot.reopen(route, task)
+
+    # --- connectors -----------------------------------------------------------------------------------
+
+    def _fanout_routes(self, config: ConnectorConfig) -> list[_SinkSlot]:
+        names = config.sinks or [s.name for s in self.config.sinks]
+        return [self._sinks[name] for name in names]
+
+    def _start_connector(self, config: ConnectorConfig, carry: Status | None = None) -> _ConnectorSlot:
+        source = component_types("connector")[config.type].factory(config, self._context("connector", config.name))
+        assert isinstance(source, Source)
+        if carry is not None:  # a restarted connector's counters go on from where they were
+            for key, value in carry.counters.items():
+                source.status.counters[key] = source.status.counters.get(key, 0) + value
+        slot = _ConnectorSlot(config, source, Fanout(self._fanout_routes(config)))
+        slot.task = self._tasks.create_task(self._supervise(slot), name=f"connector:{config.name}")
+        self._connectors[config.name] = slot
+        return slot
+
+    def _emit_for(self, slot: _ConnectorSlot) -> Any:
+        """The connector's ``emit``: record the batch as latest values, count it in flight, fan it out."""
+        update = self.latest.update
+        name = slot.source.name
+
+        async def emit(points: Sequence[Point], on_stored: Any = None) -> None:
+            slot.inflight += 1
+            slot.idle.clear()
+
+            def stored() -> None:
+                slot.inflight -= 1
+                if slot.inflight == 0:
+                    slot.idle.set()
+                if on_stored is not None:
+                    on_stored()
+
+            update(points, name)
+            try:
+                await slot.fanout(points, stored)
+            except BaseException:
+                slot.inflight -= 1
+                if slot.inflight == 0:
+                    slot.idle.set()
+                raise
+
+        return emit
+
+    async def _supervise(self, slot: _ConnectorSlot) -> None:
+        source = slot.source
+        emit = self._emit_for(slot)
         backoff = Backoff(initial=1.0, cap=60.0)
-        while not self._stop.is_set():
+        while not slot.stop.is_set():
             started = time.monotonic()
             try:
                 await source.run(emit)
-                if self._stop.is_set():
+                if slot.stop.is_set():
                     break
                 raise GatewayError("the connector stopped by itself")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                if self._stop.is_set():
+                if slot.stop.is_set():
                     break
                 if time.monotonic() - started > HEALTHY_RUN_SECONDS:
                     backoff.reset()
@@ -170,41 +364,250 @@ class Gateway:
                     exc_info=not isinstance(exc, GatewayError),
                 )
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), delay)
+                    await asyncio.wait_for(slot.stop.wait(), delay)
         source.status.set_state(State.STOPPED)
+
+    def _request_connector_stop(self, slot: _ConnectorSlot) -> None:
+        slot.stop.set()
+        slot.source.status.set_state(State.STOPPING)
+        try:
+            slot.source.request_stop()
+        except Exception:
+            slot.source.log.exception("error while stopping")
+
+    async def _close_connector(self, slot: _ConnectorSlot, deadline: float) -> None:
+        try:
+            await asyncio.wait_for(slot.source.aclose(), max(1.0, deadline - time.monotonic()))
+        except Exception as exc:  # noqa: BLE001 - one failing close must not stop the others
+            slot.source.log.warning("error while disconnecting: %s", exc)
+        slot.source.status.set_state(State.STOPPED)
+
+    async def _stop_connector(self, slot: _ConnectorSlot, deadline: float) -> None:
+        """Stop one connector while the rest runs: what it emitted is stored (and acknowledged) first."""
+        self._request_connector_stop(slot)
+        await _wait_tasks([slot.task] if slot.task else [], deadline)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(slot.idle.wait(), max(0.0, deadline - time.monotonic()))
+        if slot.inflight:
+            slot.source.log.warning(
+                "%d batches were not stored yet when the connector was stopped: MQTT QoS 1/2 messages among "
+                "them are redelivered by the broker",
+                slot.inflight,
+            )
+        await self._close_connector(slot, deadline)
+
+    # --- the web server -------------------------------------------------------------------------------
+
+    def app_context(self, config: GatewayConfig | None = None) -> AppContext:
+        """What the web app may read of this gateway (its settings from ``config``, default: the one in force)."""
+        config = config or self.config
+        return AppContext(
+            name=config.gateway.name,
+            settings=config.gateway.http,
+            statuses=self.statuses,
+            latest=self.latest,
+            units=self.units,
+            history=self.history,
+            started_at=self.started_at,
+            configs=self.configs,
+            config_state=self.config_state,
+            reload=self._reload_from_api if self.loaded is not None else None,
+        )
+
+    async def _start_http(self, config: GatewayConfig) -> None:
+        """The web page, API and /metrics; if its port is taken, collection goes on without them."""
+        if not config.gateway.http.enabled:
+            return
+        server = HttpServer(self.app_context(config))
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = self._tasks.create_task(server.run(started), name="http")
+        try:
+            await asyncio.shield(started)
+        except GatewayError as exc:
+            log.error("%s; collecting data without the web page, API and /metrics", exc)
+            await asyncio.gather(task, return_exceptions=True)
+            return
+        self.http = server
+        self._http_task = task
+
+    async def _stop_http(self) -> None:
+        server, task = self.http, self._http_task
+        self.http, self._http_task = None, None
+        if server is not None:
+            server.request_stop()
+        if task is not None:
+            await _wait_tasks([task], time.monotonic() + 15.0)
+
+    async def _seed_latest(self) -> None:
+        """After a restart, show the last stored values on the overview until live ones arrive."""
+        reader = self.history()
+        if reader is not None:
+            seeded = await seed_from_history(self.latest, reader)
+            log.debug("%d stored values shown until live ones arrive", seeded)
+
+    # --- reload ---------------------------------------------------------------------------------------
+
+    async def _reload_from_api(self) -> ReloadAttempt:
+        return await self.reload(ReloadTrigger.API)
+
+    def request_reload(self, trigger: ReloadTrigger) -> None:
+        """Start a reload in the background (what SIGHUP and the file watcher do)."""
+        if self._stop.is_set():
+            return
+        self._tasks.create_task(self.reload(trigger), name=f"reload:{trigger.value}")
+
+    async def reload(self, trigger: ReloadTrigger = ReloadTrigger.CALL) -> ReloadAttempt:
+        """Load the config files again; apply them if they are valid and differ (module docstring)."""
+        if self.loaded is None:
+            raise GatewayError("this gateway was started from a config object, not from files: nothing to reload")
+        async with self._reload_lock:
+            if self._stop.is_set():
+                raise GatewayError("the gateway is stopping")
+            started, at = time.monotonic(), time.time()
+            path = self.loaded.path
+            log.info("reloading %s (%s)", path, trigger.value)
+            try:
+                loaded = await asyncio.to_thread(load_config_source, path)
+            except ConfigError as exc:
+                errors = tuple(str(problem) for problem in exc.problems)
+                for line in errors:
+                    log.error("%s", line)
+                log.error(
+                    "reload refused: %d problem%s in %s; still running on config generation %d",
+                    len(errors),
+                    "s" if len(errors) != 1 else "",
+                    path,
+                    self.generation.number,
+                )
+                attempt = ReloadAttempt(at, trigger, ReloadResult.FAILED, time.monotonic() - started, errors=errors)
+                self.reloads.record(attempt)
+                return attempt
+            plan = plan_reload(self.config, loaded.config)
+            if plan.empty and not plan.restart_required:
+                self.loaded = loaded
+                if loaded.sha256 != self.generation.sha256:
+                    # the text changed (a comment, the order of keys) but nothing the gateway runs
+                    self.generation = ConfigGeneration(
+                        self.generation.number, self.generation.applied_at, loaded.sha256, self.generation.files
+                    )
+                log.info("reload: nothing changed (config generation %d)", self.generation.number)
+                attempt = ReloadAttempt(
+                    at, trigger, ReloadResult.UNCHANGED, time.monotonic() - started, generation=self.generation.number
+                )
+                self.reloads.record(attempt)
+                return attempt
+            await self._apply(plan)
+            self.loaded = loaded
+            self._restart_required = tuple(plan.restart_required)
+            self.generation = ConfigGeneration(
+                self.generation.number + 1, time.time(), loaded.sha256, tuple(str(f) for f in loaded.files)
+            )
+            attempt = ReloadAttempt(
+                at,
+                trigger,
+                ReloadResult.APPLIED,
+                time.monotonic() - started,
+                changes=plan.changes,
+                restart_required=tuple(plan.restart_required),
+                generation=self.generation.number,
+            )
+            self.reloads.record(attempt)
+            for line in plan.restart_required:
+                log.warning("%s", line)
+            summary = ", ".join(f"{name} {what}" for name, what in plan.changes.items()) or "nothing applied"
+            log.info(
+                "config generation %d applied in %.2fs (sha256 %s): %s",
+                self.generation.number,
+                attempt.duration_seconds,
+                loaded.sha256[:12],
+                summary,
+            )
+            return attempt
+
+    async def _apply(self, plan: ReloadPlan) -> None:
+        old, new = self.config, plan.config
+        deadline = time.monotonic() + min(RELOAD_SETTLE_SECONDS, new.gateway.shutdown_timeout)
+        self.config = new
+        await self._apply_sinks(plan, old, deadline)
+        await self._apply_connectors(plan, deadline)
+        await self._remove_sinks(plan, old, deadline)
+        if plan.http_restart:
+            await self._stop_http()
+            await self._start_http(new)
+            if self.http is None and old.gateway.http.enabled and new.gateway.http.enabled:
+                log.error("the web server could not start with the new settings; starting it with the previous ones")
+                await self._start_http(old)
+
+    async def _apply_sinks(self, plan: ReloadPlan, old: GatewayConfig, deadline: float) -> None:
+        """New sinks start (before connectors may feed them); changed ones keep every queued point."""
+        new = self.config
+        configs = {s.name: s for s in new.sinks}
+        for name in plan.sinks_added:
+            self._start_sink(configs[name])
+        for name in plan.sinks_reconfigured:
+            slot, config = self._sinks[name], configs[name]
+            slot.config = config
+            queue = slot.route.queue
+            if isinstance(queue, DiskQueue):
+                settings = buffer_settings(new, config)
+                assert settings is not None
+                queue.reconfigure(settings, config.batch_size)
+            elif isinstance(queue, MemoryQueue):
+                queue.batch_size = config.batch_size
+            await slot.route.reconfigure(self._build_sink(config), config)
+        for name in plan.sinks_replaced:
+            await self._replace_sink(self._sinks[name], configs[name], old, deadline)
+
+    async def _apply_connectors(self, plan: ReloadPlan, deadline: float) -> None:
+        """Removed and restarted connectors stop once what they emitted is stored; every fan-out follows."""
+        configs = {c.name: c for c in self.config.connectors}
+        stopping = [self._connectors.pop(name) for name in (*plan.connectors_removed, *plan.connectors_restarted)]
+        await asyncio.gather(*(self._stop_connector(slot, deadline) for slot in stopping))
+        for slot in stopping:
+            if slot.config.name in plan.connectors_restarted:
+                self._start_connector(configs[slot.config.name], carry=slot.source.status)
+        for name in plan.connectors_added:
+            self._start_connector(configs[name])
+        # Unchanged connectors are not restarted: their fan-out switches to the routes the config names.
+        for slot in self._connectors.values():
+            slot.config = configs[slot.config.name]
+            slot.fanout.routes = tuple(self._fanout_routes(slot.config))
+
+    async def _remove_sinks(self, plan: ReloadPlan, old: GatewayConfig, deadline: float) -> None:
+        """Removed sinks (no fan-out feeds them now) drain what they hold in memory; a disk buffer stays."""
+        removed = [self._sinks.pop(name) for name in plan.sinks_removed]
+        for slot in removed:
+            folder = sink_buffer_folder(old, slot.config)
+            if folder is not None:
+                slot.route.log.info(
+                    "removed from the configuration: what its store did not take stays in %s "
+                    "(sent when a sink of this name comes back)",
+                    folder,
+                )
+        await asyncio.gather(*(self._stop_sink(slot, deadline, removed=True) for slot in removed))
+
+    # --- shutdown -------------------------------------------------------------------------------------
 
     async def _shutdown(self) -> None:
         timeout = self.config.gateway.shutdown_timeout
         deadline = time.monotonic() + timeout
-        # 1. Sources stop taking data and emit what they hold.
         self._stop.set()
-        for source in self.sources:
-            source.status.set_state(State.STOPPING)
-            try:
-                source.request_stop()
-            except Exception:
-                source.log.exception("error while stopping")
-        await _wait_tasks(list(self._tasks.values()), deadline)
-        # 2. Sinks write everything pending; acknowledgements reach the still-connected sources.
-        for route in self.routes.values():
-            route.status.set_state(State.STOPPING)
-            await route.drain(deadline)
-        await _wait_tasks(self._route_tasks, deadline + 1.0)
+        async with self._reload_lock:  # a reload in progress finishes first
+            connectors = list(self._connectors.values())
+            sinks = list(self._sinks.values())
+        # 1. Sources stop taking data and emit what they hold.
+        for slot in connectors:
+            self._request_connector_stop(slot)
+        await _wait_tasks([slot.task for slot in connectors if slot.task], deadline)
+        # 2. Routes write everything pending; acknowledgements reach the still-connected sources.
+        for sink_slot in sinks:
+            await sink_slot.route.drain(deadline)
+        await _wait_tasks([slot.task for slot in sinks if slot.task], deadline + 1.0)
         # 3. Connections close.
-        for source in self.sources:
-            try:
-                await asyncio.wait_for(source.aclose(), max(1.0, deadline - time.monotonic()))
-            except Exception as exc:  # noqa: BLE001 - one failing close must not stop the others
-                source.log.warning("error while disconnecting: %s", exc)
-        for sink in self.sinks:
-            try:
-                await sink.close()
-            except Exception as exc:  # noqa: BLE001 - one failing close must not stop the others
-                sink.log.warning("error while closing: %s", exc)
-            sink.status.set_state(State.STOPPED)
+        for slot in connectors:
+            await self._close_connector(slot, deadline)
         # 4. The web page last, so /readyz and /metrics show the whole shutdown.
-        if self.http is not None:
-            await self.http.close()
+        await self._stop_http()
         log.info("stopped")
 
 
@@ -218,20 +621,35 @@ async def _wait_tasks(tasks: Sequence[asyncio.Task[None]], deadline: float) -> N
             await asyncio.wait(still, timeout=5.0)
     for task in tasks:
         if task.done() and not task.cancelled() and task.exception() is not None:
-            logging.getLogger("gateway").error("task %s ended with %r", task.get_name(), task.exception())
+            log.error("task %s ended with %r", task.get_name(), task.exception())
 
 
-async def run_gateway(config: GatewayConfig) -> None:
-    """Run until SIGINT or SIGTERM, then stop cleanly (the body of ``gateway run``)."""
+async def run_gateway(
+    config: LoadedConfig | GatewayConfig, *, watch: bool = False, debounce: float = 0.5
+) -> None:
+    """Run until SIGINT or SIGTERM, reloading on SIGHUP (and on file changes with ``watch``).
+
+    Reloading needs the files: ``config`` from :func:`~gateway.config.load_config_source`."""
     loop = asyncio.get_running_loop()
     async with Gateway(config) as gateway:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _on_signal, gateway, sig)
+        if isinstance(config, LoadedConfig):
+            loop.add_signal_handler(signal.SIGHUP, gateway.request_reload, ReloadTrigger.SIGNAL)
         try:
-            await gateway.wait_stopped()
+            if watch and isinstance(config, LoadedConfig):
+                from gateway.watch import watch_config
+
+                stop = asyncio.Event()
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(watch_config(gateway, config.path, debounce, stop), name="watch")
+                    await gateway.wait_stopped()
+                    stop.set()
+            else:
+                await gateway.wait_stopped()
         finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)  # (False for a signal never handled: nothing to undo)
 
 
 def _on_signal(gateway: Gateway, sig: signal.Signals) -> None:
@@ -240,3 +658,4 @@ def _on_signal(gateway: Gateway, sig: signal.Signals) -> None:
         return
     log.info("%s received: stopping connectors, flushing sinks", sig.name)
     gateway.request_stop()
+

@@ -12,8 +12,10 @@ from gateway.http.config import HttpSettings
 from gateway.units import Duration, Size
 
 __all__ = [
+    "LEGACY_BUFFER_FOLDER",
     "BatchPolicy",
     "BufferSettings",
+    "BufferedSinkConfig",
     "ComponentConfig",
     "ConnectorConfig",
     "GatewaySettings",
@@ -72,11 +74,32 @@ class SinkConfig(ComponentConfig, BatchPolicy):
 
 
 class BufferSettings(StrictModel):
-    path: Path = Field(default=Path("data/buffer"), description="Folder of the on-disk buffers.")
+    path: Path | None = Field(
+        default=None,
+        description="Folder of the on-disk buffers, one subfolder per sink (default: <data_dir>/buffer).",
+    )
     max_size: Size = Field(default=2**30, description="Most disk the buffers may use, per sink.")
     overflow: Literal["drop_oldest", "block"] = Field(
         default="drop_oldest",
         description="When a buffer is full: drop its oldest points (counted) or slow the sources.",
+    )
+
+    def folder(self, data_dir: Path) -> Path:
+        """Where the buffers live: ``path``, or ``<data_dir>/buffer``."""
+        return self.path if self.path is not None else data_dir / "buffer"
+
+
+#: Where buffers were written before ``data_dir`` decided it (relative to the working folder):
+#: a buffer found there is moved to its sink's current folder and sent, never abandoned.
+LEGACY_BUFFER_FOLDER = Path("data/buffer")
+
+
+class BufferedSinkConfig(SinkConfig):
+    """Options of a sink that the runtime feeds through a durable on-disk buffer (a network store)."""
+
+    buffer: BufferSettings | None = Field(
+        default=None,
+        description="This sink's own buffer settings; keys given here override gateway.buffer.",
     )
 
 
@@ -84,8 +107,10 @@ class GatewaySettings(StrictModel):
     name: str = Field(default="gateway", description="This gateway's name, in logs and status.")
     data_dir: Path = Field(
         default=Path("data"),
-        description="Folder for the gateway's own files (certificates, state). Relative paths "
-        "in the config are relative to the working directory.",
+        description="Root of every file the gateway writes: buffers (<data_dir>/buffer), the "
+        "embedded historian (<data_dir>/history.db), certificates (<data_dir>/pki), unless a "
+        "component's own path says otherwise. Relative paths in the config are relative to the "
+        "working directory. Changing it needs a restart of the gateway.",
     )
     http: HttpSettings = HttpSettings()
     buffer: BufferSettings = BufferSettings()

@@ -20,7 +20,7 @@ sync per point). The ``ack`` file is replaced (rename) after each confirmed batc
 sync: after a power cut it may lag behind, which re-sends a few batches (writes are
 idempotent: the same series and timestamp overwrite) and never loses one.
 
-Damage (PEERS.md item 9: a corrupt buffer file must never crash the gateway): a record whose
+Damage (a damaged buffer file must never crash the gateway nor block what follows it): a record whose
 header or CRC is wrong is skipped up to the next valid record; the file is first copied to
 ``quarantine/`` and the damage is reported. A partly written record at the very end of the
 newest segment is what a crash during a write leaves: it was never confirmed to anyone (the

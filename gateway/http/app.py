@@ -9,7 +9,9 @@ Endpoints (all but /healthz and /readyz need a viewer credential when credential
 ``GET /healthz``                       the process answers
 ``GET /readyz``                        200 when every connector and sink is running, else 503
 ``GET /metrics``                       Prometheus text
-``GET /api/status``                    the gateway and every connector and sink: state, errors, rates
+``GET /api/status``                    the gateway (config generation, last reload) and every connector
+                                       and sink: state, errors, rates
+``POST /api/reload``                   reload the config files now (admin); the attempt's outcome
 ``GET /api/components/{name}``         one component's details and config (admin)
 ``GET /api/overview``                  machine cards with state badges
 ``GET /api/series``                    series with their last value
@@ -26,7 +28,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,27 +45,29 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway import __version__
 from gateway.component import State, Status
 from gateway.errors import GatewayError
+from gateway.history import HistoryReader, SeriesRow
 from gateway.http.auth import Role, authenticate
 from gateway.http.config import HttpSettings
 from gateway.http.display import DisplayCatalogue
-from gateway.http.history import History, SeriesRow
-from gateway.http.latest import LatestValues
 from gateway.http.metrics import CONTENT_TYPE, GatewayCollector, render_metrics
 from gateway.http.models import (
     ComponentDetailOut,
     ComponentOut,
+    ConfigOut,
     GatewayOut,
     Health,
     NotReady,
     OverviewOut,
     RangeOut,
     Readiness,
+    ReloadOut,
     SeriesOut,
     StatusOut,
     WhoAmI,
 )
 from gateway.http.overview import build_cards
 from gateway.http.rates import RateTracker
+from gateway.latest import LatestValues
 from gateway.units import parse_duration
 
 __all__ = ["AppContext", "create_app", "parse_time"]
@@ -82,6 +86,10 @@ _TIME_LIMITS = " and ".join(
 _SECRET_KEY = re.compile(r"password|token|secret|private_key|passphrase", re.IGNORECASE)
 
 
+def _no_history() -> HistoryReader | None:
+    return None
+
+
 @dataclass
 class AppContext:
     """What the HTTP app may read of the running gateway."""
@@ -92,9 +100,15 @@ class AppContext:
     latest: LatestValues = field(default_factory=LatestValues)
     #: units the connectors found (OPC UA EngineeringUnits), shown where the config sets none
     units: Mapping[tuple[str, str], str] = field(default_factory=dict)
-    history: History | None = None
+    #: the history reader a sink offers now (it changes when a reload replaces the sink)
+    history: Callable[[], HistoryReader | None] = _no_history
     started_at: float = field(default_factory=time.time)
-    configs: Mapping[str, BaseModel] = field(default_factory=dict)
+    #: ``kind:name`` → the component's config in force
+    configs: Callable[[], Mapping[str, BaseModel]] = dict
+    #: the config generation and the last reload (``/api/status``, ``/metrics``)
+    config_state: Callable[[], Mapping[str, Any]] | None = None
+    #: reload the config files (``POST /api/reload``); None when the gateway cannot reload
+    reload: Callable[[], Awaitable[Any]] | None = None
     rates: RateTracker = field(default_factory=RateTracker)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     #: seconds between two ``status`` events on an SSE stream, and the shortest gap between overview events
@@ -239,7 +253,9 @@ def create_app(ctx: AppContext) -> FastAPI:
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
-    collector = GatewayCollector(ctx.name, ctx.statuses, ctx.started_at, lambda: dict(ctx.latest.emitted))
+    collector = GatewayCollector(
+        ctx.name, ctx.statuses, ctx.started_at, lambda: dict(ctx.latest.emitted), config_state=ctx.config_state
+    )
 
     def components() -> list[dict[str, Any]]:
         return [_component(status, ctx.rates) for status in ctx.statuses()]
@@ -249,7 +265,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         cards = build_cards(ctx.latest.all(), ctx.settings.overview, now, ctx.units)
         return {
             "server_time": now,
-            "history": ctx.history is not None,
+            "history": ctx.history() is not None,
             "offline_after": ctx.settings.overview.offline_after,
             "group_by": list(ctx.settings.overview.group_by),
             "cards": [card.as_dict(now) for card in cards],
@@ -291,6 +307,7 @@ def create_app(ctx: AppContext) -> FastAPI:
                 version=__version__,
                 started_at=ctx.started_at,
                 uptime_seconds=round(time.time() - ctx.started_at, 3),
+                config=ConfigOut(**ctx.config_state()) if ctx.config_state is not None else None,
             ),
             components=[ComponentOut(**c) for c in components()],
         )
@@ -305,7 +322,7 @@ def create_app(ctx: AppContext) -> FastAPI:
             raise HTTPException(404, f"no connector or sink is named {name!r}")
         result = []
         for s in found:
-            config = ctx.configs.get(f"{s.kind}:{s.name}")
+            config = ctx.configs().get(f"{s.kind}:{s.name}")
             result.append(
                 ComponentDetailOut(
                     **_component(s, ctx.rates),
@@ -314,6 +331,28 @@ def create_app(ctx: AppContext) -> FastAPI:
                 )
             )
         return result
+
+    @app.post(
+        "/api/reload",
+        response_model=ReloadOut,
+        tags=["api"],
+        responses={422: {"model": ReloadOut, "description": "The config is invalid: nothing changed."}},
+    )
+    async def reload(request: Request) -> Response:
+        """Load the config files again and apply what changed (admin only).
+
+        An invalid config changes nothing and is answered 422 with every problem; the gateway
+        goes on with the configuration it runs."""
+        if _role(request) is not Role.ADMIN:
+            raise HTTPException(403, "reloading the configuration is for the admin only")
+        if ctx.reload is None:
+            raise HTTPException(409, "this gateway was not started from config files, so it cannot reload them")
+        try:
+            attempt = await ctx.reload()
+        except GatewayError as exc:
+            raise HTTPException(409, str(exc)) from None
+        body = attempt.as_dict()
+        return JSONResponse(body, status_code=422 if body["result"] == "failed" else 200)
 
     @app.get("/api/overview", response_model=OverviewOut, tags=["api"])
     async def get_overview() -> OverviewOut:
@@ -338,8 +377,9 @@ def create_app(ctx: AppContext) -> FastAPI:
             )
 
         out: dict[tuple[str, frozenset[tuple[str, str]], str], SeriesOut] = {}
-        if ctx.history is not None:
-            for row in await ctx.history.series():
+        history = ctx.history()
+        if history is not None:
+            for row in await history.series():
                 if wanted(row.measurement, row.tags, row.field):
                     out[(row.measurement, frozenset(row.tags.items()), row.field)] = _series_out(
                         row, catalogue, ctx.units
@@ -376,7 +416,8 @@ def create_app(ctx: AppContext) -> FastAPI:
         points: Annotated[int, Query(ge=1, le=MAX_POINTS, description="Most buckets to return.")] = 1000,
     ) -> Response:
         """A series between two times, reduced to at most ``points`` buckets (min, max, mean, count each)."""
-        if ctx.history is None:
+        history = ctx.history()
+        if history is None:
             raise HTTPException(404, "no historian sink is configured, so there is no history to chart")
         now_ns = time.time_ns()
         try:
@@ -389,12 +430,12 @@ def create_app(ctx: AppContext) -> FastAPI:
                 raise HTTPException(422, f"'{name}' ({text}) is out of range: give a time between {_TIME_LIMITS}")
         if end <= start:
             raise HTTPException(422, "'to' must be after 'from'")
-        rows = {row.id: row for row in await ctx.history.series()}
+        rows = {row.id: row for row in await history.series()}
         row = rows.get(series_id)
         if row is None:
             raise HTTPException(404, f"no series with id {series_id!r} in the historian")
         try:
-            buckets = await ctx.history.range(series_id, start, end, points)
+            buckets = await history.range(series_id, start, end, points)
         except GatewayError as exc:
             raise HTTPException(503, f"the historian cannot be read now: {exc}") from None
         # Built as plain data and encoded with orjson: a week at 1,000 buckets is ~90 KiB of JSON,

@@ -16,14 +16,18 @@ sink, so nothing is counted twice and nothing can drift from what the API shows:
   the buffer depth);
 - ``gateway_connector_points_emitted_total{connector}``: points handed to the sinks;
 - histograms such as ``gateway_sink_write_seconds{sink}`` (write latency);
-- ``gateway_connector_last_error_timestamp_seconds`` and ``gateway_component_state_since_seconds``.
+- ``gateway_connector_last_error_timestamp_seconds`` and ``gateway_component_state_since_seconds``;
+- the configuration: ``gateway_config_generation``, ``gateway_config_applied_timestamp_seconds``,
+  ``gateway_config_info{sha256}``, ``gateway_config_reloads_total{result}`` and
+  ``gateway_config_last_reload_failed``.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -63,11 +67,14 @@ class GatewayCollector(Collector):
         statuses: Callable[[], Sequence[Status]],
         started_at: float,
         points_emitted: Callable[[], dict[str, int]] | None = None,
+        *,
+        config_state: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.gateway_name = gateway_name
         self.statuses = statuses
         self.started_at = started_at
         self.points_emitted = points_emitted or dict
+        self.config_state = config_state
 
     def collect(self) -> Iterator[Metric]:
         statuses = list(self.statuses())
@@ -115,6 +122,40 @@ class GatewayCollector(Collector):
         for name, count in sorted(self.points_emitted().items()):
             emitted.add_metric([name], count)
         yield emitted
+        if self.config_state is not None:
+            yield from self._config(self.config_state())
+
+    @staticmethod
+    def _config(state: Mapping[str, Any]) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "gateway_config_generation",
+            "The configuration generation in force: 1 at start, one more per reload that changed something.",
+            value=state["generation"],
+        )
+        yield GaugeMetricFamily(
+            "gateway_config_applied_timestamp_seconds",
+            "Unix time when the configuration in force was applied.",
+            value=state["applied_at"],
+        )
+        info = GaugeMetricFamily(
+            "gateway_config_info", "The configuration in force (value always 1).", labels=["sha256"]
+        )
+        info.add_metric([state["sha256"]], 1)
+        yield info
+        reloads = CounterMetricFamily(
+            "gateway_config_reloads",
+            "Reload attempts by result: applied, unchanged, or failed (invalid config: nothing changed).",
+            labels=["result"],
+        )
+        for result, count in sorted(state["reloads"].items()):
+            reloads.add_metric([result], count)
+        yield reloads
+        last = state.get("last_reload")
+        yield GaugeMetricFamily(
+            "gateway_config_last_reload_failed",
+            "1 while the last reload attempt failed (the gateway runs on the previous configuration).",
+            value=1 if last is not None and last["result"] == "failed" else 0,
+        )
 
     @staticmethod
     def _counters(statuses: Sequence[Status]) -> Iterator[Metric]:

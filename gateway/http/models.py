@@ -16,11 +16,13 @@ __all__ = [
     "CardValueOut",
     "ComponentDetailOut",
     "ComponentOut",
+    "ConfigOut",
     "GatewayOut",
     "Health",
     "OverviewOut",
     "RangeOut",
     "Readiness",
+    "ReloadOut",
     "SeriesOut",
     "StatusOut",
     "WhoAmI",
@@ -50,11 +52,38 @@ class WhoAmI(BaseModel):
     auth: bool = Field(description="False when no credential is configured (loopback only).")
 
 
+class ReloadOut(BaseModel):
+    """One reload attempt."""
+
+    at: float = Field(description="When it was asked for (Unix seconds).")
+    trigger: Literal["sighup", "watch", "api", "call"]
+    result: Literal["applied", "unchanged", "failed"]
+    duration_seconds: float
+    errors: list[str] = Field(description="Every problem of an invalid config, as file:line: key: message.")
+    changes: dict[str, str] = Field(description="kind:name → added, removed, restarted, reconfigured, replaced…")
+    restart_required: list[str] = Field(description="Changes refused because they need a restart of the gateway.")
+    generation: int | None = Field(description="The config generation in force after it.")
+
+
+class ConfigOut(BaseModel):
+    """The configuration in force."""
+
+    generation: int = Field(description="1 at start, one more for each reload that changed something.")
+    applied_at: float
+    sha256: str = Field(description="SHA-256 of the config files' names and text ('' when not started from files).")
+    files: list[str]
+    reloads: dict[str, int] = Field(description="Reload attempts per result since the start.")
+    last_reload: ReloadOut | None
+    restart_required: list[str] = Field(description="Changes waiting for a restart of the gateway.")
+    reloadable: bool = Field(description="False when the gateway was not started from config files.")
+
+
 class GatewayOut(BaseModel):
     name: str
     version: str
     started_at: float
     uptime_seconds: float
+    config: ConfigOut | None = None
 
 
 class ComponentOut(BaseModel):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.http.config import OverviewSettings
-from gateway.http.latest import Quality, SeriesLatest
+from gateway.latest import Quality, SeriesLatest
 from gateway.point import FieldValue
 
 __all__ = ["Card", "build_cards", "machine_state"]

@@ -1,33 +1,28 @@
-"""uvicorn on the gateway's own event loop, opened and closed by the runtime.
+"""uvicorn on the gateway's own event loop, started and stopped by the runtime.
 
-``async with HttpServer(ctx) as server:`` binds the listen address (a port already in use is a
-clear :class:`~gateway.errors.GatewayError`, not a traceback), serves until the block ends,
-then closes: live streams end at once, open requests get a few seconds to finish. uvicorn's
-own signal handling is switched off — SIGINT/SIGTERM belong to the gateway.
+:meth:`HttpServer.run` binds the listen address (a port already in use is a clear
+:class:`~gateway.errors.GatewayError`, not a traceback), serves until asked to stop, then
+closes: live streams end at once, open requests get a few seconds to finish. uvicorn's own
+signal handling is switched off — SIGINT/SIGTERM/SIGHUP belong to the gateway. The runtime
+builds the :class:`~gateway.http.app.AppContext`: this package never imports the runtime.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 from collections.abc import Generator
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import Self
 
 import uvicorn
-from pydantic import BaseModel
 
 from gateway.errors import GatewayError
 from gateway.http.app import AppContext, create_app
-from gateway.http.history import history_for_config
 from gateway.logs import component_logger
 
-if TYPE_CHECKING:
-    from gateway.runtime import Gateway
-
-__all__ = ["HttpServer", "context_for"]
+__all__ = ["HttpServer"]
 
 log = component_logger("http", "server")
 
@@ -60,7 +55,11 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class HttpServer:
-    """The web page, API and /metrics, served while the ``async with`` block runs."""
+    """The web page, API and /metrics.
+
+    The runtime runs :meth:`run` as one task of its own (stopped by :meth:`request_stop`);
+    ``async with HttpServer(ctx) as server:`` does the same for a block of code (tests, benches).
+    """
 
     def __init__(self, ctx: AppContext) -> None:
         self.ctx = ctx
@@ -68,7 +67,8 @@ class HttpServer:
         self.app = create_app(ctx)
         self._server: _Server | None = None
         self._socket: socket.socket | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
 
     @property
     def port(self) -> int:
@@ -83,8 +83,13 @@ class HttpServer:
             host = "127.0.0.1"
         return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
 
-    async def __aenter__(self) -> Self:
-        self._socket = _bind(self.settings.host, self.settings.port)
+    async def run(self, started: asyncio.Future[None]) -> None:
+        """Serve until :meth:`request_stop`; ``started`` resolves once listening (or fails with why not)."""
+        try:
+            self._socket = _bind(self.settings.host, self.settings.port)
+        except GatewayError as exc:
+            started.set_exception(exc)
+            return
         config = uvicorn.Config(
             self.app,
             log_config=None,
@@ -95,19 +100,45 @@ class HttpServer:
             timeout_graceful_shutdown=3,
             server_header=False,
         )
-        self._server = _Server(config)
-        serve = asyncio.create_task(self._server.serve(sockets=[self._socket]), name="http:serve")
-        self._tasks.append(serve)
-        while not self._server.started:
-            if serve.done():
-                self._socket.close()
-                serve.result()
-                raise GatewayError("the web page server stopped while starting")
-            await asyncio.sleep(0.01)
-        self._tasks.append(asyncio.create_task(self._sample_rates(), name="http:rates"))
-        if self.ctx.history is not None:
-            self._tasks.append(asyncio.create_task(self._seed_latest(), name="http:seed"))
-        log.info("web page, API and /metrics on %s", self.url)
+        server = self._server = _Server(config)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                serve = tasks.create_task(server.serve(sockets=[self._socket]), name="http:serve")
+                while not server.started:
+                    if serve.done():
+                        break
+                    await asyncio.sleep(0.01)
+                if not server.started:
+                    if not started.done():
+                        started.set_exception(GatewayError("the web page server stopped while starting"))
+                    return
+                rates = tasks.create_task(self._sample_rates(), name="http:rates")
+                log.info("web page, API and /metrics on %s", self.url)
+                started.set_result(None)
+                await self._stop.wait()
+                # Live streams end at once; open requests get a few seconds (timeout_graceful_shutdown).
+                self.ctx.stopping.set()
+                self.ctx.latest.wake()
+                server.should_exit = True
+                rates.cancel()
+        except Exception as exc:  # noqa: BLE001 - the web page failing must not stop collection
+            log.error("the web server stopped: %s", exc)
+            if not started.done():
+                started.set_exception(GatewayError(f"the web server stopped: {exc}"))
+        finally:
+            self._socket.close()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def __aenter__(self) -> Self:
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self.run(started), name="http")
+        try:
+            await started
+        except BaseException:
+            await asyncio.gather(self._task, return_exceptions=True)
+            raise
         return self
 
     async def __aexit__(
@@ -116,55 +147,15 @@ class HttpServer:
         await self.close()
 
     async def close(self) -> None:
-        self.ctx.stopping.set()
-        self.ctx.latest.wake()
-        if self._server is not None:
-            self._server.should_exit = True
-        for task in self._tasks[1:]:
-            task.cancel()
-        if self._tasks:
-            done, pending = await asyncio.wait(self._tasks, timeout=10.0)
-            for task in pending:
-                task.cancel()
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    log.warning("web server task %s ended with %r", task.get_name(), task.exception())
-        self._tasks.clear()
-        if self._socket is not None:
-            self._socket.close()
-        if self.ctx.history is not None:
-            await asyncio.to_thread(self.ctx.history.close)
+        self.request_stop()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), 15.0)
+            except TimeoutError:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
 
     async def _sample_rates(self) -> None:
         while True:
             self.ctx.rates.sample(self.ctx.statuses())
             await asyncio.sleep(RATE_SAMPLE_SECONDS)
-
-    async def _seed_latest(self) -> None:
-        """After a restart, show the last stored values on the overview until live ones arrive."""
-        assert self.ctx.history is not None
-        try:
-            rows = await self.ctx.history.series()
-        except Exception as exc:  # noqa: BLE001 - the historian may not exist yet on a first start
-            logging.getLogger("gateway.http").debug("no stored values to show yet: %s", exc)
-            return
-        for row in rows:
-            if row.last_value is not None and row.last_time is not None:
-                self.ctx.latest.seed(row.measurement, dict(row.tags), row.field, row.last_value, row.last_time)
-
-
-def context_for(gateway: Gateway) -> AppContext:
-    """What the app may read of a running :class:`~gateway.runtime.Gateway`."""
-    config = gateway.config
-    configs: dict[str, BaseModel] = {f"connector:{c.name}": c for c in config.connectors}
-    configs.update({f"sink:{s.name}": s for s in config.sinks})
-    return AppContext(
-        name=config.gateway.name,
-        settings=config.gateway.http,
-        statuses=gateway.statuses,
-        latest=gateway.latest,
-        units=gateway.units,
-        history=history_for_config(config.sinks),
-        started_at=gateway.started_at,
-        configs=configs,
-    )

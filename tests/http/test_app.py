@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.component import State, Status
 from gateway.http.app import AppContext, create_app, parse_time
 from gateway.http.config import HttpSettings
-from gateway.http.history import History
+from gateway.history import ThreadedHistory
 from gateway.point import Point
 from gateway.sinks.historian.store import HistorianStore
 
@@ -54,10 +54,10 @@ def statuses() -> list[Status]:
 
 @pytest.fixture
 async def app_ctx(history_file: Path, statuses: list[Status]) -> AppContext:
-    history = History(lambda: HistorianStore(history_file, readonly=True))
-    ctx = AppContext(name="lab-cell-1", settings=HttpSettings(), statuses=lambda: statuses, history=history)
+    history = ThreadedHistory(lambda: HistorianStore(history_file, readonly=True), name="local")
+    ctx = AppContext(name="lab-cell-1", settings=HttpSettings(), statuses=lambda: statuses, history=lambda: history)
     yield ctx
-    history.close()
+    await history.aclose()
 
 
 @pytest.fixture

@@ -49,7 +49,7 @@ async def client(settings: HttpSettings) -> httpx.AsyncClient:
             "topics": [{"filter": "a/#", "format": "value", "measurement": "m", "field": "v"}],
         }
     )
-    ctx = AppContext(name="gw", settings=settings, statuses=lambda: statuses, configs={"connector:energy": config})
+    ctx = AppContext(name="gw", settings=settings, statuses=lambda: statuses, configs=lambda: {"connector:energy": config})
     transport = httpx.ASGITransport(app=create_app(ctx))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield client

@@ -12,7 +12,7 @@ from gateway.config import load_config
 from gateway.errors import ConfigError
 from gateway.http.app import AppContext, create_app
 from gateway.http.config import HttpSettings, OverviewSettings
-from gateway.http.latest import LatestValues
+from gateway.latest import LatestValues
 from gateway.http.overview import build_cards
 from gateway.point import Point
 

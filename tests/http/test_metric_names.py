@@ -14,7 +14,8 @@ from gateway.component import RuntimeContext, Sink, Status
 from gateway.errors import SinkUnavailable
 from gateway.http.metrics import GatewayCollector, render_metrics
 from gateway.logs import component_logger
-from gateway.pipeline import Backoff, SinkRunner
+from gateway.pipeline import Backoff
+from gateway.route import MemoryQueue, Route
 from gateway.point import Point
 from gateway.settings import BatchPolicy
 from tests.helpers import async_wait_until
@@ -64,9 +65,11 @@ class DownSink(Sink):
         self.written.extend(points)
 
 
-async def test_sink_runner_exports_the_age_of_its_oldest_waiting_point() -> None:
+async def test_a_memory_route_exports_the_age_of_its_oldest_waiting_point() -> None:
     sink = DownSink()
-    runner = SinkRunner(sink, BatchPolicy(batch_size=10, flush_interval=0.01), backoff=Backoff(initial=0.05, cap=0.1))
+    runner = Route(
+        sink, BatchPolicy(batch_size=10, flush_interval=0.01), MemoryQueue(10), backoff=Backoff(initial=0.05, cap=0.1)
+    )
     task = asyncio.create_task(runner.run())
     try:
         put_at = time.monotonic()

@@ -8,7 +8,7 @@ import pytest
 
 from gateway.component import OnStored
 from gateway.http.config import OverviewSettings
-from gateway.http.latest import LatestValues
+from gateway.latest import LatestValues
 from gateway.http.overview import build_cards, machine_state
 from gateway.point import Point
 

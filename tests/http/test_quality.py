@@ -15,7 +15,7 @@ from connectors.opcua.values import Item, PointMaker, Sample
 from gateway.component import Status
 from gateway.http.app import AppContext, create_app
 from gateway.http.config import HttpSettings
-from gateway.http.latest import LatestValues
+from gateway.latest import LatestValues
 from gateway.logs import component_logger
 from gateway.point import Point
 

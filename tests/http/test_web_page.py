@@ -14,7 +14,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from gateway.http.app import AppContext
 from gateway.http.config import HttpSettings
-from gateway.http.latest import LatestValues
+from gateway.latest import LatestValues
 from gateway.http.server import HttpServer
 from tests.fixtures.browser import screenshot_path
 from tests.http.live import ADMIN_TOKEN, VIEWER_TOKEN, live_gateway

@@ -249,7 +249,8 @@ async def test_a_clean_stop_loses_nothing_and_keeps_the_stop_order(tmp_path: Pat
     assert SINKS["two"].stored == source.emitted
     assert source.acked == list(range(len(source.emitted)))
     # Order: stop requested → the source returns (after its last batch) → that batch is written
-    # to every sink → acknowledged → the connection closes → the sinks close.
+    # to every sink → acknowledged → the connection closes; each sink closes once its route has
+    # written everything.
     kinds = [event[0] for event in EVENTS]
     last = len(source.emitted) - 1
     stop = kinds.index("request_stop")
@@ -259,7 +260,8 @@ async def test_a_clean_stop_loses_nothing_and_keeps_the_stop_order(tmp_path: Pat
     aclose = EVENTS.index(("aclose", "src"))
     sink_closes = [i for i, e in enumerate(EVENTS) if e[0] == "sink_close"]
     assert stop < returned < min(last_writes)
-    assert max(last_writes) < last_ack < aclose < min(sink_closes)
+    assert max(last_writes) < last_ack < aclose
+    assert max(last_writes) < min(sink_closes)
     assert len(sink_closes) == 2
     assert source.status.state is State.STOPPED
     assert all(sink.status.state is State.STOPPED for sink in SINKS.values())
@@ -284,17 +286,33 @@ async def test_a_store_that_is_down_at_shutdown_is_given_up_at_the_deadline(
     assert any("points not stored" in r.getMessage() for r in caplog.records)
 
 
-async def test_a_sink_that_fails_to_open_stops_the_start_cleanly(
+async def test_a_sink_that_cannot_open_waits_and_its_points_wait_unacknowledged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken_open(self: FakeSink) -> None:
-        raise SinkUnavailable("cannot create /readonly/history.db: permission denied")
+    # A store that cannot be opened (a read-only or full disk) must not stop collection: the
+    # gateway comes up, says why the sink waits, and writes everything once it can open.
+    attempts = 0
 
-    monkeypatch.setattr(FakeSink, "open", broken_open)
+    async def open_later(self: FakeSink) -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise SinkUnavailable("cannot create /readonly/history.db: permission denied")
+
+    monkeypatch.setattr(FakeSink, "open", open_later)
+    monkeypatch.setattr(runtime.Route, "MAX_RETRY_DELAY", 0.2)
     config = make_config(tmp_path, [{"name": "store"}], [{"name": "src"}])
-    with pytest.raises(SinkUnavailable, match="permission denied"):
-        async with Gateway(config):
-            pytest.fail("must not start")
+    async with Gateway(config) as gw:
+        status = gw.routes["store"].status
+        await async_wait_until(lambda: status.state is State.BACKOFF, timeout=10)
+        assert status.last_error == "cannot create /readonly/history.db: permission denied"
+        await async_wait_until(lambda: "src" in SOURCES and len(SOURCES["src"].emitted) >= 5, timeout=10)
+        assert SOURCES["src"].acked == [] or attempts >= 3, "nothing is acknowledged before the sink is open"
+        await async_wait_until(lambda: status.state is State.RUNNING, timeout=20)
+        await async_wait_until(lambda: len(SINKS["store"].stored) >= 10, timeout=20)
+    source = SOURCES["src"]
+    assert SINKS["store"].stored == source.emitted
+    assert source.acked == list(range(len(source.emitted)))
 
 
 async def test_sigterm_stops_sources_then_flushes_then_returns(tmp_path: Path) -> None:

@@ -17,10 +17,11 @@ class HistorianConfig(SinkConfig):
     """A local SQLite file that stores every point: the default store, no server needed."""
 
     type: Literal["historian"] = Field(description="The embedded historian.")
-    path: Path = Field(
-        default=Path("data/history.db"),
-        description="The historian file (created with its folder if missing). A relative path is "
-        "relative to the folder the gateway is started from.",
+    path: Path | None = Field(
+        default=None,
+        description="The historian file (created with its folder if missing); default "
+        "<gateway.data_dir>/history.db. A relative path is relative to the folder the gateway is "
+        "started from.",
         examples=["./data/history.db"],
     )
     retention: Duration | None = Field(
@@ -49,6 +50,10 @@ class HistorianConfig(SinkConfig):
         "transactions (fewer disk writes), shorter means quicker acknowledgements (MQTT QoS 1/2 "
         "messages are acknowledged once stored).",
     )
+
+    def file(self, data_dir: Path) -> Path:
+        """The historian file: ``path``, or ``<data_dir>/history.db``."""
+        return self.path if self.path is not None else data_dir / "history.db"
 
     @field_validator("retention")
     @classmethod

@@ -75,14 +75,15 @@ def run_query_command(
 ) -> None:
     """The body of ``gateway query``: read the historian read-only and print what matches."""
     config = _historian(settings, sink)
+    path = config.file(settings.gateway.data_dir)
     since_ns = _ago(since, "--since")
     until_ns = _ago(until, "--until") if until is not None else None
-    if not config.path.exists():
+    if not path.exists():
         raise GatewayError(
-            f"{config.path} does not exist yet: sink {config.name!r} has stored nothing so far "
+            f"{path} does not exist yet: sink {config.name!r} has stored nothing so far "
             "(start the gateway with: gateway run CONFIG)"
         )
-    with HistorianStore(config.path, readonly=True) as store:
+    with HistorianStore(path, readonly=True) as store:
         values = store.read(
             measurement, fields=fields, tags=tags, since_ns=since_ns, until_ns=until_ns, limit=max(limit, 0)
         )

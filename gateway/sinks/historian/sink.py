@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from gateway.component import RuntimeContext, Sink
 from gateway.errors import SinkRejected, SinkUnavailable
+from gateway.history import HistoryReader, ThreadedHistory
 from gateway.point import Point
 from gateway.sinks.historian.config import HistorianConfig
 from gateway.sinks.historian.store import HistorianError, HistorianStore
@@ -73,7 +74,8 @@ class HistorianSink(Sink):
     def __init__(self, config: HistorianConfig, context: RuntimeContext) -> None:
         super().__init__(config.name, "historian", context)
         self.config = config
-        self.path = Path(config.path)
+        self.path = config.file(context.data_dir)
+        self._history: ThreadedHistory | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._store: HistorianStore | None = None
         self._retention_task: asyncio.Task[None] | None = None
@@ -189,8 +191,22 @@ class HistorianSink(Sink):
                 self.log.exception("retention failed, retrying later (a bug: please report it)")
             await asyncio.sleep(self.config.retention_check)
 
+    def history(self) -> HistoryReader:
+        """A read-only reader of the file, in its own thread (WAL readers never block this writer)."""
+        if self._history is None:
+            path = self.path
+
+            def opener() -> HistorianStore:
+                return HistorianStore(path, readonly=True)
+
+            self._history = ThreadedHistory(opener, name=self.name)
+        return self._history
+
     async def close(self) -> None:
         """Stop the retention schedule, close the file (checkpointing the WAL), stop the thread."""
+        if self._history is not None:
+            await self._history.aclose()
+            self._history = None
         if self._retention_task is not None:
             self._retention_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

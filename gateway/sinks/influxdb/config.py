@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from gateway.settings import BufferSettings, SinkConfig, StrictModel
+from gateway.settings import BufferedSinkConfig, StrictModel
 from gateway.units import Duration
 
 __all__ = ["InfluxDBConfig", "TlsOptions"]
@@ -30,7 +30,7 @@ class TlsOptions(StrictModel):
     )
 
 
-class InfluxDBConfig(SinkConfig):
+class InfluxDBConfig(BufferedSinkConfig):
     """Writes line protocol to InfluxDB 2.x, 3.x, Cloud (and compatible stores) or InfluxDB 1.x."""
 
     type: Literal["influxdb"]
@@ -52,10 +52,6 @@ class InfluxDBConfig(SinkConfig):
     gzip: bool = Field(default=True, description="Compress each write (about 10x less traffic, a little CPU).")
     timeout: Duration = Field(default=10.0, description="Longest wait for the store to answer one write.")
     tls: TlsOptions = Field(default_factory=TlsOptions, description="Trust settings for an https:// url.")
-    buffer: BufferSettings | None = Field(
-        default=None,
-        description="This sink's own buffer settings; keys given here override gateway.buffer.",
-    )
 
     @field_validator("url")
     @classmethod

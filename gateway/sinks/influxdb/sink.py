@@ -112,8 +112,10 @@ class _Outcome:
 class InfluxDBSink(Sink):
     """Writes batches of line protocol to InfluxDB (v2 or v1 API) or a compatible store."""
 
-    #: Network stores get a durable buffer in front of them (see gateway.buffer).
-    durable_buffer: ClassVar[bool] = True
+    #: A network store: a durable buffer in front of it keeps collection going while it is down.
+    needs_durable_buffer: ClassVar[bool] = True
+    #: Writes the buffer's line protocol as it is.
+    takes_line_protocol: ClassVar[bool] = True
 
     def __init__(self, config: InfluxDBConfig, context: RuntimeContext) -> None:
         super().__init__(config.name, "influxdb", context)

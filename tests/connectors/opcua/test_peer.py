@@ -22,7 +22,6 @@ from asyncua import Client, ua
 
 from gateway.config import load_config
 from gateway.http.app import create_app
-from gateway.http.server import context_for
 from gateway.runtime import Gateway
 from tests.fixtures.opcua import gateway_config, opcua_subscribed, stored
 from tests.helpers import async_wait_until
@@ -214,7 +213,7 @@ async def test_engineering_units_of_analog_items_reach_the_web_page(node_opcua_s
         assert statuses["press-line"].detail["units_found"] == 1
         assert "units_found" not in statuses["press-line-2"].detail
 
-        transport = httpx.ASGITransport(app=create_app(context_for(gateway)))
+        transport = httpx.ASGITransport(app=create_app(gateway.app_context()))
         async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
 
             async def series() -> dict[tuple[str, str], Any]:

@@ -1,4 +1,4 @@
-"""The historian sink: its config contract, and writing through the pipeline's SinkRunner."""
+"""The historian sink: its config contract, and writing through its route (a memory queue)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from gateway.component import RuntimeContext, State
 from gateway.config import load_config
 from gateway.errors import ConfigError, SinkRejected, SinkUnavailable
 from gateway.logs import component_logger
-from gateway.pipeline import SinkRunner
+from gateway.route import MemoryQueue, Route
 from gateway.point import Point, now_ns
 from gateway.sinks.historian import HistorianConfig, HistorianSink
 from gateway.sinks.historian.store import HistorianStore
@@ -94,8 +94,8 @@ async def test_open_creates_the_folder_and_file_and_close_releases_it(sink: Hist
         assert [v.value for v in reader.read("m")] == [1]
 
 
-async def test_batches_through_the_sink_runner_are_stored_then_acknowledged(sink: HistorianSink) -> None:
-    runner = SinkRunner(sink, sink.config)
+async def test_batches_through_its_route_are_stored_then_acknowledged(sink: HistorianSink) -> None:
+    runner = Route(sink, sink.config, MemoryQueue(sink.config.batch_size), sink_open=True)
     task = asyncio.create_task(runner.run())
     acknowledged: list[int] = []
     stored_before_ack: list[bool] = []
@@ -121,10 +121,10 @@ async def test_batches_through_the_sink_runner_are_stored_then_acknowledged(sink
     assert counters["points_written"] == 25_000
     assert counters["batches_written"] < 25, "small batches are grouped into larger writes"
     assert counters["write_errors"] == 0
-    await runner.drain(time.monotonic() + 10)
-    await asyncio.wait_for(task, 10)
     sink._update_detail(force=True)
     assert sink.status.detail["series"] == 20 and sink.status.detail["file_bytes"] > 0
+    await runner.drain(time.monotonic() + 10)
+    await asyncio.wait_for(task, 10)  # the route closes the sink once drained
     with HistorianStore(sink.path, readonly=True) as reader:
         assert len(reader.read("energy")) == 25_000
         assert len(reader.series("energy")) == 20
@@ -141,7 +141,7 @@ async def test_a_full_disk_is_retried_until_there_is_room_and_nothing_is_lost(
     with pytest.raises(SinkUnavailable, match="is full: free some space"):
         await sink.write(points)
 
-    runner = SinkRunner(sink, sink.config)
+    runner = Route(sink, sink.config, MemoryQueue(sink.config.batch_size), sink_open=True)
     task = asyncio.create_task(runner.run())
     done = asyncio.Event()
     with caplog.at_level(logging.WARNING):

@@ -1,9 +1,10 @@
-"""The latest value of every series, kept up to date by a tap on every emitted batch.
+"""The latest value of every series: a core service, kept up to date by the runtime.
 
-The runtime wraps each connector's ``emit`` with :meth:`LatestValues.tap`: every batch updates
-one small entry per series (measurement + tags) in O(points) dict operations, before it goes
-on to the sinks. The overview page, its live updates (Server-Sent Events) and the series list
-read from here, so they never query a store for "what is the value now".
+The runtime records every batch a connector emits here (:meth:`LatestValues.update`, one
+small entry per series — measurement + tags — in O(points) dict operations) before the batch
+goes on to the sinks, and seeds it from a sink's history after a restart. Whoever needs "the
+value now" reads it here and never queries a store for it: the web page's overview, its live
+updates (Server-Sent Events) and series list, and the KPI engine.
 
 Quality (OPC UA): a Bad sample arrives as ``<field>_status`` (the status name) with the tag
 ``quality=bad``, an Uncertain one as the value plus ``<field>_status`` with ``quality=uncertain``
@@ -22,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gateway.component import OnStored
+from gateway.history import HistoryReader
 from gateway.point import FieldValue, Point
 
-__all__ = ["FieldLatest", "LatestValues", "Quality", "SeriesKey", "SeriesLatest", "series_key"]
+__all__ = ["FieldLatest", "LatestValues", "Quality", "SeriesKey", "SeriesLatest", "seed_from_history", "series_key"]
 
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
 
@@ -217,3 +219,20 @@ class LatestValues:
 
     def sources(self) -> Iterable[str]:
         return {entry.source for entry in self._series.values() if entry.source}
+
+
+async def seed_from_history(latest: LatestValues, reader: HistoryReader) -> int:
+    """Fill ``latest`` with each stored series' last value (after a restart, until live ones arrive).
+
+    Returns how many values were seeded; a store that cannot be read yet seeds nothing.
+    """
+    try:
+        rows = await reader.series()
+    except Exception:  # noqa: BLE001 - the history may not exist yet on a first start
+        return 0
+    seeded = 0
+    for row in rows:
+        if row.last_value is not None and row.last_time is not None:
+            latest.seed(row.measurement, dict(row.tags), row.field, row.last_value, row.last_time)
+            seeded += 1
+    return seeded
