@@ -33,6 +33,7 @@ test-quick: venv
 lint: venv
 	$(VENV)/bin/ruff check gateway connectors tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
 bench: venv system-deps
 	$(PYTHON) -m bench

@@ -25,10 +25,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from gateway.config import GatewayConfig
 from gateway.settings import BufferedSinkConfig, BufferSettings, ConnectorConfig, SinkConfig
 
-__all__ = ["ReloadPlan", "buffer_settings", "plan_reload", "sink_buffer_folder"]
+__all__ = ["ReloadPlan", "buffer_settings", "plan_reload", "same", "sink_buffer_folder"]
 
 #: gateway.* keys that only a restart of the process can change.
 RESTART_KEYS = ("name", "data_dir")
@@ -96,6 +98,13 @@ class ReloadPlan:
         return not self.changes
 
 
+def same(a: BaseModel | None, b: BaseModel | None) -> bool:
+    """Equal settings (by value: derived private state such as caches does not count; secrets do)."""
+    if a is None or b is None:
+        return a is b
+    return type(a) is type(b) and a.model_dump() == b.model_dump()
+
+
 def _by_name(items: Sequence[SinkConfig] | Sequence[ConnectorConfig]) -> dict[str, SinkConfig | ConnectorConfig]:
     return {item.name: item for item in items}
 
@@ -121,7 +130,7 @@ def plan_reload(old: GatewayConfig, new: GatewayConfig) -> ReloadPlan:
         gateway = gateway.model_copy(update=kept)
         new = new.model_copy(update={"gateway": gateway})
     plan = ReloadPlan(config=new, restart_required=restart_required)
-    plan.http_restart = old.gateway.http != gateway.http
+    plan.http_restart = not same(old.gateway.http, gateway.http)
     if old.gateway.shutdown_timeout != gateway.shutdown_timeout:
         plan.gateway_changed.append("shutdown_timeout")
 
@@ -135,7 +144,7 @@ def plan_reload(old: GatewayConfig, new: GatewayConfig) -> ReloadPlan:
         old_folder, new_folder = sink_buffer_folder(old, before), sink_buffer_folder(new, sink)
         if before.type != sink.type or old_folder != new_folder:
             plan.sinks_replaced.append(name)
-        elif before != sink or buffer_settings(old, before) != buffer_settings(new, sink):
+        elif not same(before, sink) or not same(buffer_settings(old, before), buffer_settings(new, sink)):
             plan.sinks_reconfigured.append(name)
     plan.sinks_removed = [name for name in old_sinks if name not in new_sinks]
 
@@ -146,7 +155,7 @@ def plan_reload(old: GatewayConfig, new: GatewayConfig) -> ReloadPlan:
             plan.connectors_added.append(name)
             continue
         assert isinstance(before, ConnectorConfig) and isinstance(connector, ConnectorConfig)
-        if before != connector:
+        if not same(before, connector):
             plan.connectors_restarted.append(name)
         elif _targets(old, before) != _targets(new, connector):
             plan.connectors_rerouted.append(name)

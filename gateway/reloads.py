@@ -10,7 +10,6 @@ hash also covers the file names, so that a folder of files is covered as a whole
 from __future__ import annotations
 
 import enum
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +70,7 @@ class ReloadAttempt:
             "result": self.result.value,
             "duration_seconds": round(self.duration_seconds, 4),
             "errors": list(self.errors),
+            "error_count": len(self.errors),
             "changes": dict(self.changes),
             "restart_required": list(self.restart_required),
             "generation": self.generation,
@@ -101,6 +101,3 @@ class ReloadHistory:
         last = self.last
         return last if last is not None and last.result is ReloadResult.FAILED else None
 
-
-def now() -> float:
-    return time.time()

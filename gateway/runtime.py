@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -150,6 +150,21 @@ class Gateway:
         self._reload_lock = asyncio.Lock()
         self._restart_required: tuple[str, ...] = ()
 
+    def _spawn(self, work: Coroutine[Any, Any, Any], name: str, status: Status | None = None) -> asyncio.Task[None]:
+        """A task of the gateway's task group that never takes the others down: an unexpected
+        exception (a bug) is logged with its traceback and shown in the component's status."""
+
+        async def guarded() -> None:
+            try:
+                await work
+            except Exception as exc:
+                log.exception("%s stopped by an unexpected error (a bug: please report it)", name)
+                if status is not None:
+                    status.record_error(f"stopped by an unexpected error: {type(exc).__name__}: {exc}")
+                    status.set_state(State.STOPPED)
+
+        return self._tasks.create_task(guarded(), name=name)
+
     # --- what others read --------------------------------------------------------------------------
 
     @property
@@ -213,10 +228,10 @@ class Gateway:
                 self._start_sink(sink_config)
             for connector_config in self.config.connectors:
                 self._start_connector(connector_config)
-            self._tasks.create_task(self._seed_latest(), name="latest:seed")
-        except BaseException as exc:
+            self._spawn(self._seed_latest(), "latest:seed")
+        except BaseException:
             await self._shutdown()
-            await self._tasks.__aexit__(type(exc), exc, exc.__traceback__)
+            await self._tasks.__aexit__(None, None, None)
             raise
         log.info(
             "started %d connectors and %d sinks (config generation %d%s)",
@@ -234,7 +249,9 @@ class Gateway:
         try:
             await self._shutdown()
         finally:
-            await self._tasks.__aexit__(exc_type, exc, tb)
+            # Every task has ended by now; the block's own exception (if any) propagates as it
+            # is instead of being wrapped in an exception group by the task group.
+            await self._tasks.__aexit__(None, None, None)
 
     def request_stop(self) -> None:
         """Ask the gateway to stop (what SIGINT/SIGTERM do)."""
@@ -267,7 +284,7 @@ class Gateway:
     def _new_route(self, config: SinkConfig, adopt: Sequence[Path] = ()) -> tuple[Route, asyncio.Task[None]]:
         sink = self._build_sink(config)
         route = Route(sink, config, self._queue_for(sink, config, adopt))
-        return route, self._tasks.create_task(route.run(), name=f"sink:{config.name}")
+        return route, self._spawn(route.run(), f"sink:{config.name}", route.status)
 
     def _start_sink(self, config: SinkConfig) -> _SinkSlot:
         route, task = self._new_route(config)
@@ -303,7 +320,7 @@ class Gateway:
             for key, value in carry.counters.items():
                 source.status.counters[key] = source.status.counters.get(key, 0) + value
         slot = _ConnectorSlot(config, source, Fanout(self._fanout_routes(config)))
-        slot.task = self._tasks.create_task(self._supervise(slot), name=f"connector:{config.name}")
+        slot.task = self._spawn(self._supervise(slot), f"connector:{config.name}", source.status)
         self._connectors[config.name] = slot
         return slot
 
@@ -420,7 +437,7 @@ class Gateway:
             return
         server = HttpServer(self.app_context(config))
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        task = self._tasks.create_task(server.run(started), name="http")
+        task = self._spawn(server.run(started), "http")
         try:
             await asyncio.shield(started)
         except GatewayError as exc:
@@ -450,11 +467,17 @@ class Gateway:
     async def _reload_from_api(self) -> ReloadAttempt:
         return await self.reload(ReloadTrigger.API)
 
+    async def _reload_quietly(self, trigger: ReloadTrigger) -> None:
+        try:
+            await self.reload(trigger)
+        except GatewayError as exc:
+            log.warning("reload (%s) not done: %s", trigger.value, exc)
+
     def request_reload(self, trigger: ReloadTrigger) -> None:
         """Start a reload in the background (what SIGHUP and the file watcher do)."""
         if self._stop.is_set():
             return
-        self._tasks.create_task(self.reload(trigger), name=f"reload:{trigger.value}")
+        self._spawn(self._reload_quietly(trigger), f"reload:{trigger.value}")
 
     async def reload(self, trigger: ReloadTrigger = ReloadTrigger.CALL) -> ReloadAttempt:
         """Load the config files again; apply them if they are valid and differ (module docstring)."""

@@ -161,26 +161,30 @@ class OpcUaSource(Source):
         self._space.set()
 
     async def run(self, emit: Emit) -> None:
-        flusher = asyncio.create_task(self._flush_loop(emit), name=f"opcua-flush:{self.name}")
         backoff = Backoff(initial=1.0, cap=self.config.reconnect.max_delay)
         try:
-            while not self._stop.is_set():
+            # The flusher (samples → batches) lives exactly as long as this run.
+            async with asyncio.TaskGroup() as tasks:
+                flusher = tasks.create_task(self._flush_loop(emit), name=f"opcua-flush:{self.name}")
                 try:
-                    await self._session(backoff)
-                except SourceError as exc:
-                    await self._close()
-                    delay = backoff.next_delay()
-                    self._failed(exc, delay)
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._stop.wait(), delay)
+                    while not self._stop.is_set():
+                        try:
+                            await self._session(backoff)
+                        except SourceError as exc:
+                            await self._close()
+                            delay = backoff.next_delay()
+                            self._failed(exc, delay)
+                            with contextlib.suppress(TimeoutError):
+                                await asyncio.wait_for(self._stop.wait(), delay)
+                finally:
+                    if self._conn is not None:
+                        with contextlib.suppress(Exception):
+                            await self._conn.unsubscribe_all()
+                    self._flush_now.set()
+                    flusher_done = await asyncio.wait({flusher}, timeout=self.config.reconnect.request_timeout)
+                    if not flusher_done[0]:
+                        flusher.cancel()
         finally:
-            if self._conn is not None:
-                with contextlib.suppress(Exception):
-                    await self._conn.unsubscribe_all()
-            self._flush_now.set()
-            flusher_done = await asyncio.wait({flusher}, timeout=self.config.reconnect.request_timeout)
-            if not flusher_done[0]:
-                flusher.cancel()
             await self._emit_pending(emit)
 
     async def aclose(self) -> None:

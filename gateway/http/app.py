@@ -298,16 +298,27 @@ def create_app(ctx: AppContext) -> FastAPI:
         role = _role(request)
         return WhoAmI(role="admin" if role is Role.ADMIN else "viewer", auth=ctx.settings.auth.configured)
 
+    def config_state(role: Role) -> ConfigOut | None:
+        if ctx.config_state is None:
+            return None
+        state = dict(ctx.config_state())
+        last = state.get("last_reload")
+        if last is not None and role is not Role.ADMIN:
+            state["last_reload"] = {**last, "errors": []}  # a value in the wrong place may be a secret
+        return ConfigOut(**state)
+
     @app.get("/api/status", response_model=StatusOut, tags=["api"])
-    async def status() -> StatusOut:
-        """The gateway and each connector and sink: state, last error and when, counters and rates."""
+    async def status(request: Request) -> StatusOut:
+        """The gateway (configuration generation, last reload) and each connector and sink: state,
+        last error and when, counters and rates. A refused reload's problems are listed for the
+        admin; a viewer sees how many there were."""
         return StatusOut(
             gateway=GatewayOut(
                 name=ctx.name,
                 version=__version__,
                 started_at=ctx.started_at,
                 uptime_seconds=round(time.time() - ctx.started_at, 3),
-                config=ConfigOut(**ctx.config_state()) if ctx.config_state is not None else None,
+                config=config_state(_role(request)),
             ),
             components=[ComponentOut(**c) for c in components()],
         )

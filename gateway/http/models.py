@@ -59,7 +59,11 @@ class ReloadOut(BaseModel):
     trigger: Literal["sighup", "watch", "api", "call"]
     result: Literal["applied", "unchanged", "failed"]
     duration_seconds: float
-    errors: list[str] = Field(description="Every problem of an invalid config, as file:line: key: message.")
+    errors: list[str] = Field(
+        description="Every problem of an invalid config, as file:line: key: message (for the admin only: "
+        "a value written in the wrong place could be a secret)."
+    )
+    error_count: int = Field(description="How many problems the invalid config had.")
     changes: dict[str, str] = Field(description="kind:name → added, removed, restarted, reconfigured, replaced…")
     restart_required: list[str] = Field(description="Changes refused because they need a restart of the gateway.")
     generation: int | None = Field(description="The config generation in force after it.")

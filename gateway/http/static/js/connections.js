@@ -1,5 +1,7 @@
-// Connections: every connector and sink with its state, rates, buffer depth and last error.
-// The admin can open each one's details (its status detail and masked configuration).
+// Connections: every connector and sink with its state, rates, buffer depth and last error,
+// and the configuration in force (its generation, hash, and a failed reload, if the last one
+// failed). The admin can open each one's details (its status detail and masked configuration)
+// and sees the problems of a refused reload line by line.
 
 import { getJSON, subscribe } from "./api.js";
 import { h, clear } from "./dom.js";
@@ -12,12 +14,36 @@ export function showConnections(root) {
     h("thead", {}, h("tr", {},
       ["name", "kind", "state", "rates", "buffer", "error"].map((k) => h("th", {}, t(`conn.${k}`))))),
     body);
-  root.append(h("h1", {}, t("conn.title")), empty, table);
+  const configBox = h("section", { class: "config", id: "config-state" });
+  root.append(h("h1", {}, t("conn.title")), configBox, empty, table);
   let admin = false;
   const open = new Set();
   const details = new Map(); // name → last fetched detail text
 
   getJSON("/api/whoami").then((who) => { admin = who.role === "admin"; }).catch(() => {});
+
+  function renderConfig(config) {
+    clear(configBox);
+    if (!config) return;
+    configBox.append(h("div", { class: "muted" }, t("config.generation", {
+      n: config.generation,
+      time: formatTime(config.applied_at * 1000),
+      hash: config.sha256 ? config.sha256.slice(0, 12) : "–",
+    })));
+    const last = config.last_reload;
+    if (last && last.result === "failed") {
+      configBox.append(h("div", { class: "config-failed", id: "config-failed" },
+        h("strong", {}, t("config.failed", { time: formatTime(last.at * 1000), n: last.error_count, generation: config.generation })),
+        last.errors.length ? h("pre", { class: "detail" }, last.errors.join("\n")) : null));
+    }
+    for (const line of config.restart_required || []) {
+      configBox.append(h("div", { class: "config-restart" }, t("config.restart", { what: line })));
+    }
+  }
+
+  function refresh() {
+    getJSON("/api/status").then((s) => { renderConfig(s.gateway.config); render(s.components); }).catch(console.error);
+  }
 
   function render(components) {
     empty.hidden = components.length > 0;
@@ -59,10 +85,19 @@ export function showConnections(root) {
 
   function toggle(name) {
     if (open.has(name)) open.delete(name); else open.add(name);
-    getJSON("/api/status").then((s) => render(s.components)).catch(console.error);
+    refresh();
   }
 
-  const unsubscribe = subscribe("status", render);
-  getJSON("/api/status").then((s) => render(s.components)).catch((e) => console.error(e));
+  // The live status event carries the components; the configuration comes with /api/status.
+  let configAt = 0;
+  const unsubscribe = subscribe("status", (components) => {
+    render(components);
+    if (Date.now() - configAt > 5000) {
+      configAt = Date.now();
+      // (a background refresh: the next status event tries again if this one fails)
+      getJSON("/api/status").then((s) => renderConfig(s.gateway.config)).catch(() => {});
+    }
+  });
+  refresh();
   return unsubscribe;
 }
