@@ -278,7 +278,7 @@ class Gateway:
         folder = sink_buffer_folder(self.config, config)
         assert folder is not None
         if settings.path is None:  # before data_dir decided it, the default folder was ./data/buffer
-            adopt = [*adopt, LEGACY_BUFFER_FOLDER / config.name]
+            adopt = [*adopt, LEGACY_BUFFER_FOLDER.resolve() / config.name]
         return DiskQueue(folder, settings, config.batch_size, sink.log, adopt=adopt)
 
     def _new_route(self, config: SinkConfig, adopt: Sequence[Path] = ()) -> tuple[Route, asyncio.Task[None]]:

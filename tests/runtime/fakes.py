@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import pytest
 from pydantic import BaseModel
@@ -21,7 +21,7 @@ from gateway.component import Emit, RuntimeContext, Sink, Source, State
 from gateway.config import config_model, validate_data
 from gateway.errors import SinkUnavailable, SourceError
 from gateway.point import Point
-from gateway.settings import ConnectorConfig, SinkConfig
+from gateway.settings import BufferedSinkConfig, ConnectorConfig, SinkConfig
 
 EVENTS: list[tuple[Any, ...]] = []
 SOURCES: dict[str, FakeSource] = {}
@@ -36,6 +36,11 @@ class FakeSourceConfig(ConnectorConfig):
 
 class FakeSinkConfig(SinkConfig):
     type: Literal["fakesink"]
+    down: bool = False
+
+
+class FakeRemoteConfig(BufferedSinkConfig):
+    type: Literal["fakeremote"]
     down: bool = False
 
 
@@ -90,8 +95,8 @@ class FakeSource(Source):
 
 
 class FakeSink(Sink):
-    def __init__(self, config: FakeSinkConfig, context: RuntimeContext) -> None:
-        super().__init__(config.name, "fakesink", context)
+    def __init__(self, config: FakeSinkConfig | FakeRemoteConfig, context: RuntimeContext) -> None:
+        super().__init__(config.name, config.type, context)
         self.config = config
         self.stored: list[Point] = []
         SINKS[config.name] = self
@@ -106,6 +111,12 @@ class FakeSink(Sink):
         EVENTS.append(("sink_close", self.name))
 
 
+class FakeRemote(FakeSink):
+    """A store behind a network: the runtime feeds it through a durable disk queue."""
+
+    needs_durable_buffer: ClassVar[bool] = True
+
+
 def _source(config: BaseModel, context: RuntimeContext) -> Source:
     assert isinstance(config, FakeSourceConfig)
     return FakeSource(config, context)
@@ -114,6 +125,11 @@ def _source(config: BaseModel, context: RuntimeContext) -> Source:
 def _sink(config: BaseModel, context: RuntimeContext) -> Sink:
     assert isinstance(config, FakeSinkConfig)
     return FakeSink(config, context)
+
+
+def _remote(config: BaseModel, context: RuntimeContext) -> Sink:
+    assert isinstance(config, FakeRemoteConfig)
+    return FakeRemote(config, context)
 
 
 @pytest.fixture
@@ -126,6 +142,11 @@ def fake_types(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     )
     monkeypatch.setitem(
         registry._registry, ("sink", "fakesink"), registry.ComponentType("sink", "fakesink", FakeSinkConfig, _sink)
+    )
+    monkeypatch.setitem(
+        registry._registry,
+        ("sink", "fakeremote"),
+        registry.ComponentType("sink", "fakeremote", FakeRemoteConfig, _remote),
     )
     config_model.cache_clear()
     EVENTS.clear()
