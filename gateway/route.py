@@ -213,14 +213,20 @@ class Route:
         queue = self.queue
         while True:
             if not self._sink_open and not await self._open_sink():
-                return  # stopping before the sink could be opened: points stay queued (or are counted)
+                self._give_up()  # stopping before the sink opened: kept on disk, or counted in memory
+                return
             if queue.unread_points <= 0:
                 if self._closing.is_set() and queue.settled():
                     return
                 queue.wake_at = 1
                 queue.data.clear()
                 if queue.unread_points <= 0 and not (self._closing.is_set() and queue.settled()):
-                    await first_of([queue.data.wait(), self._interrupt.wait()], None)
+                    # While stopping, the interrupt stays set: wait for the queue alone (a disk
+                    # queue sets ``data`` as it commits and once it has settled).
+                    waits = [queue.data.wait()]
+                    if not self._closing.is_set():
+                        waits.append(self._interrupt.wait())
+                    await first_of(waits, None)
                     self._clear_interrupt()
                 continue
             if not self._closing.is_set() and queue.unread_points < self.batch_size:
@@ -264,27 +270,42 @@ class Route:
             self._interrupt.clear()
 
     async def _open_sink(self) -> bool:
-        """Open the sink, retrying with backoff while it fails; False if a stop came first."""
-        backoff = Backoff(initial=1.0, cap=self.MAX_RETRY_DELAY)
+        """Open the sink, retrying with backoff while it fails; False if a stop came first.
+
+        While stopping, it is tried like a write: a disk queue once (its points are safe), a
+        memory queue until the deadline.
+        """
+        backoff = Backoff(initial=self._backoff.initial, cap=self._backoff.cap)
         while True:
-            if self._closing.is_set() and (self.queue.durable or time.monotonic() >= self._deadline):
+            if self._closing.is_set() and time.monotonic() >= self._deadline:
                 return False
+            sink = self.sink
             try:
-                await self.sink.open()
+                await sink.open()
             except Exception as exc:
+                if sink is not self.sink:
+                    continue  # replaced while it was opening: open the new one
                 delay = backoff.next_delay()
                 message = str(exc) or type(exc).__name__
                 if self.status.last_error != message:
-                    self.log.error(
+                    self.log.error(  # noqa: TRY400 - a traceback only for what is not a GatewayError
                         "cannot open: %s; points wait in the queue, retrying in %.1fs",
                         message,
                         delay,
                         exc_info=not isinstance(exc, GatewayError),
                     )
                 self.status.record_error(message)
+                if self._closing.is_set():
+                    if self.queue.durable or time.monotonic() + delay > self._deadline:
+                        return False
+                    await asyncio.sleep(delay)  # (the interrupt stays set while stopping)
+                    continue
                 self.status.set_state(State.BACKOFF)
                 await first_of([self._interrupt.wait()], delay)
                 self._clear_interrupt()
+                continue
+            if sink is not self.sink:  # replaced (reconfigure) while it was opening
+                await self._close(sink)
                 continue
             self._sink_open = True
             if not self._closing.is_set():
@@ -350,10 +371,13 @@ class Route:
         if not self._sink_open:
             return
         self._sink_open = False
+        await self._close(self.sink)
+
+    async def _close(self, sink: Sink) -> None:
         try:
-            await self.sink.close()
+            await sink.close()
         except Exception as exc:  # noqa: BLE001 - a failing close must not hide the stop's own outcome
-            self.log.warning("error while closing: %s", exc)
+            sink.log.warning("error while closing: %s", exc)
 
     # --- stop and reconfiguration -----------------------------------------------------------------
 

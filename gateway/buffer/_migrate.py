@@ -87,8 +87,9 @@ def adopt_buffer(old: Path, new: Path, log: Logger) -> int:
     finally:
         os.close(lock)
     (old / "lock").unlink(missing_ok=True)
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError):  # (only if empty: damaged files kept for inspection stay)
         (old / "quarantine").rmdir()
+    with contextlib.suppress(OSError):
         old.rmdir()
     log.warning(
         "found %d buffer file(s) (%d bytes of points not sent yet) in the old buffer folder %s: moved them to %s, "

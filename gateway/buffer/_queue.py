@@ -14,13 +14,14 @@ once per episode) or ``block`` makes ``put`` wait (back-pressure to the sources)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.buffer._migrate import adopt_buffer
-from gateway.buffer._segments import Batch, SegmentLog
+from gateway.buffer._segments import HEADER_SIZE, Batch, SegmentLog
 from gateway.component import OnStored, Status
 from gateway.lineprotocol import encode_batch, parse
 from gateway.pipeline import Backoff
@@ -110,6 +111,7 @@ class DiskQueue:
         self._space = asyncio.Event()
         self._space.set()
         self._closing = False
+        self._close_requested = asyncio.Event()  # cuts a wait for the disk short (a stop)
         self._committer_done = False
         self._deadline = float("inf")
         self._disk_backoff = Backoff(initial=0.5, cap=10.0)
@@ -172,7 +174,9 @@ class DiskQueue:
             return
         size = self.batch_size
         chunks = [(encode_batch(points[i : i + size]), len(points[i : i + size])) for i in range(0, len(points), size)]
-        nbytes = sum(len(body) for body, _ in chunks)
+        # What they take on disk at most: each chunk a record with its header (the committer
+        # may join chunks into fewer records), so that ``block`` keeps the files under max_size.
+        nbytes = sum(len(body) + HEADER_SIZE for body, _ in chunks)
         while not self._closing and self._must_wait(nbytes):
             self._space.clear()
             await self._space.wait()
@@ -276,7 +280,11 @@ class DiskQueue:
                 self._pending_points,
             )
             return False
-        await asyncio.sleep(delay)
+        if self._closing:
+            await asyncio.sleep(delay)  # (the retry comes before the deadline)
+        else:  # a stop cuts the wait short: one more try at once, then the deadline decides
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._close_requested.wait(), delay)
         return True
 
     def _dropped(self, count: int) -> None:
@@ -327,6 +335,7 @@ class DiskQueue:
         if deadline is not None:
             self._deadline = deadline
         self._closing = True
+        self._close_requested.set()
         self._wake_committer.set()
         self.data.set()
         self._space.set()

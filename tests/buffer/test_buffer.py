@@ -1,32 +1,28 @@
-"""The durable buffer: one test suite for its one implementation (segment files + route).
+"""The durable buffer's files: :class:`SegmentLog` checked directly (restart, damage, bounds,
+exact counts).
 
-SegmentLog tests check the files directly (restart, damage, bounds, exact counts); the
-BufferedRoute tests drive the asyncio route with fake sinks (retries, acknowledgements after
-the durable write, back-pressure, metrics). Real stores are in tests/runtime/test_no_loss.py and tests/sinks/influxdb/test_stores.py.
+The disk queue on top of them (group commit, acknowledgements, overflow, gauges, moving a
+folder) is in test_disk_queue.py; the route's behaviour with either queue in tests/route/.
+Real stores are in tests/runtime/test_no_loss.py and tests/sinks/influxdb/test_stores.py.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.buffer import BufferedRoute, SegmentLog, resolve_buffer_settings
+from gateway.buffer import SegmentLog
 from gateway.buffer._segments import HEADER_SIZE, segment_name
-from gateway.component import RuntimeContext, Sink, State
-from gateway.errors import GatewayError, SinkRejected, SinkUnauthorized, SinkUnavailable
+from gateway.errors import GatewayError
 from gateway.lineprotocol import encode_batch, parse
 from gateway.point import Point
-from gateway.settings import BatchPolicy, BufferSettings
-from tests.helpers import async_wait_until
 
 T0 = 1_700_000_000_000_000_000
 
@@ -37,7 +33,7 @@ def lines(start: int, count: int) -> tuple[bytes, int]:
 
 
 def numbers(body: bytes) -> list[int]:
-    return [int(p.fields["v"]) for p in parse(body.decode())]  # type: ignore[arg-type]
+    return [int(p.fields["v"]) for p in parse(body.decode())]
 
 
 def open_log(path: Path, **kwargs: object) -> SegmentLog:
@@ -339,292 +335,7 @@ def test_every_point_is_delivered_dropped_or_still_buffered(
     assert rest == sorted(rest)
 
 
-# --- BufferedRoute ---------------------------------------------------------------------------------
-
-
-class FakeStore(Sink):
-    """A line-protocol sink in memory; ``fail`` decides, per call, what goes wrong."""
-
-    def __init__(self, name: str = "fake") -> None:
-        context = RuntimeContext("test", Path("."), logging.LoggerAdapter(logging.getLogger(f"test.{name}"), {}))
-        super().__init__(name, "fake", context)
-        self.points: list[Point] = []
-        self.calls = 0
-        self.fail: Callable[[int], Exception | None] = lambda count: None
-
-    async def write(self, points: Sequence[Point]) -> None:
-        raise AssertionError("the route must use write_lines")
-
-    async def write_lines(self, body: bytes, count: int) -> None:
-        self.calls += 1
-        error = self.fail(count)
-        if error is not None:
-            raise error
-        batch = parse(body.decode())
-        assert len(batch) == count
-        self.points.extend(batch)
-
-
-class PointStore(Sink):
-    """A sink without write_lines: the route decodes the buffered line protocol back into points."""
-
-    def __init__(self) -> None:
-        context = RuntimeContext("test", Path("."), logging.LoggerAdapter(logging.getLogger("test.points"), {}))
-        super().__init__("points", "fake", context)
-        self.points: list[Point] = []
-
-    async def write(self, points: Sequence[Point]) -> None:
-        self.points.extend(points)
-
-
-def make_points(start: int, count: int) -> list[Point]:
-    return [
-        Point("m", {"v": i, "f": i / 3, "ok": i % 2 == 0, "s": f'x "{i}"'}, {"s": "a"}, T0 + i)
-        for i in range(start, start + count)
-    ]
-
-
-def route_for(
-    sink: Sink, folder: Path, *, batch_size: int = 100, flush: float = 0.05, **buffer: object
-) -> BufferedRoute:
-    settings = BufferSettings(path=folder, **buffer)  # type: ignore[arg-type]
-    return BufferedRoute(sink, BatchPolicy(batch_size=batch_size, flush_interval=flush), settings)
-
-
-async def stop(route: BufferedRoute, task: asyncio.Task[None], seconds: float = 10.0) -> None:
-    await route.drain(time.monotonic() + seconds)
-    await asyncio.wait_for(task, seconds + 5)
-
-
-async def test_points_reach_the_store_in_order_and_done_follows_the_durable_write(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    synced: list[int] = []
-    real_fdatasync = os.fdatasync
-    monkeypatch.setattr(os, "fdatasync", lambda fd: (real_fdatasync(fd), synced.append(fd))[0])
-    store = FakeStore()
-    route = route_for(store, tmp_path)
-    task = asyncio.create_task(route.run())
-    acked: list[int] = []
-    early: list[int] = []
-
-    def done_for(start: int, syncs_at_put: int) -> Callable[[], None]:
-        def done() -> None:
-            acked.append(start)
-            if len(synced) <= syncs_at_put:  # no sync finished since the put: acknowledged too early
-                early.append(start)
-
-        return done
-
-    for start in range(0, 1000, 10):
-        await route.put(make_points(start, 10), done_for(start, len(synced)))
-    await async_wait_until(lambda: len(store.points) == 1000, timeout=20)
-    assert store.points == make_points(0, 1000)
-    assert acked == list(range(0, 1000, 10)) and not early  # every done, in order, each after a sync
-    assert len(synced) < 100  # group commit: far fewer syncs than puts, never one per point
-    assert route.status.counters["points_written"] == 1000
-    assert route.status.counters["points_buffered"] == 1000
-    await stop(route, task)
-    assert route.status.detail["depth_points"] == 0
-
-
-async def test_a_trickle_of_single_points_shares_disk_syncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    synced: list[int] = []
-    real_fdatasync = os.fdatasync
-    monkeypatch.setattr(os, "fdatasync", lambda fd: (real_fdatasync(fd), synced.append(fd))[0])
-    store = FakeStore()
-    route = route_for(store, tmp_path)
-    task = asyncio.create_task(route.run())
-    started = time.monotonic()
-    for i in range(200):  # one point every millisecond or so, as a slow sensor network delivers them
-        await route.put(make_points(i, 1), lambda: None)
-        await asyncio.sleep(0.001)
-    await async_wait_until(lambda: route.status.counters["points_buffered"] == 200, timeout=10)
-    elapsed = time.monotonic() - started
-    # At most one sync per commit interval, however slowly the loop ran (200 puts in ~0.3 s
-    # share ~30 syncs on an idle machine; a starved loop stretches the time, not the ratio).
-    assert len(synced) <= elapsed / route.COMMIT_INTERVAL + 3
-    await stop(route, task)
-
-
-async def test_a_sink_without_write_lines_gets_the_same_points_back(tmp_path: Path) -> None:
-    store = PointStore()
-    route = route_for(store, tmp_path)
-    task = asyncio.create_task(route.run())
-    await route.put(make_points(0, 250), lambda: None)
-    await async_wait_until(lambda: len(store.points) == 250)
-    assert store.points == make_points(0, 250)
-    await stop(route, task)
-
-
-async def test_batches_follow_batch_size_and_flush_interval(tmp_path: Path) -> None:
-    store = FakeStore()
-    sizes: list[int] = []
-    store.fail = lambda count: sizes.append(count)  # type: ignore[func-returns-value]
-    route = route_for(store, tmp_path, batch_size=100, flush=0.3)
-    task = asyncio.create_task(route.run())
-    await route.put(make_points(0, 30), lambda: None)
-    started = time.monotonic()
-    await async_wait_until(lambda: sizes == [30], timeout=5)
-    assert time.monotonic() - started >= 0.2  # a partial batch waits for flush_interval
-    await route.put(make_points(30, 450), lambda: None)
-    await async_wait_until(lambda: sum(sizes) == 480, timeout=5)
-    assert max(sizes) <= 100
-    await stop(route, task)
-
-
-async def test_an_unavailable_store_is_retried_with_backoff_and_loses_nothing(tmp_path: Path) -> None:
-    store = FakeStore()
-    down = True
-    store.fail = lambda count: SinkUnavailable("store down", retry_after=0.05) if down else None
-    route = route_for(store, tmp_path)
-    task = asyncio.create_task(route.run())
-    for start in range(0, 300, 30):
-        await route.put(make_points(start, 30), lambda: None)
-    await async_wait_until(lambda: route.status.state is State.BACKOFF, timeout=5)
-    await async_wait_until(lambda: route.status.counters["points_retried"] > 0, timeout=5)
-    assert route.status.detail["depth_points"] == 300 or route.store.depth_points == 300
-    assert route.status.last_error == "store down"
-    down = False
-    await async_wait_until(lambda: len(store.points) == 300, timeout=10)
-    assert store.points == make_points(0, 300)
-    assert route.status.state is State.RUNNING
-    await stop(route, task)
-
-
-async def test_refused_credentials_show_unauthorized_and_keep_everything(tmp_path: Path) -> None:
-    store = FakeStore()
-    refused = True
-    store.fail = lambda count: SinkUnauthorized("token refused") if refused else None
-    route = route_for(store, tmp_path)
-    route.UNAUTHORIZED_RETRY = 0.1
-    task = asyncio.create_task(route.run())
-    await route.put(make_points(0, 50), lambda: None)
-    await async_wait_until(lambda: route.status.state is State.UNAUTHORIZED, timeout=5)
-    refused = False
-    await async_wait_until(lambda: len(store.points) == 50, timeout=5)
-    assert route.status.state is State.RUNNING
-    await stop(route, task)
-
-
-async def test_rejected_points_are_counted_and_the_batch_confirmed(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    store = FakeStore()
-    store.fail = lambda count: (
-        SinkRejected("field type conflict; first rejected line: 'm v=1'", rejected=1) if store.calls == 1 else None
-    )
-    route = route_for(store, tmp_path)
-    task = asyncio.create_task(route.run())
-    await route.put(make_points(0, 20), lambda: None)
-    await route.put(make_points(20, 20), lambda: None)
-    with caplog.at_level(logging.ERROR):
-        await async_wait_until(lambda: route.status.counters["points_rejected"] == 1, timeout=5)
-    await async_wait_until(lambda: route.store.depth_points == 0, timeout=5)
-    assert "first rejected line" in caplog.text
-    assert route.status.counters["points_written"] == 39
-    await stop(route, task)
-
-
-async def test_a_stop_with_the_store_down_is_quick_and_the_next_start_sends_everything(tmp_path: Path) -> None:
-    store = FakeStore()
-    store.fail = lambda count: SinkUnavailable("connection refused")
-    route = route_for(store, tmp_path)
-    task = asyncio.create_task(route.run())
-    acked = 0
-
-    def done() -> None:
-        nonlocal acked
-        acked += 1
-
-    for start in range(0, 500, 50):
-        await route.put(make_points(start, 50), done)
-    started = time.monotonic()
-    await stop(route, task, seconds=30)
-    assert time.monotonic() - started < 5  # the points are on disk: no waiting for the store
-    assert acked == 10  # every source batch was acknowledged before the stop finished
-
-    healthy = FakeStore()
-    again = route_for(healthy, tmp_path)
-    assert again.status.detail["depth_points"] == 500
-    task = asyncio.create_task(again.run())
-    await async_wait_until(lambda: len(healthy.points) == 500, timeout=10)
-    assert healthy.points == make_points(0, 500)
-    await stop(again, task)
-
-
-async def test_drop_oldest_counts_every_dropped_point_while_the_store_is_down(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    store = FakeStore()
-    down = True
-    store.fail = lambda count: SinkUnavailable("down", retry_after=0.05) if down else None
-    route = route_for(store, tmp_path, max_size=128 * 1024)
-    task = asyncio.create_task(route.run())
-    with caplog.at_level(logging.WARNING):
-        for start in range(0, 10_000, 100):
-            await route.put(make_points(start, 100), lambda: None)
-        await async_wait_until(lambda: route.queued_points == 0, timeout=10)
-    assert caplog.text.count("buffer full") == 1  # logged once per episode
-    assert route.store.disk_bytes <= 128 * 1024
-    down = False
-    await async_wait_until(lambda: route.store.depth_points == 0, timeout=20)
-    dropped = route.status.counters["points_dropped"]
-    assert dropped > 0
-    assert len(store.points) + dropped == 10_000
-    numbers_stored = [int(p.fields["v"]) for p in store.points]  # type: ignore[arg-type]
-    assert numbers_stored[-100:] == list(range(9_900, 10_000))
-    await stop(route, task)
-
-
-async def test_block_slows_the_sources_instead_of_dropping(tmp_path: Path) -> None:
-    store = FakeStore()
-    down = True
-    store.fail = lambda count: SinkUnavailable("down", retry_after=0.05) if down else None
-    route = route_for(store, tmp_path, max_size=64 * 1024, overflow="block")
-    task = asyncio.create_task(route.run())
-
-    async def produce() -> None:
-        for start in range(0, 5_000, 100):
-            await route.put(make_points(start, 100), lambda: None)
-
-    producer = asyncio.create_task(produce())
-    await async_wait_until(lambda: route.status.counters.get("buffer_full_episodes", 0) == 1, timeout=10)
-    assert not producer.done()
-    assert route.store.disk_bytes <= 64 * 1024
-    down = False
-    await asyncio.wait_for(producer, 20)
-    await async_wait_until(lambda: len(store.points) == 5_000, timeout=20)
-    assert store.points == make_points(0, 5_000)
-    assert route.status.counters["points_dropped"] == 0
-    await stop(route, task)
-
-
-async def test_status_shows_depth_bytes_and_oldest_age(tmp_path: Path) -> None:
-    store = FakeStore()
-    store.fail = lambda count: SinkUnavailable("down", retry_after=0.05)
-    route = route_for(store, tmp_path)
-    route.GAUGE_INTERVAL = 0.05
-    task = asyncio.create_task(route.run())
-    await route.put(make_points(0, 100), lambda: None)
-    await async_wait_until(lambda: route.status.detail["depth_points"] == 100, timeout=5)
-    await async_wait_until(lambda: route.status.detail["oldest_age_seconds"] >= 0.2, timeout=5)
-    detail = route.status.detail
-    assert detail["depth_bytes"] > 100 * 20
-    assert detail["buffer_path"] == str(tmp_path / "fake")
-    assert route.status.as_dict()["state"] == "backoff"
-    await stop(route, task)
-
-
-def test_a_sink_buffer_block_overrides_only_the_keys_it_names(tmp_path: Path) -> None:
-    gateway = BufferSettings(path=tmp_path, max_size=1 << 30, overflow="drop_oldest")
-    override = BufferSettings.model_validate({"max_size": "10MiB"})
-    merged = resolve_buffer_settings(gateway, override)
-    assert (merged.path, merged.max_size, merged.overflow) == (tmp_path, 10 * 2**20, "drop_oldest")
-    assert resolve_buffer_settings(gateway, None) is gateway
-
-
 def test_segment_names_sort_by_number() -> None:
     names = [segment_name(n) for n in (2, 10, 1, 100)]
-    assert sorted(names) == [segment_name(n) for n in (1, 2, 10, 100)]
     random.shuffle(names)
+    assert sorted(names) == [segment_name(n) for n in (1, 2, 10, 100)]
