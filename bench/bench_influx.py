@@ -52,7 +52,7 @@ import orjson
 import psutil
 import yaml
 
-from gateway.buffer import SegmentLog
+from gateway.buffer import DiskQueue, SegmentLog
 from gateway.component import State
 from gateway.config import load_config
 from gateway.lineprotocol import encode_batch
@@ -446,6 +446,13 @@ def load_generator(broker: Mosquitto, processes: int, messages: int) -> float:
     return messages // processes * processes / (time.monotonic() - started)
 
 
+def disk_buffer(gateway: Gateway) -> SegmentLog:
+    """The files of the influx sink's durable buffer (its route's disk queue)."""
+    queue = gateway.routes["influx"].queue
+    assert isinstance(queue, DiskQueue)
+    return queue.store
+
+
 def live_ladder(
     folder: Path, broker: Mosquitto, vm: VictoriaMetrics, processes: int, rates: list[float], step: float
 ) -> None:
@@ -453,7 +460,8 @@ def live_ladder(
     config = gateway_config(folder, broker, vm, "100ms")
 
     async def ladder(gateway: Gateway, probe: Probe) -> None:
-        route: Any = gateway.routes["influx"]
+        route = gateway.routes["influx"]
+        buffer = disk_buffer(gateway)
         next_start = 100_000_000
         kept_up = 0.0
         store = psutil.Process(vm.process.pid) if vm.process is not None else None
@@ -476,7 +484,7 @@ def live_ladder(
             published = time.monotonic()
             at_end = probe.confirmed
             backlog = count - at_end
-            buffered = route.store.depth_points  # of the backlog, what the durable buffer holds
+            buffered = buffer.depth_points  # of the backlog, what the durable buffer holds
             window = probe.latencies[warm_latencies : len(probe.latencies)]
             stored_rate = (at_end - at_warm) / max(1e-9, published - warmed)
             cpu_share = (time.process_time() - cpu) / (published - started)
@@ -563,25 +571,26 @@ def drain_after_outage(folder: Path, broker: Mosquitto, vm: VictoriaMetrics, out
     print(f"\n5. Drain after a {outage:.0f} s outage of the store, {rate:,.0f} msg/s arriving throughout")
 
     async def body(gateway: Gateway, probe: Probe) -> None:
-        route: Any = gateway.routes["influx"]
+        route = gateway.routes["influx"]
+        buffer = disk_buffer(gateway)
         total = int(rate * (outage + 120))
         vm.stop()
         publisher = start_publisher(broker, total, rate, 20_000_000)
         await asyncio.sleep(outage)
-        depth = route.store.depth_points
-        size = route.store.depth_bytes
+        depth = buffer.depth_points
+        size = buffer.depth_bytes
         route._writer.backoff.reset()  # the next retry waits its first delay again, not the capped one
         vm.start()
         probe.reset()
         started = time.monotonic()
-        await wait_for(lambda: route.store.depth_points < rate, outage * 2 + 120)
+        await wait_for(lambda: buffer.depth_points < rate, outage * 2 + 120)
         ended = time.monotonic()
         assert probe.first is not None
         sending = ended - probe.first
         print(
             f"   backlog {depth:,} points ({size / 2**20:.0f} MiB on disk); the store back, the next retry came after "
             f"{probe.first - started:.1f} s; then sent in {sending:.1f} s: {probe.confirmed / sending:,.0f} points/s "
-            f"written, {(depth - route.store.depth_points) / sending:,.0f} points/s net of the new data"
+            f"written, {(depth - buffer.depth_points) / sending:,.0f} points/s net of the new data"
         )
         publisher.terminate()
         await asyncio.to_thread(publisher.wait)

@@ -397,7 +397,7 @@ async def test_the_store_killed_for_20s_during_a_steady_stream_loses_nothing(
     outage_depths: list[int] = []  # sampled while the store is down
     drain_depths: list[int] = []  # sampled from its restart until the buffer is empty
     async with Gateway(config) as gateway:
-        gateway.routes["influx"].GAUGE_INTERVAL = 0.2  # type: ignore[attr-defined]
+        gateway.routes["influx"].GAUGE_INTERVAL = 0.2
         await subscribed(gateway)
         status = influx_status(gateway)
         with Publisher(mosquitto) as publisher:

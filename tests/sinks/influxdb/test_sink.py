@@ -327,7 +327,7 @@ def test_config_mistakes_are_explained(tmp_path: Path, item: str, message: str) 
 
 
 async def test_the_runtime_gives_each_influxdb_sink_its_own_durable_buffer(tmp_path: Path) -> None:
-    from gateway.buffer import BufferedRoute
+    from gateway.buffer import DiskQueue
     from gateway.config import validate_data
     from gateway.runtime import Gateway
 
@@ -348,13 +348,13 @@ async def test_the_runtime_gives_each_influxdb_sink_its_own_durable_buffer(tmp_p
         }
     )
     async with Gateway(config) as gateway:
-        influx, legacy = gateway.routes["influx"], gateway.routes["legacy"]
-        assert isinstance(influx, BufferedRoute) and isinstance(legacy, BufferedRoute)
+        influx, legacy = gateway.routes["influx"].queue, gateway.routes["legacy"].queue
+        assert isinstance(influx, DiskQueue) and isinstance(legacy, DiskQueue)
         assert influx.directory == tmp_path / "buffer" / "influx"
         assert (influx.settings.max_size, influx.settings.overflow) == (2**30, "drop_oldest")
         assert legacy.directory == tmp_path / "buffer" / "legacy"
         assert (legacy.settings.max_size, legacy.settings.overflow) == (10 * 2**20, "block")
-        assert influx.status.as_dict()["detail"]["depth_points"] == 0
+        assert gateway.routes["influx"].status.as_dict()["detail"]["depth_points"] == 0
     assert (tmp_path / "buffer" / "influx" / "ack").exists()
 
 

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
-from gateway.buffer import BufferedRoute
+from gateway.buffer import DiskQueue
 from gateway.component import RuntimeContext, State
 from gateway.point import INT64_MAX, INT64_MIN, Point
+from gateway.route import Route
 from gateway.settings import BufferSettings
 from gateway.sinks.influxdb import InfluxDBConfig, InfluxDBSink
 from tests.fixtures.influxdb import Influxd
@@ -36,15 +37,16 @@ T0 = 1_700_000_000_123_456_789
 @asynccontextmanager
 async def influx_route(
     folder: Path, *, batch_size: int = 1000, flush_interval: float = 0.05, **options: Any
-) -> AsyncIterator[BufferedRoute]:
-    """An InfluxDB sink behind its durable buffer in ``folder``, running until the block ends."""
+) -> AsyncIterator[Route]:
+    """An InfluxDB sink behind its durable buffer in ``folder``, running until the block ends
+    (the route opens and closes the sink)."""
     config = InfluxDBConfig.model_validate(
         {"name": "influx", "type": "influxdb", "batch_size": batch_size, "flush_interval": flush_interval, **options}
     )
     context = RuntimeContext("test", folder, logging.LoggerAdapter(logging.getLogger("test.influx"), {}))
     sink = InfluxDBSink(config, context)
-    await sink.open()
-    route = BufferedRoute(sink, config, BufferSettings(path=folder))
+    queue = DiskQueue(folder / sink.name, BufferSettings(path=folder), config.batch_size, sink.log)
+    route = Route(sink, config, queue)
     route.GAUGE_INTERVAL = 0.1
     task = asyncio.create_task(route.run())
     try:
@@ -52,21 +54,22 @@ async def influx_route(
     finally:
         await route.drain(time.monotonic() + 10)
         await asyncio.wait_for(task, 20)
-        await sink.close()
 
 
 def v1(server: Influxd, **extra: Any) -> dict[str, Any]:
     return {"api": "v1", "url": server.url, "database": "test", **extra}
 
 
-async def put_all(route: BufferedRoute, points: Sequence[Point], chunk: int = 100) -> None:
+async def put_all(route: Route, points: Sequence[Point], chunk: int = 100) -> None:
     for start in range(0, len(points), chunk):
         await route.put(points[start : start + chunk], lambda: None)
 
 
-def drained(route: BufferedRoute) -> bool:
+def drained(route: Route) -> bool:
     """Nothing waits in memory or on disk: the store confirmed every point put so far."""
-    return route.queued_points == 0 and route.store.depth_points == 0
+    queue = route.queue
+    assert isinstance(queue, DiskQueue)
+    return queue.queued_points == 0 and queue.store.depth_points == 0
 
 
 def by_time(points: Sequence[Point]) -> list[Point]:
