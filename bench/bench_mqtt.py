@@ -320,15 +320,12 @@ def backlog(root: Path, count: int, topics: int) -> None:
         print()
         print("| subscriber (draining its own persistent session alone) | msg/s |")
         print("|---|---|")
-        print(
-            f"| mosquitto_sub (C, QoS 1, output to /dev/null) | {drain_mosquitto_sub(broker.port, 'bench-mosquitto-sub', count):,.0f} |"
-        )
-        print(
-            f"| bare paho subscriber (loop_forever, automatic acks, no decoding) | {drain_paho(broker.port, 'bench-paho', count, 'auto'):,.0f} |"
-        )
-        print(
-            f"| paho loop_start + one ack() per message (no decoding, no storage) | {drain_paho(broker.port, 'bench-paho-thread-ack', count, 'ack'):,.0f} |"
-        )
+        rate_c = drain_mosquitto_sub(broker.port, "bench-mosquitto-sub", count)
+        print(f"| mosquitto_sub (C, QoS 1, output to /dev/null) | {rate_c:,.0f} |")
+        rate_auto = drain_paho(broker.port, "bench-paho", count, "auto")
+        print(f"| bare paho subscriber (loop_forever, automatic acks, no decoding) | {rate_auto:,.0f} |")
+        rate_ack = drain_paho(broker.port, "bench-paho-thread-ack", count, "ack")
+        print(f"| paho loop_start + one ack() per message (no decoding, no storage) | {rate_ack:,.0f} |")
         rate, counters = asyncio.run(drain_gateway(config, count))
         missing, wrong, extra = loss_and_duplicates(config.parent, 0, count, topics)
         print(f"| **gateway → historian, acknowledged after storage** | **{rate:,.0f}** |")

@@ -91,7 +91,8 @@ async def bench_api(url: str, series_id: int, days: int, rounds: int) -> None:
             size = len(response.content)
         buckets = len(response.json()["buckets"])
     print(
-        f"  GET …/range?from=-{days}d&points=1000 → {buckets} buckets, {size / 1024:.0f} KiB JSON: {percentiles(timings)}"
+        f"  GET …/range?from=-{days}d&points=1000 → {buckets} buckets, {size / 1024:.0f} KiB JSON: "
+        f"{percentiles(timings)}"
     )
 
 

@@ -90,7 +90,8 @@ def _check_field(key: str, value: object) -> None:
             _check_utf8(f"field {key!r:.60} value", value)  # type: ignore[arg-type]
     elif kind is not bool:
         raise PointError(
-            f"field {key!r:.60} has a value of type {kind.__name__} ({value!r:.40}); expected a number, a boolean or text"
+            f"field {key!r:.60} has a value of type {kind.__name__} ({value!r:.40}); "
+            "expected a number, a boolean or text"
         )
 
 

@@ -192,7 +192,7 @@ async def test_an_unusable_path_fails_at_open_with_a_clear_message(tmp_path: Pat
     blocker.write_text("a file where the folder should be")
     config = HistorianConfig(name="local", type="historian", path=blocker / "history.db")
     sink = HistorianSink(config, context("local", tmp_path))
-    with pytest.raises(Exception, match="cannot create the historian file .*not-a-folder/history.db"):
+    with pytest.raises(Exception, match=r"cannot create the historian file .*not-a-folder/history.db"):
         await sink.open()
     await sink.close()
 
