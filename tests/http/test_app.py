@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def statuses() -> list[Status]:
 
 
 @pytest.fixture
-async def app_ctx(history_file: Path, statuses: list[Status]) -> AppContext:
+async def app_ctx(history_file: Path, statuses: list[Status]) -> AsyncIterator[AppContext]:
     history = History(lambda: HistorianStore(history_file, readonly=True))
     ctx = AppContext(name="lab-cell-1", settings=HttpSettings(), statuses=lambda: statuses, history=history)
     yield ctx
@@ -61,7 +62,7 @@ async def app_ctx(history_file: Path, statuses: list[Status]) -> AppContext:
 
 
 @pytest.fixture
-async def client(app_ctx: AppContext) -> httpx.AsyncClient:
+async def client(app_ctx: AppContext) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(app_ctx)), base_url="http://gw") as c:
         yield c
 

@@ -135,7 +135,7 @@ async def test_machine_page_draws_a_chart_with_data_and_downloads_csv(
         assert all(row["tags"] == "line=A;machine=cnc-A1" for row in rows)
 
 
-DISPLAY = {
+DISPLAY: dict[str, object] = {
     "key_fields": ["spindle_rpm", "parts", "energy.power_w"],
     "fields": {
         "spindle_rpm": {"label": {"en": "Spindle speed", "it": "Velocità mandrino"}, "unit": "rpm", "decimals": 0},

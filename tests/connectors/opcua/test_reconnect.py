@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client
+from asyncua.client.client import Client
 
 from gateway.config import load_config
 from gateway.runtime import Gateway

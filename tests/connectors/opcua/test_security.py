@@ -8,6 +8,7 @@ clear error and a retry, never a crash, and never a leaked session.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
@@ -133,7 +134,7 @@ async def test_every_policy_and_mode_asyncua_supports(opcua_simulator: Any, tmp_
     async with Gateway(load_config(gateway_config(tmp_path, connectors))) as gateway:
         for index in range(len(choices)):
             await async_wait_until(
-                lambda index=index: stored(tmp_path, fields=[f"spindle_rpm_c{index}"]),
+                functools.partial(stored, tmp_path, fields=[f"spindle_rpm_c{index}"]),
                 timeout=60,
                 message=f"data over {choices[index]}",
             )

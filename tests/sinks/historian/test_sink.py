@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import textwrap
 import time
@@ -114,7 +115,7 @@ async def test_batches_through_the_sink_runner_are_stored_then_acknowledged(sink
             Point("energy", {"power_w": float(i)}, {"meter": f"m{i % 20}"}, time=t0 + batch * 1000 + i)
             for i in range(1000)
         ]
-        await runner.put(points, lambda batch=batch: on_stored(batch))  # type: ignore[misc]
+        await runner.put(points, functools.partial(on_stored, batch))
     await async_wait_until(lambda: len(acknowledged) == 25, timeout=60, message="every batch acknowledged")
     assert sorted(acknowledged) == list(range(25)) and all(stored_before_ack)
     counters = sink.status.counters
