@@ -25,6 +25,7 @@ Kind = Literal["connector", "sink"]
 PLUGIN_MODULES: tuple[str, ...] = (
     "connectors.mqtt",
     "connectors.opcua",
+    "connectors.modbus",
     "gateway.sinks.historian",
     "gateway.sinks.influxdb",
 )
