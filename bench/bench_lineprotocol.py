@@ -4,7 +4,7 @@ Encodes typical shop-floor points (3 tags, 2–4 fields of mixed types, ns times
 gateway's ``encode_batch`` and, side by side, with influxdb-client's
 ``Point.to_line_protocol()`` (when installed). Prints points per second on one core (the best
 of several rounds, so that other processes on a shared machine disturb the figure less).
-Target (issue 2): ≥ 500k points/s for the gateway's encoder. The parser's rate (it reads the
+Target (docs/PERFORMANCE.md): ≥ 500k points/s for the gateway's encoder. The parser's rate (it reads the
 durable buffer back and MQTT payloads in line protocol) is printed too.
 """
 

@@ -1,4 +1,4 @@
-"""MQTT ingestion figures (issue 2, "Benchmarks"): ``python -m bench.bench_mqtt [--quick]``.
+"""MQTT ingestion figures (docs/PERFORMANCE.md): ``python -m bench.bench_mqtt [--quick]``.
 
 Three measurements against a real Mosquitto started in a temp folder:
 

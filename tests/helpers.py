@@ -84,7 +84,7 @@ def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], timeo
 
 
 def contract_energy_connector(broker_url: str, **overrides: object) -> dict[str, object]:
-    """The MQTT connector of the configuration contract (ARCHITECTURE.md), on ``broker_url``."""
+    """The energy-meter MQTT connector of the reference config (tests/test_config.py), on ``broker_url``."""
     connector: dict[str, object] = {
         "name": "energy",
         "type": "mqtt",

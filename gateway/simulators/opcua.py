@@ -38,8 +38,8 @@ operation limits that are published *and enforced* (``--max-nodes-per-read``,
 with the live session / subscription / monitored item counts.
 """
 
-# asyncua's NewType-based signatures (Int16, String, DateTime …) cannot be met without a cast
-# at every call; the project keeps simulators out of mypy's strict set (pyproject.toml).
+# asyncua's signatures (Int16, String, DateTime … as its own types, names re-exported
+# implicitly) cannot be met without a cast at every call, so this module leaves out these checks.
 # mypy: disable-error-code="arg-type,attr-defined,method-assign"
 from __future__ import annotations
 
@@ -735,7 +735,8 @@ def _deadband_against_last_reported(
 
 
 def _use_spec_deadband() -> None:
-    # setattr, because mypy refuses an assignment to a method: replacing it is the point here.
+    # setattr: asyncua annotates the method with a signature no plain function matches, so mypy
+    # refuses a direct assignment; replacing it is the point here.
     setattr(MonitoredItemService, "_is_deadband_exceeded", _deadband_against_last_reported)  # noqa: B010 - see above
 
 

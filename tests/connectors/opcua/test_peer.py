@@ -1,9 +1,10 @@
 """The OPC UA connector against an independent server: node-opcua (tests/opcua_peer/server.js).
 
 Connect, browse, subscribe, nsu= resolution (the namespace is not at the index a guess
-would give), a Bad status stored as bad and never as a value (PEERS.md 7), source
-timestamps kept (PEERS.md 6), and 600 variables on a server that refuses calls above 100
-operations (PEERS.md 3).
+would give), a Bad status stored as bad and never as a value (a failed sensor's reading
+stored as good would pass for a measurement), source timestamps kept (when the machine
+measured, not when the gateway received), and 600 variables on a server that refuses calls
+above 100 operations (real servers enforce such limits: one call with every node fails).
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ async def test_six_hundred_nodes_on_a_server_that_refuses_more_than_100_per_call
 
 
 async def test_a_bad_or_missing_node_never_stops_the_others(node_opcua_server: Any, tmp_path: Path) -> None:
-    """PEERS.md 7: one bad node stops the whole read / a subscription that stops on a Bad node."""
+    """One bad or missing node must neither fail the whole read nor stop the subscription."""
     server = node_opcua_server()
     nodes = [
         {"node": f"nsu={NS};s=PressLine.BrokenSensor", "field": "broken"},

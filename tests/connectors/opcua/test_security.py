@@ -1,7 +1,8 @@
 """Security: Basic256Sha256 SignAndEncrypt with a user name and password against the simulator.
 
-PEERS.md 5: a new client certificate at every restart, servers that cannot be trusted
-explicitly, "accept all certificates" as the default. Here: generated once and kept; an
+Certificate trust is where OPC UA gateways hurt engineers: a new client certificate at every
+restart (to be trusted again on every server), servers that cannot be trusted explicitly,
+"accept all certificates" as the default. Here: generated once and kept; an
 untrusted server certificate is refused with the exact file to copy; a wrong password is one
 clear error and a retry, never a crash, and never a leaked session.
 """
