@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
-from gateway.component import OnStored
 from gateway.http.config import OverviewSettings
 from gateway.http.latest import LatestValues
 from gateway.http.overview import build_cards, machine_state
 from gateway.point import FieldValue, Point
+from tests.fakes import CollectingEmit
 
 S = 1_000_000_000
 
@@ -73,11 +71,7 @@ def test_cards_group_by_line_and_machine_with_state_and_offline() -> None:
 
 
 async def test_tap_records_every_batch_and_hands_it_on_unchanged() -> None:
-    received: list[tuple[Sequence[Point], OnStored | None]] = []
-
-    async def emit(points: Sequence[Point], on_stored: OnStored | None = None) -> None:
-        received.append((points, on_stored))
-
+    emit = CollectingEmit()
     latest = LatestValues()
     tapped = latest.tap(emit, "energy")
     batch = [Point("m", {"v": float(i)}, {"k": "x"}, i) for i in range(100)]
@@ -86,7 +80,7 @@ async def test_tap_records_every_batch_and_hands_it_on_unchanged() -> None:
         pass
 
     await tapped(batch, ack)
-    assert received == [(batch, ack)]
+    assert emit.calls == [(batch, ack)]
     entry = latest.get("m", {"k": "x"})
     assert (
         entry is not None
