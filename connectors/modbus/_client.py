@@ -182,6 +182,8 @@ class Connection:
 
     async def read(self, area: Area, address: int, count: int, unit: int) -> list[int] | list[bool]:
         """Read ``count`` registers or bits of ``area`` from ``address`` of unit id ``unit``."""
+        if not self.connected:  # dropped after silent requests, or not opened yet: connect afresh
+            await self.open()
         client = self._client
         what = f"{area} {address}" + (f"–{address + count - 1}" if count > 1 else "") + f" of unit {unit}"
         try:

@@ -170,9 +170,7 @@ class ModbusDevice(StrictModel):
     unit: int = Field(
         ge=0, le=255, description="Modbus unit id (slave id), 1–247 on a serial line; often 1 or 255 on TCP."
     )
-    name: str | None = Field(
-        default=None, description="Name in status, logs and metrics (default: unit-<unit>)."
-    )
+    name: str | None = Field(default=None, description="Name in status, logs and metrics (default: unit-<unit>).")
     measurement: str = Field(default="modbus", description="Measurement of the stored points.")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags added to every point of this device.")
     interval: Duration | None = Field(default=None, gt=0, description="Time between scans (default: the connector's).")
@@ -305,7 +303,8 @@ class ModbusConfig(ConnectorConfig):
         default=10,
         ge=0,
         le=124,
-        description="Registers (or coils) between two fields that may be read and discarded to save a request.",
+        description="Registers between two fields that may be read and discarded to save a request (for coils and "
+        "discrete inputs 16 times as many: the same bytes).",
     )
     max_registers: int = Field(
         default=125, ge=1, le=125, description="Most registers in one request (the protocol allows 125)."

@@ -2,7 +2,8 @@
 
 Pure functions, planned once per device (and again only when a device refuses a request):
 fields of the same area are sorted by address and merged into one read while the next field
-starts at most ``max_gap`` registers after the current read ends and the read stays within
+starts at most ``max_gap`` registers (16 times as many coils: the same bytes) after the current
+read ends and the read stays within
 the protocol's limit — 125 registers (function codes 3 and 4) or 2000 coils / discrete
 inputs (1 and 2). A gap is read and discarded: one request of 30 registers costs less than
 two of 10 on every link, and far less on a serial line.
@@ -49,13 +50,16 @@ def plan(
     """The fewest requests that read every field (ordered by area, then address)."""
     requests: list[Request] = []
     for area in AREAS:
-        limit = max_bits if area in ("coil", "discrete") else max_registers
+        bits = area in ("coil", "discrete")
+        limit = max_bits if bits else max_registers
+        # A register of gap costs two bytes on the wire; so do 16 coils: the same budget in bits.
+        gap = max_gap * 16 if bits and max_gap >= 0 else max_gap
         group = sorted((f for f in fields if f.area == area), key=lambda f: (f.address, f.size))
         start = end = 0
         members: list[ModbusField] = []
         for item in group:
             item_end = item.address + item.size
-            if members and item.address - end <= max_gap and max(end, item_end) - start <= limit:
+            if members and item.address - end <= gap and max(end, item_end) - start <= limit:
                 end = max(end, item_end)
                 members.append(item)
                 continue

@@ -57,7 +57,7 @@ from pymodbus.simulator.simutils import SimUtils
 from connectors.modbus._client import quiet_pymodbus
 from connectors.modbus.decode import Value, encode
 
-__all__ = ["METER_UNIT", "CHILLER_UNIT", "ModbusServer", "Unit", "modbus_simulator", "run_modbus_simulator"]
+__all__ = ["CHILLER_UNIT", "METER_UNIT", "ModbusServer", "Unit", "modbus_simulator", "run_modbus_simulator"]
 
 log = logging.LoggerAdapter(logging.getLogger("gateway.simulator.modbus"), {"component": "simulator=modbus"})
 
