@@ -78,6 +78,8 @@ def _short(number: int) -> str:
 
 
 def _check_field(key: str, value: object) -> None:
+    # type() is, not isinstance(): a bool is an int, and this runs for every field of every
+    # point. mypy does not narrow ``value`` on it, hence the ignores below.
     kind = type(value)
     if kind is float:
         if not math.isfinite(value):  # type: ignore[arg-type]
@@ -155,6 +157,8 @@ class Point:
             and _typed(self.fields) == _typed(other.fields)
         )
 
+    # Unhashable, as Python makes any class that defines __eq__ alone; written out for readers
+    # (mypy expects a method here, hence the ignore).
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
