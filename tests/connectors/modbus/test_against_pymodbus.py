@@ -11,70 +11,13 @@ from typing import Any
 import pytest
 
 from connectors.modbus.config import ModbusField
-from connectors.modbus.decode import ORDERS
 from connectors.modbus.plan import plan
 from gateway.config import load_config
 from gateway.runtime import Gateway
-from gateway.simulators.modbus import ModbusServer
+from tests.connectors.modbus.cases import NUMBERS, SIZES, all_types
 from tests.fixtures.modbus import StartServer, modbus_connector
 from tests.fixtures.opcua import gateway_config, stored
 from tests.helpers import async_wait_until
-
-#: (type, value) pairs that every byte order must carry exactly (floats exactly representable).
-NUMBERS: list[tuple[str, int | float]] = [
-    ("int16", -12345),
-    ("uint16", 54321),
-    ("int32", -2_000_000_123),
-    ("uint32", 4_000_000_123),
-    ("int64", -(2**62) - 12345),
-    ("uint64", 2**62 + 98765),
-    ("float32", -1234.5),
-    ("float64", 2.718281828459045),
-]
-SIZES = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "int64": 4, "uint64": 4, "float32": 2, "float64": 4}
-
-
-def _all_types(server: ModbusServer, unit: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Fields of every type in every byte order, their values written to ``unit``; → (fields, expected)."""
-    memory = server.unit(unit)
-    fields: list[dict[str, Any]] = []
-    expected: dict[str, Any] = {}
-    address = 0
-    for order in ORDERS:
-        for kind, value in NUMBERS:
-            name = f"{kind}_{order.lower()}"
-            memory.set("holding", address, kind, value, order)
-            fields.append({"name": name, "area": "holding", "address": address, "type": kind, "byte_order": order})
-            expected[name] = value
-            address += SIZES[kind]
-        name = f"text_{order.lower()}"
-        memory.set("holding", address, "string", "Recipe-42 è", order, length=6)
-        fields.append(
-            {"name": name, "area": "holding", "address": address, "type": "string", "length": 6, "byte_order": order}
-        )
-        expected[name] = "Recipe-42 è"
-        address += 6
-    # input registers with scale/offset, bits of a register, coils and discrete inputs
-    memory.set("input", 0, "uint32", 1234567, "CDAB")
-    fields.append(
-        {"name": "energy_kwh", "area": "input", "address": 0, "type": "uint32", "byte_order": "CDAB", "scale": 0.01}
-    )
-    expected["energy_kwh"] = 1234567 * 0.01
-    memory.set("input", 2, "int16", -55)
-    fields.append({"name": "temp_c", "area": "input", "address": 2, "type": "int16", "scale": 0.1, "offset": 20})
-    expected["temp_c"] = -55 * 0.1 + 20
-    memory.set("holding", 300, "uint16", 0b1000_0000_0000_1001)
-    for bit, value in ((0, True), (3, True), (4, False), (15, True)):
-        fields.append({"name": f"status_bit{bit}", "area": "holding", "address": 300, "type": "bit", "bit": bit})
-        expected[f"status_bit{bit}"] = value
-    for address, value in ((5, True), (6, False), (40, True)):
-        memory.set("coil", address, "bool", value)
-        fields.append({"name": f"coil_{address}", "area": "coil", "address": address})
-        expected[f"coil_{address}"] = value
-    memory.set("discrete", 1, "bool", True)
-    fields.append({"name": "door_open", "area": "discrete", "address": 1})
-    expected["door_open"] = True
-    return fields, expected
 
 
 def _latest(folder: Path, measurement: str) -> dict[str, Any]:
@@ -85,7 +28,7 @@ async def test_every_type_and_byte_order_round_trips_exactly_with_the_fewest_req
     modbus_server: StartServer, tmp_path: Path
 ) -> None:
     server = await modbus_server()
-    fields, expected = _all_types(server, unit=3)
+    fields, expected = all_types(server.unit(3))
     await server.start()
     device = {"unit": 3, "name": "plc", "measurement": "plc", "tags": {"line": "A"}, "fields": fields}
     config = gateway_config(tmp_path, [modbus_connector(server.port, [device], interval="300ms")])
