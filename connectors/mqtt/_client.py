@@ -413,11 +413,12 @@ class _Connection(asyncio.Protocol):
 class _Group:
     """The callers waiting for a set of publishes: one future for a whole publish_many."""
 
-    __slots__ = ("first_code", "future", "reason", "refused", "remaining")
+    __slots__ = ("first_code", "future", "reason", "refused", "remaining", "total")
 
     def __init__(self, future: asyncio.Future[None], remaining: int) -> None:
         self.future = future
         self.remaining = remaining
+        self.total = remaining
         self.refused = 0
         self.first_code = 0
         self.reason = ""
@@ -453,6 +454,7 @@ class MqttLink:
         self.connected = False
         self.accepting = True
         self.dropped = 0
+        self.resent = 0  # PUBLISH and PUBREL packets sent again after a reconnect
         self.session_present = False
         self.connack: ConnAck | None = None
         self._loop = asyncio.get_running_loop()
@@ -492,7 +494,9 @@ class MqttLink:
             if self._supervisor is not None and not self._supervisor.done():
                 self._supervisor.cancel()
             assert self._task_group is not None
-            await self._task_group.__aexit__(exc_type, exc, tb)
+            # The block's own exception propagates as it is (not wrapped in an ExceptionGroup);
+            # the group raises only if the supervisor itself failed.
+            await self._task_group.__aexit__(None, None, None)
 
     async def close(self, timeout: float = 5.0) -> None:
         """Disconnect cleanly: queued acknowledgements go out, then DISCONNECT (the session stays)."""
@@ -983,6 +987,7 @@ class MqttLink:
                 )
             )
         if out:
+            self.resent += len(out)
             conn.write(b"".join(out))
 
     def _on_publish_ack(self, conn: _Connection, packet: Ack) -> None:
@@ -1021,10 +1026,10 @@ class MqttLink:
         group.remaining -= 1
         if group.remaining == 0 and not group.future.done():
             if group.refused:
-                total = "" if group.refused == 1 else f" ({group.refused} messages refused; the first:)"
-                group.future.set_exception(
-                    PublishRefused(group.reason + total, group.first_code, refused=group.refused)
-                )
+                message = group.reason
+                if group.total > 1:
+                    message = f"the broker refused {group.refused} of the {group.total} messages; the first: {message}"
+                group.future.set_exception(PublishRefused(message, group.first_code, refused=group.refused))
             else:
                 group.future.set_result(None)
 
