@@ -27,6 +27,7 @@ SMOKE = {
     "bench_opcua": (["--items", "1000", "--seconds", "3", "--servers", "1"], r'"values_lost": 0\b'),
     "bench_influx": (["--quick"], r"\blive steady-state ceiling\b"),
     "bench_web": (["--quick"], r"\bfirst chart with data\b"),
+    "bench_modbus": (["--quick"], r"\b0 read errors\b"),
 }
 
 
