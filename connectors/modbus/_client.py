@@ -117,7 +117,8 @@ class Connection:
     def __init__(self, settings: ConnectionSettings, name: str = "modbus") -> None:
         self.settings = settings
         quiet_pymodbus()
-        client: Any
+        self._unusable: str | None = None  # why this connection can never open (told at open())
+        client: Any = None
         if settings.serial_port is not None:
             try:
                 client = AsyncModbusSerialClient(
@@ -132,8 +133,8 @@ class Connection:
                     reconnect_delay=0,
                     name=name,
                 )
-            except RuntimeError as exc:  # pymodbus needs pyserial for serial ports
-                raise ConnectionLost(f"serial ports need the pyserial package: pip install pyserial ({exc})") from None
+            except RuntimeError:  # pymodbus needs pyserial for serial ports
+                self._unusable = f"reading the serial port {settings.serial_port} needs pyserial: pip install pyserial"
         else:
             client = AsyncModbusTcpClient(
                 settings.host,
@@ -147,18 +148,21 @@ class Connection:
                 reconnect_delay=0,
                 name=name,
             )
-        # Two requests in a row without an answer (none answered in between) make pymodbus drop
-        # the connection: a link that died without a reset is noticed at the second timeout,
-        # and the next request connects afresh.
-        client.set_max_no_responses(0)
+        if client is not None:
+            # Two requests in a row without an answer (none answered in between) make pymodbus
+            # drop the connection: a link that died without a reset is noticed at the second
+            # timeout, and the next request connects afresh.
+            client.set_max_no_responses(0)
         self._client = client
 
     @property
     def connected(self) -> bool:
-        return bool(self._client.connected)
+        return self._client is not None and bool(self._client.connected)
 
     async def open(self) -> None:
         """Connect, or raise ConnectionLost saying what to check."""
+        if self._unusable is not None:
+            raise ConnectionLost(self._unusable)
         if self.connected:
             return
         try:
@@ -178,7 +182,8 @@ class Connection:
         )
 
     def close(self) -> None:
-        self._client.close()
+        if self._client is not None:
+            self._client.close()
 
     async def read(self, area: Area, address: int, count: int, unit: int) -> list[int] | list[bool]:
         """Read ``count`` registers or bits of ``area`` from ``address`` of unit id ``unit``."""

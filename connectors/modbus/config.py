@@ -264,9 +264,12 @@ def _overlaps(fields: list[ModbusField]) -> list[InitErrorDetails]:
 
 
 class SerialConfig(StrictModel):
-    """A serial line (Modbus RTU over RS-485/RS-232): needs the pyserial package."""
+    """A serial line (Modbus RTU over RS-485/RS-232), opened by pyserial."""
 
-    port: str = Field(description="The serial device, e.g. /dev/ttyUSB0 or COM3.", examples=["/dev/ttyUSB0"])
+    port: str = Field(
+        description="The serial device, e.g. /dev/ttyUSB0 or COM3 (or a pyserial URL: rfc2217://host:port).",
+        examples=["/dev/ttyUSB0"],
+    )
     baudrate: int = Field(default=9600, gt=0, description="Bits per second.")
     parity: Literal["N", "E", "O"] = Field(default="E", description="N (none), E (even, the Modbus default), O (odd).")
     stopbits: Literal[1, 2] = Field(default=1, description="Stop bits (Modbus: 1 with parity, 2 without).")

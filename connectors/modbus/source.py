@@ -150,6 +150,7 @@ class ModbusReader(Device):
         parts = split(request)
         index = self.requests.index(request)
         self.requests[index : index + 1] = parts
+        self.source.status.detail["requests_per_scan"] += len(parts) - 1
         self.source.log.warning(
             "%s (unit %d) refused the read of %s (%s); reading its %d fields separately from now on, so that only "
             "the wrong one is in error",

@@ -154,3 +154,22 @@ async def test_server_stopped_10s_then_restarted_data_resumes_and_the_gap_is_rep
     messages = [r.getMessage() for r in caplog.records]
     assert sum("meter: no data since" in m for m in messages) == 1
     assert sum("meter: data again after a gap of" in m for m in messages) == 1
+
+
+async def test_a_serial_line_through_pyserials_socket_url(modbus_server: StartServer, tmp_path: Path) -> None:
+    """The serial RTU path (pymodbus's serial client and transport) end to end: pyserial opens
+    ``socket://host:port`` as it opens /dev/ttyUSB0, here an RTU server over TCP."""
+    server = await modbus_server(framing="rtu")
+    server.unit(5).set("holding", 0, "int32", -42)
+    await server.start()
+    device = {
+        "unit": 5,
+        "measurement": "m",
+        "fields": [{"name": "v", "area": "holding", "address": 0, "type": "int32"}],
+    }
+    connector = modbus_connector(server.port, [device], serial={"port": f"socket://127.0.0.1:{server.port}"})
+    del connector["host"]
+    config = gateway_config(tmp_path, [connector])
+    async with Gateway(load_config(config)) as gateway:
+        await async_wait_until(lambda: _latest(tmp_path, "m").get("v") == -42, timeout=30, message="value over serial")
+        assert gateway.sources[0].status.detail["endpoint"].startswith("socket://127.0.0.1")
