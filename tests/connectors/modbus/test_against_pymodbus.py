@@ -70,7 +70,7 @@ async def test_a_silent_unit_does_not_delay_another_units_scans(modbus_server: S
     config = gateway_config(tmp_path, [modbus_connector(server.port, devices, interval="250ms", timeout=f"{timeout}s")])
     async with Gateway(load_config(config)) as gateway:
         view = gateway.sources[0].status.detail["devices"]
-        await async_wait_until(lambda: view["live"]["counters"]["scans"] >= 40, timeout=60, message="40 scans")
+        await async_wait_until(lambda: view["live"]["counters"]["scans"] >= 25, timeout=60, message="25 scans")
         starts = [t for t, unit, *_ in server.log if unit == 1]
         assert view["silent"]["state"] == "down" and "does not answer" in view["silent"]["last_error"]
         assert view["behind-gw"]["state"] == "down" and "exception 11" in view["behind-gw"]["last_error"]
