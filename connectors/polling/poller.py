@@ -172,8 +172,8 @@ class _LinkRunner:
                     poller.log.warning("connection to %s lost: %s; reconnecting", self.link.name, self.reason)
                     await self.link.close()
         finally:
+            # The link itself is closed by the poller once every device's last scan has ended.
             self.up.clear()
-            await self.link.close()
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
@@ -238,17 +238,21 @@ class Poller:
 
     async def run(self, emit: Emit, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set; a scan in progress then ends and its points are emitted."""
-        async with asyncio.TaskGroup() as group:
-            for runner, devices in self.runners:
-                group.create_task(runner.run(stop), name=f"link:{self.status.name}:{runner.link.name}")
-                for index, device in enumerate(devices):
-                    # Devices of one link are spread over their interval: their requests do not
-                    # all queue on the connection at the same instant.
-                    offset = device.interval * index / max(1, len(devices))
-                    group.create_task(
-                        self._device_loop(runner, device, offset, emit, stop),
-                        name=f"device:{self.status.name}:{device.name}",
-                    )
+        try:
+            async with asyncio.TaskGroup() as group:
+                for runner, devices in self.runners:
+                    group.create_task(runner.run(stop), name=f"link:{self.status.name}:{runner.link.name}")
+                    for index, device in enumerate(devices):
+                        # Devices of one link are spread over their interval: their requests do
+                        # not all queue on the connection at the same instant.
+                        offset = device.interval * index / max(1, len(devices))
+                        group.create_task(
+                            self._device_loop(runner, device, offset, emit, stop),
+                            name=f"device:{self.status.name}:{device.name}",
+                        )
+        finally:
+            for runner, _ in self.runners:
+                await runner.link.close()
 
     async def _device_loop(
         self, runner: _LinkRunner, device: Device, offset: float, emit: Emit, stop: asyncio.Event

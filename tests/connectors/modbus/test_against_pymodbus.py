@@ -25,13 +25,14 @@ def _latest(folder: Path, measurement: str) -> dict[str, Any]:
 
 
 async def test_every_type_and_byte_order_round_trips_exactly_with_the_fewest_requests(
-    modbus_server: StartServer, tmp_path: Path
+    modbus_server: StartServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     server = await modbus_server()
     fields, expected = all_types(server.unit(3))
     await server.start()
     device = {"unit": 3, "name": "plc", "measurement": "plc", "tags": {"line": "A"}, "fields": fields}
     config = gateway_config(tmp_path, [modbus_connector(server.port, [device], interval="300ms")])
+    caplog.set_level(logging.INFO)
     async with Gateway(load_config(config)) as gateway:
         source = gateway.sources[0]
         await async_wait_until(lambda: len(_latest(tmp_path, "plc")) == len(expected), timeout=30, message="values")
@@ -50,6 +51,8 @@ async def test_every_type_and_byte_order_round_trips_exactly_with_the_fewest_req
     assert len(planned) < len(fields) / 5
     assert source.status.detail["devices"]["plc"]["field_errors"] == {}
     assert {v.tags["line"] for v in stored(tmp_path, "plc")} == {"A"}
+    # A stop is not a gap: the connection closes only after the last scan ended.
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
 
 
 async def test_a_silent_unit_does_not_delay_another_units_scans(modbus_server: StartServer, tmp_path: Path) -> None:
