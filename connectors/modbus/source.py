@@ -65,6 +65,20 @@ class ModbusLink(Link):
         self.shared = Connection(settings, name=f"{config.name}")
         # A serial port cannot be opened twice: there the devices share the one line.
         self.separate = self.shared if settings.serial_port else Connection(settings, name=f"{config.name}-separate")
+        self._on_separate: set[str] = set()  # devices read through the separate connection now
+
+    def use(self, device: str, shared: bool) -> Connection:
+        """The connection ``device`` reads through now; the separate one is closed when nobody uses it,
+        so a gateway with few connection slots sees the second connection only while it is needed."""
+        if self.separate is self.shared:
+            return self.shared
+        if shared:
+            self._on_separate.discard(device)
+            if not self._on_separate and self.separate.connected:
+                self.separate.close()
+            return self.shared
+        self._on_separate.add(device)
+        return self.separate
 
     async def open(self) -> None:
         try:
@@ -95,6 +109,11 @@ class ModbusReader(Device):
         )
         self.on_shared = False  # moved to the shared connection once it answers
         self.tags = dict(device.tags)
+        self.status_view: dict[str, Any] = {}
+
+    def attach(self, view: dict[str, Any]) -> None:
+        super().attach(view)
+        view["connection"] = "separate"  # until it has answered
 
     def facts(self) -> dict[str, Any]:
         return {
@@ -106,7 +125,7 @@ class ModbusReader(Device):
 
     async def scan(self) -> ScanResult:
         result = ScanResult()
-        connection = self.link.shared if self.on_shared else self.link.separate
+        connection = self.link.use(self.name, self.on_shared)
         pending = list(self.requests)
         while pending:
             request = pending.pop(0)
@@ -131,14 +150,16 @@ class ModbusReader(Device):
                 for item in request.fields:
                     result.field_errors[item.name] = str(exc)
                 continue
-            if connection is not self.link.shared and self.link.separate is not self.link.shared:
+            if connection is not self.link.shared:
                 self.on_shared = True  # it answers: from the next scan on, through the shared connection
+                self.status_view["connection"] = "shared"
             self._decode(request, data, time.time_ns(), result)
         return result
 
     def _leave_shared(self) -> None:
         if self.on_shared and self.link.separate is not self.link.shared:
             self.on_shared = False
+            self.status_view["connection"] = "separate"
             self.source.log.info(
                 "%s (unit %d) is read through a separate connection until it answers again, so that it cannot "
                 "delay the other devices",

@@ -92,6 +92,8 @@ class Device(abc.ABC):
     name: str = ""
     #: Seconds between two scans.
     interval: float = 1.0
+    #: The device's live status entry (set by :meth:`attach`).
+    status_view: dict[str, Any]
 
     @abc.abstractmethod
     async def scan(self) -> ScanResult:
@@ -102,6 +104,11 @@ class Device(abc.ABC):
     def facts(self) -> dict[str, Any]:
         """Fixed facts shown in the device's status (its address, requests per scan, …)."""
         return {}
+
+    def attach(self, view: dict[str, Any]) -> None:
+        """The device's live status entry, for protocol details the device keeps up to date itself
+        (e.g. which connection it is read through); the poller owns the standard keys."""
+        self.status_view = view
 
 
 @dataclass(frozen=True)
@@ -217,6 +224,7 @@ class Poller:
                 if device.name in self.health:
                     raise ValueError(f"two devices are named {device.name!r}")
                 health = DeviceHealth(device.name, device.interval, log, device.facts())
+                device.attach(health.view)
                 self.health[device.name] = health
                 devices_view[device.name] = health.view
         status.detail["devices"] = devices_view

@@ -12,6 +12,7 @@ import pytest
 
 from connectors.modbus.config import ModbusField
 from connectors.modbus.plan import plan
+from connectors.modbus.source import ModbusSource
 from gateway.config import load_config
 from gateway.runtime import Gateway
 from tests.connectors.modbus.cases import NUMBERS, SIZES, all_types
@@ -39,6 +40,9 @@ async def test_every_type_and_byte_order_round_trips_exactly_with_the_fewest_req
         await async_wait_until(
             lambda: source.status.detail["devices"]["plc"]["counters"]["scans"] >= 3, timeout=30, message="3 scans"
         )
+        # Every device answers: the second connection (for silent ones) is closed, not kept idle.
+        assert isinstance(source, ModbusSource)
+        assert source.link.separate.connected is False and source.link.shared.connected
     values = _latest(tmp_path, "plc")
     for name, value in expected.items():
         assert values[name] == value and type(values[name]) is type(value), name
@@ -79,6 +83,7 @@ async def test_a_silent_unit_does_not_delay_another_units_scans(modbus_server: S
         assert view["behind-gw"]["state"] == "down" and "exception 11" in view["behind-gw"]["last_error"]
         assert view["silent"]["counters"]["read_errors"] >= 2  # it was retried
         assert view["live"]["state"] == "running" and view["live"]["counters"]["read_errors"] == 0
+        assert (view["live"]["connection"], view["silent"]["connection"]) == ("shared", "separate")
     intervals = [b - a for a, b in itertools.pairwise(starts)]
     # Were the live unit's reads queued behind the silent one's, some would wait a whole timeout.
     assert max(intervals) < 0.25 + timeout / 2, intervals
