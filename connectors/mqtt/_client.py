@@ -677,12 +677,15 @@ class MqttLink:
                     self.dropped += 1
                     continue
                 incoming.append(_new(Incoming, (packet[0], packet[1], qos, packet[3], now, generation)))
-            elif type(packet) is Ack and packet.kind == wire.PUBREL:
-                # The broker released a QoS 2 message we acknowledged with PUBREC: complete it.
-                self._qos2_received.discard(packet.packet_id)
-                if pubcomp is None:
-                    pubcomp = []
-                pubcomp.append(packet.packet_id)
+            elif type(packet) is Ack:
+                if packet[0] == wire.PUBREL:
+                    # The broker released a QoS 2 message we acknowledged with PUBREC: complete it.
+                    self._qos2_received.discard(packet[1])
+                    if pubcomp is None:
+                        pubcomp = []
+                    pubcomp.append(packet[1])
+                else:
+                    self._on_publish_ack(conn, packet)
             else:
                 self._on_control(conn, packet)
         if pubcomp:
@@ -729,7 +732,7 @@ class MqttLink:
         if "server_keep_alive" in properties:
             conn.keepalive = float(properties["server_keep_alive"])
         self._limits = _Limits.of(connack)
-        self._window = max(1, min(self.options.max_inflight, properties.get("receive_maximum", 65535)))
+        self._window = max(1, min(self.options.max_inflight, properties.get("receive_maximum", 65535), 65534))
         if not connack.session_present:
             # A new session: the broker forgot the QoS 2 exchanges it had with us.
             self._qos2_received.clear()
@@ -742,9 +745,7 @@ class MqttLink:
         self._pump()
 
     def _on_control(self, conn: _Connection, packet: wire.Packet) -> None:
-        if isinstance(packet, Ack):
-            self._on_publish_ack(conn, packet)
-        elif isinstance(packet, SubAck):
+        if isinstance(packet, SubAck):
             self._on_suback(packet)
         elif isinstance(packet, Disconnect):
             reason = (
@@ -921,10 +922,13 @@ class MqttLink:
         if conn is None or not self.connected or not backlog or conn.writing_paused:
             return
         inflight = self._inflight
+        subscribing = self._subscribing
         window = self._window
         version = self.options.version
-        limits = self._limits
-        encode = wire.encode_publish
+        v5 = version == MQTT_5
+        limits = self._limits if self._limits.strict else None
+        header = wire.publish_header
+        next_id = self._next_id
         out: list[bytes] = []
         written: list[_Out] = []
         while backlog:
@@ -933,27 +937,37 @@ class MqttLink:
             if qos and len(inflight) >= window:
                 break
             backlog.popleft()
-            problem = limits.check(item, version)
-            if problem is not None:
-                self._finish(item, *problem)
-                continue
+            if limits is not None:
+                problem = limits.check(item, version)
+                if problem is not None:
+                    self._finish(item, *problem)
+                    continue
             if qos:
-                packet_id = self._allocate_id()
-                item.packet_id = packet_id
-                inflight[packet_id] = item
+                # The window leaves identifiers free (at most 65,534 in flight, one SUBSCRIBE).
+                next_id = next_id % wire.MAX_PACKET_ID + 1
+                while next_id in inflight or next_id in subscribing:
+                    next_id = next_id % wire.MAX_PACKET_ID + 1
+                item.packet_id = next_id
+                inflight[next_id] = item
             else:
                 written.append(item)
-            out.append(
-                encode(
-                    item.topic,
-                    item.payload,
-                    qos=qos,
-                    retain=item.retain,
-                    packet_id=item.packet_id,
-                    version=version,
-                    properties=item.properties,
+            payload = item.payload
+            if item.properties is None:
+                out.append(header(item.topic.encode(), len(payload), qos, next_id, retain=item.retain, v5=v5))
+                out.append(payload)
+            else:
+                out.append(
+                    wire.encode_publish(
+                        item.topic,
+                        payload,
+                        qos=qos,
+                        retain=item.retain,
+                        packet_id=item.packet_id,
+                        version=version,
+                        properties=item.properties,
+                    )
                 )
-            )
+        self._next_id = next_id
         if out:
             conn.queue(b"".join(out))
         for item in written:
@@ -991,29 +1005,31 @@ class MqttLink:
             conn.write(b"".join(out))
 
     def _on_publish_ack(self, conn: _Connection, packet: Ack) -> None:
-        kind = packet.kind
-        item = self._inflight.get(packet.packet_id)
+        kind, packet_id, code, properties = packet
+        inflight = self._inflight
+        item = inflight.get(packet_id)
         if item is None:
             if kind == wire.PUBREC:
                 # Not ours (any more): release it so the broker can forget it too.
-                conn.write(
-                    wire.encode_acks(wire.PUBREL, (packet.packet_id,), reason_code=0x92, version=self.options.version)
-                )
+                conn.write(wire.encode_acks(wire.PUBREL, (packet_id,), reason_code=0x92, version=self.options.version))
             return
-        if kind == wire.PUBREC and item.qos == 2 and packet.reason_code < 0x80:
-            item.state = 1
-            conn.write(wire.encode_acks(wire.PUBREL, (packet.packet_id,)))
-            return
-        if (kind == wire.PUBACK and item.qos != 1) or (kind == wire.PUBCOMP and item.state != 1):
-            raise ProtocolError(f"the broker sent {wire.PACKET_NAMES[kind]} for packet {packet.packet_id} out of turn")
-        del self._inflight[packet.packet_id]
-        if packet.reason_code >= 0x80:
-            reason = wire.reason_name(packet.reason_code)
-            if packet.properties and "reason_string" in packet.properties:
-                reason += f": {packet.properties['reason_string']}"
-            self._finish(item, packet.reason_code, f"the broker refused the message on {item.topic!r}: {reason}")
+        if (kind == wire.PUBACK and item.qos == 1) or (kind == wire.PUBCOMP and item.state == 1):
+            del inflight[packet_id]
+        elif kind == wire.PUBREC and item.qos == 2:
+            if code < 0x80:
+                item.state = 1  # the broker has it; PUBREL (again, if this PUBREC is repeated)
+                conn.write(wire.encode_acks(wire.PUBREL, (packet_id,)))
+                return
+            del inflight[packet_id]
         else:
+            raise ProtocolError(f"the broker sent {wire.PACKET_NAMES[kind]} for packet {packet_id} out of turn")
+        if code < 0x80:
             self._finish(item)
+        else:
+            reason = wire.reason_name(code)
+            if properties and "reason_string" in properties:
+                reason += f": {properties['reason_string']}"
+            self._finish(item, code, f"the broker refused the message on {item.topic!r}: {reason}")
         if self._backlog:
             self._pump()
 
@@ -1068,12 +1084,13 @@ class MqttLink:
 class _Limits:
     """What the broker announced in CONNACK about messages it accepts from us."""
 
-    __slots__ = ("max_packet", "max_qos", "retain")
+    __slots__ = ("max_packet", "max_qos", "retain", "strict")
 
     def __init__(self, max_qos: int = 2, retain: bool = True, max_packet: int = wire.MAX_REMAINING + 5) -> None:
         self.max_qos = max_qos
         self.retain = retain
         self.max_packet = max_packet
+        self.strict = max_qos < 2 or not retain or max_packet <= wire.MAX_REMAINING
 
     @classmethod
     def of(cls, connack: ConnAck) -> _Limits:

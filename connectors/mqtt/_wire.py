@@ -65,6 +65,7 @@ __all__ = [
     "encode_subscribe",
     "encode_unsuback",
     "encode_unsubscribe",
+    "publish_header",
     "reason_name",
 ]
 
@@ -473,6 +474,35 @@ def encode_publish(
     return _fixed(first, head + payload)
 
 
+def publish_header(
+    topic: bytes,
+    payload_size: int,
+    qos: int,
+    packet_id: int,
+    *,
+    retain: bool = False,
+    dup: bool = False,
+    v5: bool = True,
+) -> bytes:
+    """Everything of a PUBLISH without properties before its payload: header + payload is the packet.
+
+    For a publisher's hot path (no copy of the payload, no keyword handling per message); the
+    arguments are trusted: :func:`encode_publish` is the checked form.
+    """
+    head = _U16.pack(len(topic)) + topic
+    if qos:
+        head += _U16.pack(packet_id)
+    if v5:
+        head += b"\x00"
+    length = len(head) + payload_size
+    first = 0x30 | (qos << 1) | (0x08 if dup else 0) | (0x01 if retain else 0)
+    if length < 128:
+        return bytes((first, length)) + head
+    if length > MAX_REMAINING:
+        raise ValueError(f"an MQTT packet carries at most {MAX_REMAINING:,} bytes (this one {length:,})")
+    return bytes((first,)) + _varint(length) + head
+
+
 _ACK_FIRST: Final = {PUBACK: 0x40, PUBREC: 0x50, PUBREL: 0x62, PUBCOMP: 0x70}
 
 
@@ -568,9 +598,11 @@ class ConnAck:
         return reason_name(self.reason_code)
 
 
-@dataclass(frozen=True, slots=True)
-class Ack:
-    """PUBACK, PUBREC, PUBREL or PUBCOMP (``kind`` is the packet type: 4, 5, 6 or 7)."""
+class Ack(NamedTuple):
+    """PUBACK, PUBREC, PUBREL or PUBCOMP (``kind`` is the packet type: 4, 5, 6 or 7).
+
+    A tuple, like :class:`Publish`: a publisher's backlog brings one per message.
+    """
 
     kind: int
     packet_id: int
@@ -764,6 +796,8 @@ class _Body:
 
 def _ack_body(body: _Body, kind: int, version: int) -> Ack:
     packet_id = body.u16("packet identifier")
+    if packet_id == 0:
+        raise body.fail("packet identifier 0")
     reason = 0
     properties: Properties | None = None
     if version == MQTT_5 and body.pos < body.end:
@@ -928,6 +962,7 @@ def decode_packet(data: bytes, version: int = MQTT_5) -> Packet:
 
 #: Packet types a broker never sends to a client.
 _CLIENT_ONLY: Final = frozenset({CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ_TYPE})
+_ACK_FIRSTS: Final = frozenset({0x40, 0x50, 0x62, 0x70})
 _new = tuple.__new__
 
 
@@ -1036,6 +1071,14 @@ class Reader:
                             body += 1
                         mid = ((data[topic_end] << 8) | data[topic_end + 1]) if qos else 0
                         append(_new(Publish, (topic, data[body:stop], qos, mid, first & 0x0F, None)))
+            elif first in _ACK_FIRSTS and (length == 2 or (length == 3 and v5)):
+                # PUBACK/PUBREC/PUBREL/PUBCOMP without properties: the publisher's hot path.
+                packet_id = (data[start] << 8) | data[start + 1]
+                if packet_id == 0:
+                    raise ProtocolError(
+                        f"malformed {PACKET_NAMES[first >> 4]} packet from the broker: packet identifier 0"
+                    )
+                append(_new(Ack, (first >> 4, packet_id, data[start + 2] if length == 3 else 0, None)))
             else:
                 kind = first >> 4
                 if kind in _CLIENT_ONLY:

@@ -671,3 +671,20 @@ def test_mosquitto_accepts_our_mqtt_311_connect_and_subscribe(mosquitto: Mosquit
     assert rest == {wire.UnsubAck, wire.PingResp}
     client.send(wire.encode_disconnect(version=MQTT_311))
     client.close()
+
+
+def test_acknowledgements_in_short_form_agree_with_the_general_decoder() -> None:
+    """PUBACK and friends without properties take the reader's fast path; it must say what the checked path says."""
+    for data, version in [
+        (b"\x40\x02\x00\x05", MQTT_5),
+        (b"\x40\x02\x00\x05", MQTT_311),
+        (b"\x50\x03\x01\x00\x10", MQTT_5),
+        (b"\x62\x02\xff\xff", MQTT_5),
+        (b"\x70\x03\x00\x09\x92", MQTT_5),
+    ]:
+        assert wire.Reader(version).feed(data) == [wire.decode_packet(data, version)]
+    assert wire.Reader().feed(b"\x40\x03\x00\x05\x10") == [Ack(wire.PUBACK, 5, 0x10, None)]
+    with pytest.raises(ProtocolError, match="unexpected bytes"):
+        wire.Reader(MQTT_311).feed(b"\x40\x03\x00\x05\x10")  # 3.1.1 has no reason code
+    with pytest.raises(ProtocolError, match="packet identifier 0"):
+        wire.Reader().feed(b"\x40\x02\x00\x00")
