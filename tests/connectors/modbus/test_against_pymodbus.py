@@ -17,7 +17,7 @@ from gateway.config import load_config
 from gateway.runtime import Gateway
 from tests.connectors.modbus.cases import NUMBERS, SIZES, all_types
 from tests.fixtures.modbus import StartServer, modbus_connector
-from tests.fixtures.opcua import gateway_config, stored
+from tests.fixtures.opcua import TcpProxy, gateway_config, stored
 from tests.helpers import async_wait_until
 
 
@@ -181,3 +181,29 @@ async def test_a_serial_line_through_pyserials_socket_url(modbus_server: StartSe
     async with Gateway(load_config(config)) as gateway:
         await async_wait_until(lambda: _latest(tmp_path, "m").get("v") == -42, timeout=30, message="value over serial")
         assert gateway.sources[0].status.detail["endpoint"].startswith("socket://127.0.0.1")
+
+
+async def test_a_link_that_dies_without_a_reset_is_replaced(modbus_server: StartServer, tmp_path: Path) -> None:
+    """A black-holed connection (no RST, no FIN: a switch that lost the route): its requests time
+    out; the connection is dropped and a new one made, and data resumes on it."""
+    server = await modbus_server()
+    server.unit(1).set("holding", 0, "uint16", 1)
+    await server.start()
+    fields = [{"name": "v", "area": "holding", "address": 0}]
+    device = {"unit": 1, "name": "meter", "measurement": "m", "fields": fields}
+    async with TcpProxy(server.port) as proxy:
+        config = gateway_config(tmp_path, [modbus_connector(proxy.port, [device], timeout="500ms")])
+        async with Gateway(load_config(config)) as gateway:
+            view = gateway.sources[0].status.detail["devices"]["meter"]
+            await async_wait_until(lambda: view["connection"] == "shared", timeout=30, message="on the shared one")
+            connections = proxy.connections
+            proxy.freeze()
+            frozen_at = time.time_ns()
+            server.unit(1).set("holding", 0, "uint16", 2)
+            await async_wait_until(
+                lambda: any(v.value == 2 and v.time > frozen_at for v in stored(tmp_path, "m")),
+                timeout=30,
+                message="data through a new connection",
+            )
+            assert proxy.connections > connections
+            assert view["counters"]["read_errors"] >= 1
