@@ -70,6 +70,19 @@ def _string(registers: Sequence[int], order: ByteOrder) -> str:
     return raw.split(b"\0", 1)[0].decode("latin-1").rstrip(" ")
 
 
+def _scaled(value: int | float, scale: float | None) -> float:
+    """``value * scale``; for a scale of 0.1, 0.01 … as a division by 10, 100 …, which gives the
+    float nearest to the decimal the device means (1234572 * 0.01 is 12345.720000000001,
+    1234572 / 100 is 12345.72)."""
+    if scale is None:
+        return float(value)
+    if scale != 0:
+        divisor = round(1 / scale)
+        if divisor > 1 and math.isclose(1 / divisor, scale, rel_tol=1e-12, abs_tol=0.0):
+            return value / divisor
+    return value * scale
+
+
 def decode(field: ModbusField, data: Sequence[int] | Sequence[bool], order: ByteOrder) -> Value:
     """The field's value from its own registers (or bit); raises DecodeProblem for NaN/∞."""
     kind = field.kind
@@ -88,7 +101,7 @@ def decode(field: ModbusField, data: Sequence[int] | Sequence[bool], order: Byte
     if isinstance(value, float) and not math.isfinite(value):
         raise DecodeProblem(f"the device reports {value} (no valid value) in {kind} registers")
     if field.scale is not None or field.offset is not None:
-        return value * (field.scale if field.scale is not None else 1.0) + (field.offset or 0.0)
+        return _scaled(value, field.scale) + (field.offset or 0.0)
     if isinstance(value, int) and value > _INT64_MAX:
         return float(value)  # a uint64 beyond what the stores keep as an integer
     return value

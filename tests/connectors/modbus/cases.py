@@ -45,7 +45,7 @@ def all_types(memory: Unit) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     fields.append(
         {"name": "energy_kwh", "area": "input", "address": 0, "type": "uint32", "byte_order": "CDAB", "scale": 0.01}
     )
-    expected["energy_kwh"] = 1234567 * 0.01
+    expected["energy_kwh"] = 12345.67
     memory.set("input", 2, "int16", -55)
     fields.append({"name": "temp_c", "area": "input", "address": 2, "type": "int16", "scale": 0.1, "offset": 20})
     expected["temp_c"] = -55 * 0.1 + 20

@@ -89,6 +89,9 @@ def test_every_type_round_trips_in_every_order(kind: str, data: st.DataObject) -
 
 def test_scale_offset_strings_bits_and_big_uint64() -> None:
     assert decode(_f("e", "holding", 0, type="uint32", scale=0.01), [0, 12345], "ABCD") == 123.45
+    # 1234572 * 0.01 would be 12345.720000000001: the decimal the meter means is kept
+    assert decode(_f("e", "holding", 0, type="uint32", scale=0.01), encode("uint32", 1234572), "ABCD") == 12345.72
+    assert decode(_f("e", "holding", 0, type="uint16", scale=2.5), [4], "ABCD") == 10.0
     assert decode(_f("t", "input", 0, type="int16", scale=0.1, offset=-40), [650], "ABCD") == pytest.approx(25.0)
     text = encode("string", "AB-12", "ABCD", length=4)
     assert text == [0x4142, 0x2D31, 0x3200, 0]
