@@ -271,6 +271,10 @@ class Poller:
         try:
             while not stop.is_set():
                 if not runner.up.is_set():
+                    if health.state not in (DeviceState.STARTING, DeviceState.WAITING):
+                        # Its connection is down (another device found it): no data from it either.
+                        health.failed(runner.reason, waiting=True)
+                        self._update_gauges()
                     await _first(runner.up, stop)
                     continue
                 if schedule is None:

@@ -43,7 +43,15 @@ class FakeLink(Link):
 
 
 class FakeDevice(Device):
-    def __init__(self, name: str, interval: float, behaviour: list[str] | None = None, took: float = 0.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        interval: float,
+        behaviour: list[str] | None = None,
+        took: float = 0.0,
+        link: FakeLink | None = None,
+    ) -> None:
+        self.link = link  # on "link": the connection is gone and the next 3 reopen attempts fail
         self.name = name
         self.interval = interval
         self.behaviour = behaviour or []  # "down", "link", "slow" per scan, then "ok"
@@ -56,6 +64,8 @@ class FakeDevice(Device):
         if what == "down":
             raise DeviceDown("unit 9 does not answer")
         if what == "link":
+            if self.link is not None:
+                self.link.fail_opens = 3
             raise LinkDown("connection reset")
         if self.took:
             await asyncio.sleep(self.took)
@@ -102,16 +112,27 @@ async def test_a_silent_device_backs_off_while_another_goes_on_and_its_gap_is_lo
     assert status.counters["emitted"] == good.scans + flaky.scans - 3
 
 
-async def test_a_lost_link_is_reopened_with_backoff_and_devices_wait() -> None:
+async def test_a_lost_link_is_reopened_with_backoff_and_all_its_devices_wait() -> None:
     link = FakeLink()
     link.fail_opens = 2
-    device = FakeDevice("d", 0.05, ["ok", "link"])
-    poller, status = _poller([(link, [device])])
-    await _run(poller, lambda: status.counters["reconnects"] == 1 and device.scans >= 4)
-    assert link.opens == 4  # two failed, one good, one after the loss
-    assert status.counters["connect_failures"] == 2
-    assert status.state is State.RUNNING or status.state is State.RECONNECTING
-    assert status.detail["devices"]["d"]["counters"]["gaps"] == 1
+    device = FakeDevice("d", 0.05, ["ok", "link"], link=link)
+    other = FakeDevice("other", 0.05)
+    poller, status = _poller([(link, [device, other])])
+    views = status.detail["devices"]
+    waiting: set[str] = set()
+
+    def recovered() -> bool:
+        waiting.update(name for name, view in views.items() if view["state"] == "waiting")
+        return status.counters["reconnects"] == 1 and device.scans >= 4 and other.scans >= 4
+
+    await _run(poller, recovered)
+    assert link.opens == 2 + 1 + 3 + 1  # two failed, one good; after the loss three failed, one good
+    assert status.counters["connect_failures"] == 5
+    assert status.state is State.RUNNING
+    # Both devices waited and had a gap: the one that found the connection lost, and the other one on it.
+    assert waiting == {"d", "other"}
+    assert views["d"]["counters"]["gaps"] == 1 and views["other"]["counters"]["gaps"] == 1
+    assert views["other"]["counters"]["read_errors"] == 0  # waiting for the connection is not a read error
 
 
 async def test_overruns_and_field_errors_are_counted_never_values() -> None:
