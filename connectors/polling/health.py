@@ -55,6 +55,7 @@ class DeviceHealth:
         self.gap_since: float | None = None
         self.histogram = Histogram(buckets=LATENCY_BUCKETS)
         self.counters = dict.fromkeys(DEVICE_COUNTERS, 0)
+        self._overrunning = False
         self.view: dict[str, Any] = {
             **facts,
             "state": DeviceState.STARTING.value,
@@ -140,8 +141,21 @@ class DeviceHealth:
             )
             self.log.warning("%s: no data %s: %s; retrying with backoff", self.name, since, message)
 
-    def overrun(self) -> None:
+    def timing(self, duration: float, interval: float) -> None:
+        """Count an overrun when a scan took longer than the interval; say so once per episode."""
+        if duration <= interval:
+            self._overrunning = False
+            return
         self.counters["scan_overruns"] += 1
+        if not self._overrunning:
+            self._overrunning = True
+            self.log.warning(
+                "%s: a scan took %.3f s, longer than the interval of %g s: scans are skipped to keep the "
+                "schedule (counted in scan_overruns); lengthen the interval or read fewer values",
+                self.name,
+                duration,
+                interval,
+            )
 
     def stopped(self) -> None:
         self._set_state(DeviceState.STOPPED)

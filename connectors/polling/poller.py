@@ -307,8 +307,7 @@ class Poller:
                     field, message = next(iter(result.field_errors.items()))
                     self.status.record_error(f"{device.name}: {field}: {message}")
                 self._update_gauges()
-                if duration > device.interval:
-                    health.overrun()
+                health.timing(duration, device.interval)
                 schedule.advance(time.monotonic())
                 if result.points:
                     await self._emit(emit, result.points)
