@@ -286,9 +286,15 @@ def connect_error_message(exc: BaseException, host: str, port: int) -> str:
         return f"no answer from the {where} (connection timed out)"
     if isinstance(exc, ProtocolError):
         return f"{exc} ({where})"
+    if isinstance(exc, _ClosedBeforeConnack):
+        return str(exc)
     if isinstance(exc, OSError):
         return f"cannot connect to the {where}: {exc.strerror or exc}"
     return f"cannot connect to the {where}: {exc}"
+
+
+class _ClosedBeforeConnack(ConnectionError):
+    """The connection ended before CONNACK; the message says why, with the broker's address."""
 
 
 class _Refused(Exception):
@@ -354,7 +360,7 @@ class _Connection(asyncio.Protocol):
             else:
                 self.reason = f"connection to the broker at {address} lost" + (f" ({exc})" if exc else "")
         if not self.connack.done():
-            self.connack.set_exception(ConnectionError(self.reason))
+            self.connack.set_exception(_ClosedBeforeConnack(self.reason))
             self.connack.exception()  # retrieved: nobody may be waiting any more
         if not self.lost.done():
             self.lost.set_result(self.reason)

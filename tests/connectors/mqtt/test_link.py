@@ -608,3 +608,34 @@ async def test_the_link_owns_its_task_and_ends_it_on_exit(mosquitto: Mosquitto) 
         supervisor = link._supervisor
         assert supervisor is not None and not supervisor.done()
     assert supervisor.done() and not link.connected and link._conn is None
+
+
+async def test_connection_failures_are_reported_in_words_with_the_brokers_address() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)  # the CONNECT arrives; no CONNACK, the connection is closed
+        writer.close()
+
+    silent_writers: list[asyncio.StreamWriter] = []
+
+    async def say_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        silent_writers.append(writer)  # accepted, never answered
+
+    closing = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    silent = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
+    try:
+        for server, expected in (
+            (closing, "the broker at 127.0.0.1:{port} closed the connection before accepting it"),
+            (silent, "no answer from the broker at 127.0.0.1:{port} (connection timed out)"),
+        ):
+            port = server.sockets[0].getsockname()[1]
+            link_options = LinkOptions("127.0.0.1", port, "cid", connect_timeout=0.5, reconnect_min=5, reconnect_max=5)
+            async with MqttLink(link_options, events := Recorder()) as link:
+                await async_wait_until(lambda: events.of("connect_failed"), timeout=30)
+                assert events.of("connect_failed")[0] == expected.format(port=port)
+                assert not link.connected
+    finally:
+        for writer in silent_writers:
+            writer.close()
+        for server in (closing, silent):
+            server.close()
+            await server.wait_closed()
