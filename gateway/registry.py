@@ -26,6 +26,7 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "connectors.mqtt",
     "connectors.opcua",
     "connectors.modbus",
+    "connectors.s7",
     "gateway.sinks.historian",
     "gateway.sinks.influxdb",
 )
