@@ -16,7 +16,7 @@ First, variables of the same area and data block that lie close together (at mos
 header costs 12 bytes of request and 4 of answer, so reading a few unused bytes is cheaper
 than another item. A bit shares the byte it is in. A span never grows beyond what one item
 can carry; a single variable longer than that (a long STRING at a small PDU) is read in
-pieces. Then the items are packed into requests, largest first, each into the first request
+equal pieces. Then the items are packed into requests, largest first, each into the first request
 with room for it (first-fit decreasing): the fewest requests for all practical layouts.
 
 Fields that a PLC refused as part of a merged item (``alone``) are planned as items of their
@@ -171,8 +171,12 @@ def plan(variables: Sequence[Variable], pdu: int, *, max_gap: int = 16, alone: C
     spans = _spans(variables, max_gap, limit, alone)
     items: list[Item] = []
     for index, span in enumerate(spans):
-        for offset in range(0, span.size, limit):
-            size = min(limit, span.size - offset)
+        # A span too long for one item is cut into equal pieces: two halves pack beside other
+        # items where a full item and a remainder would leave one request nearly empty.
+        pieces = -(-span.size // limit)
+        step = _even(-(-span.size // pieces))
+        for offset in range(0, span.size, step):
+            size = min(step, span.size - offset)
             items.append(Item(index, span.area, span.db, span.start + offset, size, offset))
     capacity = pdu - ANSWER_HEADER
     most = max_items(pdu)
