@@ -181,10 +181,10 @@ class _PackagingLine:
 
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
-        self.t = 0.0
-        self.speed = 0.0
-        self.count = 0.0
-        self.rejects = 0.0
+        self.t = 20.0  # past the first changeover: the line runs from the start
+        self.speed = 120.0
+        self.count = 18_250.0
+        self.rejects = 184.0
         self.energy = 1_520.25
         self.temp = 160.0
         self.jam_until = -1.0
