@@ -17,6 +17,7 @@ BENCHMARKS = (
     "bench.bench_opcua",
     "bench.bench_influx",
     "bench.bench_web",
+    "bench.bench_modbus",
 )
 
 

@@ -21,6 +21,7 @@ Figures are recorded in docs/PERFORMANCE.md ("Embedded historian").
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import subprocess
@@ -187,7 +188,7 @@ def bench_sqlite_week(folder: Path, runs: int) -> None:
         sid = store.series("machine")[0].id
         end = T0 + WEEK_POINTS * SECOND - 1
         for label, rollups, n in (("with rollups", None, runs), ("raw samples only", False, max(5, runs // 5))):
-            p50, p99, buckets = timed(lambda r=rollups: store.range(sid, T0, end, 1000, rollups=r), n)
+            p50, p99, buckets = timed(functools.partial(store.range, sid, T0, end, 1000, rollups=rollups), n)
             assert sum(b.count for b in buckets) == WEEK_POINTS
             print(f"  SQLite {label:<17} p50 {p50:7.1f} ms   p99 {p99:7.1f} ms   ({len(buckets)} buckets, {n} runs)")
         # A window that slides (the web page's "last 7 days"): edges cut through minutes.

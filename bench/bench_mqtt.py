@@ -1,4 +1,4 @@
-"""MQTT ingestion figures (issue 2, "Benchmarks"): ``python -m bench.bench_mqtt [--quick]``.
+"""MQTT ingestion figures (docs/PERFORMANCE.md): ``python -m bench.bench_mqtt [--quick]``.
 
 Three measurements against a real Mosquitto started in a temp folder:
 
@@ -11,6 +11,10 @@ Three measurements against a real Mosquitto started in a temp folder:
 2. **QoS 0 live stream**: a publisher process paced at R msg/s for S seconds; the rate the
    gateway stored at, and the loss counted from the historian.
 3. **Steady 1,000 msg/s** (QoS 1): ``gateway run`` as its own process; CPU % of one core and RSS.
+4. **Publishing** (QoS 1, what the MQTT sink will do): N messages of one point each through the
+   link (``connectors/mqtt/_client.py``) to the broker, as ``publish_many`` batches, as
+   concurrent ``publish`` calls and as one awaited ``publish`` at a time; beside a bare paho
+   publisher (its network thread, ≤ 1,000 in flight) and the raw publisher below.
 
 The publisher is a small raw MQTT 3.1.1 client in its own process (paho's publisher is slower
 than the subscribers it has to feed). Figures go to stdout; docs/PERFORMANCE.md records them.
@@ -29,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -320,15 +325,12 @@ def backlog(root: Path, count: int, topics: int) -> None:
         print()
         print("| subscriber (draining its own persistent session alone) | msg/s |")
         print("|---|---|")
-        print(
-            f"| mosquitto_sub (C, QoS 1, output to /dev/null) | {drain_mosquitto_sub(broker.port, 'bench-mosquitto-sub', count):,.0f} |"
-        )
-        print(
-            f"| bare paho subscriber (loop_forever, automatic acks, no decoding) | {drain_paho(broker.port, 'bench-paho', count, 'auto'):,.0f} |"
-        )
-        print(
-            f"| paho loop_start + one ack() per message (no decoding, no storage) | {drain_paho(broker.port, 'bench-paho-thread-ack', count, 'ack'):,.0f} |"
-        )
+        rate_c = drain_mosquitto_sub(broker.port, "bench-mosquitto-sub", count)
+        print(f"| mosquitto_sub (C, QoS 1, output to /dev/null) | {rate_c:,.0f} |")
+        rate_auto = drain_paho(broker.port, "bench-paho", count, "auto")
+        print(f"| bare paho subscriber (loop_forever, automatic acks, no decoding) | {rate_auto:,.0f} |")
+        rate_ack = drain_paho(broker.port, "bench-paho-thread-ack", count, "ack")
+        print(f"| paho loop_start + one ack() per message (no decoding, no storage) | {rate_ack:,.0f} |")
         rate, counters = asyncio.run(drain_gateway(config, count))
         missing, wrong, extra = loss_and_duplicates(config.parent, 0, count, topics)
         print(f"| **gateway → historian, acknowledged after storage** | **{rate:,.0f}** |")
@@ -440,6 +442,105 @@ def steady(root: Path, rate: int, seconds: float, topics: int) -> None:
         broker.stop()
 
 
+BARE_PAHO_PUBLISHER = r"""
+import sys, threading, time
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+port, count = int(sys.argv[1]), int(sys.argv[2])
+# At most 1,000 in flight, and no more queued inside paho: it rescans its whole queue at every
+# acknowledgement, so handing it 100,000 messages at once takes minutes.
+window = threading.Semaphore(1000)
+done = threading.Event()
+acked = 0
+def on_publish(client, userdata, mid, reason_code, properties):
+    global acked
+    acked += 1
+    window.release()
+    if acked >= count:
+        done.set()
+client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-paho-pub", protocol=mqtt.MQTTv5)
+client.max_inflight_messages_set(1000)
+client.max_queued_messages_set(0)
+client.on_publish = on_publish
+client.connect("127.0.0.1", port)
+client.loop_start()
+payloads = [
+    (f"bench/out/{i % 100:03d}", b'{"p":%.1f,"e":%d,"ts":%d}' % (i * 0.5, i, 1714564800000 + i)) for i in range(count)
+]
+began = time.perf_counter()
+for topic, payload in payloads:
+    window.acquire()
+    client.publish(topic, payload, qos=1)
+done.wait(600)
+print(time.perf_counter() - began)
+client.disconnect()
+client.loop_stop()
+"""
+
+
+def paho_publisher(port: int, count: int) -> float:
+    result = subprocess.run(
+        [PYTHON, "-c", BARE_PAHO_PUBLISHER, str(port), str(count)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    return count / float(result.stdout.strip().splitlines()[-1])
+
+
+async def link_publisher(port: int, count: int, mode: str, batch: int = 5000) -> float:
+    from connectors.mqtt._client import LinkOptions, MqttLink
+
+    messages = [(f"bench/out/{i % 100:03d}", payload(i)) for i in range(count)]
+    async with MqttLink(LinkOptions("127.0.0.1", port, f"bench-link-{mode}", clean_start=True)) as link:
+        if not await _until(lambda: link.connected, 30):
+            raise RuntimeError("the link did not connect")
+        began = time.perf_counter()
+        if mode == "publish_many":
+            for start in range(0, count, batch):
+                await link.publish_many(messages[start : start + batch], qos=1)
+        elif mode == "concurrent":
+            for start in range(0, count, batch):
+                await asyncio.gather(*(link.publish(t, p, qos=1) for t, p in messages[start : start + batch]))
+        else:
+            for t, p in messages:
+                await link.publish(t, p, qos=1)
+        elapsed = time.perf_counter() - began
+    return count / elapsed
+
+
+def publishing(root: Path, count: int) -> None:
+    print(f"\n## QoS 1 publishing: {count:,} messages of one point each (JSON, 2 fields), 100 topics, no subscriber")
+    broker = Mosquitto(root / "broker-publish")
+    broker.start()
+    try:
+        print()
+        print("| publisher | msg/s (= points/s) |")
+        print("|---|---|")
+        one_by_one = min(count, 20_000)
+        rows: list[tuple[str, Callable[[], float]]] = [
+            (
+                "link `publish_many`, batches of 5,000",
+                lambda: asyncio.run(link_publisher(broker.port, count, "publish_many")),
+            ),
+            (
+                "link `publish`, 5,000 concurrent calls per batch",
+                lambda: asyncio.run(link_publisher(broker.port, count, "concurrent")),
+            ),
+            (
+                f"link `publish`, one awaited at a time ({one_by_one:,} messages)",
+                lambda: asyncio.run(link_publisher(broker.port, one_by_one, "sequential")),
+            ),
+            ("bare paho publisher (network thread, ≤ 1,000 in flight)", lambda: paho_publisher(broker.port, count)),
+            ("raw socket publisher (bench's own, ≤ 1,000 in flight)", lambda: publish_qos1(broker.port, 0, count, 100)),
+        ]
+        for name, run in rows:
+            print(f"| {name} | {run():,.0f} |")
+    finally:
+        broker.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=100_000, help="backlog size (default 100,000)")
@@ -449,11 +550,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steady-rate", type=int, default=1000)
     parser.add_argument("--steady-seconds", type=float, default=30.0)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
-    parser.add_argument("--only", choices=["backlog", "live", "steady"], action="append")
+    parser.add_argument(
+        "--publish-messages", type=int, default=100_000, help="messages per publisher (default 100,000)"
+    )
+    parser.add_argument("--only", choices=["backlog", "live", "steady", "publish"], action="append")
     args = parser.parse_args(argv)
     if args.quick:
         args.messages, args.rates, args.seconds, args.steady_seconds = 10_000, "10000", 2.0, 5.0
-    only = set(args.only or ["backlog", "live", "steady"])
+        args.publish_messages = 10_000
+    only = set(args.only or ["backlog", "live", "steady", "publish"])
     print("# MQTT ingestion benchmark")
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     with tempfile.TemporaryDirectory(prefix="bench-mqtt-") as tmp:
@@ -464,6 +569,8 @@ def main(argv: list[str] | None = None) -> None:
             live_qos0(root, [int(r) for r in args.rates.split(",")], args.seconds, args.topics)
         if "steady" in only:
             steady(root, args.steady_rate, args.steady_seconds, args.topics)
+        if "publish" in only:
+            publishing(root, args.publish_messages)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -77,10 +78,8 @@ async def _child(config_path: Path, status_path: Path) -> None:
             tmp = status_path.with_suffix(".tmp")
             tmp.write_text(json.dumps(data, default=str))
             os.replace(tmp, status_path)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)
-            except TimeoutError:
-                pass
 
 
 # --- the measurement ---------------------------------------------------------------------------
@@ -144,7 +143,11 @@ def main() -> None:
             f"{time.monotonic() - started:.1f}s"
         )
         config = {
-            "gateway": {"name": "bench", "data_dir": str(folder / "data"), "http": {"listen": f"127.0.0.1:{_free_port()}"}},
+            "gateway": {
+                "name": "bench",
+                "data_dir": str(folder / "data"),
+                "http": {"listen": f"127.0.0.1:{_free_port()}"},
+            },
             "sinks": [{"name": "local", "type": "historian", "path": str(folder / "history.db"),
                        "batch_size": 20_000, "flush_interval": "1s"}],
             "connectors": [{

@@ -29,11 +29,11 @@ from typing import Any
 import httpx
 
 from gateway.component import Status
+from gateway.history import ThreadedHistory
 from gateway.http.app import AppContext
 from gateway.http.config import HttpSettings
-from gateway.history import ThreadedHistory
-from gateway.latest import LatestValues, seed_from_history
 from gateway.http.server import HttpServer
+from gateway.latest import LatestValues, seed_from_history
 from gateway.point import Point
 from gateway.sinks.historian.store import HistorianStore
 from tests.fixtures.browser import CHROMIUM, CHROMIUM_ARGS
@@ -91,7 +91,8 @@ async def bench_api(url: str, series_id: int, days: int, rounds: int) -> None:
             size = len(response.content)
         buckets = len(response.json()["buckets"])
     print(
-        f"  GET …/range?from=-{days}d&points=1000 → {buckets} buckets, {size / 1024:.0f} KiB JSON: {percentiles(timings)}"
+        f"  GET …/range?from=-{days}d&points=1000 → {buckets} buckets, {size / 1024:.0f} KiB JSON: "
+        f"{percentiles(timings)}"
     )
 
 
@@ -161,7 +162,10 @@ async def main(quick: bool) -> None:
         statuses: list[Status] = []
         history = ThreadedHistory(lambda: HistorianStore(path, readonly=True), name="bench")
         ctx = AppContext(
-            name="bench", settings=HttpSettings(listen="127.0.0.1:0"), statuses=lambda: statuses, history=lambda: history
+            name="bench",
+            settings=HttpSettings(listen="127.0.0.1:0"),
+            statuses=lambda: statuses,
+            history=lambda: history,
         )
         await seed_from_history(ctx.latest, history)  # what the runtime does at start
         async with HttpServer(ctx) as server:

@@ -295,6 +295,133 @@ def browse(
     _run(run_browse_command(options, out=sys.stdout, err=sys.stderr), (GatewayError, ValueError))
 
 
+def _read_s7(url: str, addresses: list[str], rack: int, slot: int, timeout: float) -> None:
+    """``gateway read s7://HOST ADDRESS…``: the S7 half of :func:`read`."""
+    from connectors.s7.read import ReadOptions, parse_url, run_read_command, variables
+
+    if not addresses:
+        raise _fail("give the addresses to read, e.g. gateway read s7://10.0.0.30 DB1.DBD0:real DB1.DBW8 MW20")
+    try:
+        parse_url(url)
+        variables(addresses)
+    except ValueError as exc:
+        raise _fail(f"error: {exc}") from None
+    options = ReadOptions(url=url, addresses=tuple(addresses), rack=rack, slot=slot, timeout=timeout)
+    codes: list[int] = []
+
+    async def main() -> None:
+        codes.append(await run_read_command(options, sys.stdout))
+
+    _run(main())
+    if codes and codes[0]:
+        raise typer.Exit(codes[0])
+
+
+@app.command(
+    short_help="Read a device once: Modbus registers or S7 addresses, raw and decoded in every type.",
+    epilog="Examples: gateway read modbus://10.0.0.20:502 --unit 1 --holding 100:4   |   "
+    "gateway read modbus://10.0.0.20 --unit 3 --input 0:20 --type float32   |   gateway read modbus://gw --coils 0:16"
+    "   |   gateway read s7://10.0.0.30 --rack 0 --slot 1 DB1.DBD0:real DB1.DBW8 DB1.DBX10.0 MW20",
+)
+def read(
+    url: Annotated[
+        str,
+        typer.Argument(metavar="modbus://HOST[:PORT] | s7://HOST[:PORT]", help="The device, gateway or PLC."),
+    ],
+    addresses: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="ADDRESS",
+            help="S7 only: STEP 7 addresses, with a type if you know it (DB1.DBD0:real, DB2.DBB0:string[20], MW20).",
+            show_default=False,
+        ),
+    ] = None,
+    rack: Annotated[int, typer.Option(help="S7: rack of the CPU.")] = 0,
+    slot: Annotated[int, typer.Option(help="S7: slot of the CPU (1 for S7-1200/1500, 2 for S7-300).")] = 1,
+    unit: Annotated[int, typer.Option(help="Unit id (slave id).")] = 1,
+    holding: Annotated[str | None, typer.Option(metavar="START:COUNT", help="Holding registers, e.g. 0:10.")] = None,
+    input_registers: Annotated[
+        str | None, typer.Option("--input", metavar="START:COUNT", help="Input registers.")
+    ] = None,
+    coils: Annotated[str | None, typer.Option(metavar="START:COUNT", help="Coils.")] = None,
+    discrete: Annotated[str | None, typer.Option(metavar="START:COUNT", help="Discrete inputs.")] = None,
+    type_: Annotated[
+        list[str] | None, typer.Option("--type", help="Only these types (repeat): int16 … float64.")
+    ] = None,
+    rtu: Annotated[bool, typer.Option(help="RTU framing over TCP (transparent serial gateways).")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the answer.")] = 2.0,
+) -> None:
+    """Read registers (or coils) once and print them raw and decoded in every type and byte order;
+    for an S7 PLC, each address's bytes and every type of its width."""
+    if url.strip().lower().startswith("s7://"):
+        _read_s7(url, addresses or [], rack, slot, timeout)
+        return
+    if addresses:
+        raise _fail(f"addresses ({' '.join(addresses)}) are for s7:// PLCs; for Modbus give --holding, --input …")
+    from connectors.modbus.config import Area
+    from connectors.modbus.read import ReadOptions, parse_range, parse_url, run_read_command
+
+    ranges: list[tuple[Area, str | None]] = [
+        ("holding", holding),
+        ("input", input_registers),
+        ("coil", coils),
+        ("discrete", discrete),
+    ]
+    chosen = [(a, t) for a, t in ranges if t is not None]
+    if len(chosen) != 1:
+        raise _fail("give one of --holding, --input, --coils or --discrete, e.g. --holding 0:10")
+    area, text = chosen[0]
+    try:
+        parse_url(url)
+        start, count = parse_range(text, 2000 if area in ("coil", "discrete") else 125)
+    except ValueError as exc:
+        raise _fail(f"error: {exc}") from None
+    known = ("int16", "uint16", "int32", "uint32", "float32", "int64", "uint64", "float64")
+    if type_ and not set(type_) <= set(known):
+        raise _fail(f"--type: choose among {', '.join(known)}")
+    options = ReadOptions(
+        url=url,
+        unit=unit,
+        area=area,
+        address=start,
+        count=count,
+        rtu=rtu,
+        timeout=timeout,
+        types=tuple(type_) if type_ else known,
+    )
+    _run(run_read_command(options, sys.stdout))
+
+
+@simulate_app.command("s7")
+def simulate_s7(
+    port: Annotated[int, typer.Option(help="TCP port (102 needs root; the default does not).")] = 1102,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    seed: Annotated[int | None, typer.Option(help="Seed for a reproducible run.")] = None,
+) -> None:
+    """A Siemens S7 PLC (rack 0, slot 1) running a packaging line: speed, counters and states in DB1,
+    the recipe in DB2, a speed setpoint in MW20 (the map is in gateway/simulators/s7.py)."""
+    from gateway.logs import setup_logging
+    from gateway.simulators.s7 import run_s7_simulator
+
+    setup_logging("text", "info")
+    _run(run_s7_simulator(port, host, seed))
+
+
+@simulate_app.command("modbus")
+def simulate_modbus(
+    port: Annotated[int, typer.Option(help="TCP port (502 needs root; the default does not).")] = 5020,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    seed: Annotated[int | None, typer.Option(help="Seed for a reproducible run.")] = None,
+) -> None:
+    """A Modbus TCP server: an energy meter on unit 1 and a chiller on unit 2 (register maps in
+    gateway/simulators/modbus.py)."""
+    from gateway.logs import setup_logging
+    from gateway.simulators.modbus import run_modbus_simulator
+
+    setup_logging("text", "info")
+    _run(run_modbus_simulator(port, host, seed))
+
+
 @simulate_app.command("opcua")
 def simulate_opcua(
     port: Annotated[int, typer.Option(help="Port of the first machine; machine k listens on port + k.")] = 4840,

@@ -178,7 +178,7 @@ class Source(abc.ABC):
     def request_stop(self) -> None:
         """Stop taking new data; ``run`` emits what it holds and returns soon after."""
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - an optional hook: nothing to release by default
         """Release connections once the pipeline has drained."""
 
 
@@ -209,7 +209,7 @@ class Sink(abc.ABC):
         self.log = context.log
         self.status = Status(name=name, kind="sink", type=type_)
 
-    async def open(self) -> None:
+    async def open(self) -> None:  # noqa: B027 - an optional hook: nothing to prepare by default
         """Prepare the store (create files, check the connection)."""
 
     @abc.abstractmethod
@@ -224,5 +224,5 @@ class Sink(abc.ABC):
         """A reader of what this sink stored, if it can offer one (default: none)."""
         return None
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - an optional hook: nothing to release by default
         """Flush and release the store."""

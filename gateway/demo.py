@@ -66,8 +66,10 @@ async def _broker() -> AsyncIterator[tuple[str, str]]:
 
 async def run_demo(data_dir: Path, port: int = 8080, duration: float | None = None) -> None:
     """Run simulators and the gateway until Ctrl-C (or ``duration`` seconds)."""
+    from gateway.simulators.modbus import modbus_simulator
     from gateway.simulators.mqtt import SimulatorSettings, run_mqtt_simulator
     from gateway.simulators.opcua import OpcUaSimulatorSettings, opcua_simulator
+    from gateway.simulators.s7 import s7_simulator
 
     if not DEMO_CONFIG.exists():
         raise GatewayError(f"the demo config {DEMO_CONFIG} is missing; run the demo from the project's folder")
@@ -82,13 +84,22 @@ async def run_demo(data_dir: Path, port: int = 8080, duration: float | None = No
         busy, port = port, free_ports()
         log.info("port %d is taken: the web page will be on port %d", busy, port)
     opcua = OpcUaSimulatorSettings(port=free_ports(2), machines=2, data_dir=data_dir / "opcua-simulator")
-    async with _broker() as (broker_url, protocol), opcua_simulator(opcua) as (cnc_url, press_url):
+    async with (
+        _broker() as (broker_url, protocol),
+        opcua_simulator(opcua) as (cnc_url, press_url),
+        modbus_simulator(free_ports()) as modbus,
+        s7_simulator(free_ports()) as plc,
+    ):
         log.info("OPC UA simulators: CNC machining centre on %s, injection-molding press on %s", cnc_url, press_url)
+        log.info("Modbus TCP simulator on 127.0.0.1:%d: energy meter (unit 1), chiller (unit 2)", modbus.port)
+        log.info("S7 simulator on 127.0.0.1:%d (rack 0, slot 1): a packaging line's PLC", plc.port)
         os.environ.update(
             DEMO_BROKER=broker_url,
             DEMO_MQTT_PROTOCOL=protocol,
             DEMO_OPCUA_CNC=cnc_url,
             DEMO_OPCUA_PRESS=press_url,
+            DEMO_MODBUS_PORT=str(modbus.port),
+            DEMO_S7_PORT=str(plc.port),
             DEMO_DATA=str(data_dir),
             DEMO_HTTP=f"127.0.0.1:{port}",
         )
@@ -120,7 +131,8 @@ def _print_guide(data_dir: Path, config: Any, port: int) -> None:
         "\n"
         "  Shop-floor gateway demo is running (Ctrl-C to stop).\n"
         "  Simulated energy meters, coolant temperatures and CNC machines publish over MQTT, and a\n"
-        "  CNC machining centre and an injection-molding press serve OPC UA;\n"
+        "  CNC machining centre and an injection-molding press serve OPC UA, an energy meter and a\n"
+        "  chiller answer Modbus TCP, and a packaging line's Siemens PLC answers S7;\n"
         f"  the gateway stores them in the embedded historian: {history}\n"
         "\n"
         f"  Web page: http://127.0.0.1:{port}/   (Prometheus metrics: /metrics)\n"

@@ -86,6 +86,7 @@ def encode(point: Point) -> str:
         elif kind is bool:
             append(prefix + ("true" if value else "false"))
         else:
+            # a str is what remains, but mypy does not narrow on the type() checks above
             text: str = value  # type: ignore[assignment]
             if "\\" in text or '"' in text:
                 text = text.replace("\\", "\\\\").replace('"', '\\"')

@@ -78,6 +78,8 @@ def _short(number: int) -> str:
 
 
 def _check_field(key: str, value: object) -> None:
+    # type() is, not isinstance(): a bool is an int, and this runs for every field of every
+    # point. mypy does not narrow ``value`` on it, hence the ignores below.
     kind = type(value)
     if kind is float:
         if not math.isfinite(value):  # type: ignore[arg-type]
@@ -90,7 +92,8 @@ def _check_field(key: str, value: object) -> None:
             _check_utf8(f"field {key!r:.60} value", value)  # type: ignore[arg-type]
     elif kind is not bool:
         raise PointError(
-            f"field {key!r:.60} has a value of type {kind.__name__} ({value!r:.40}); expected a number, a boolean or text"
+            f"field {key!r:.60} has a value of type {kind.__name__} ({value!r:.40}); "
+            "expected a number, a boolean or text"
         )
 
 
@@ -154,6 +157,8 @@ class Point:
             and _typed(self.fields) == _typed(other.fields)
         )
 
+    # Unhashable, as Python makes any class that defines __eq__ alone; written out for readers
+    # (mypy expects a method here, hence the ignore).
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:

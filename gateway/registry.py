@@ -25,6 +25,8 @@ Kind = Literal["connector", "sink"]
 PLUGIN_MODULES: tuple[str, ...] = (
     "connectors.mqtt",
     "connectors.opcua",
+    "connectors.modbus",
+    "connectors.s7",
     "gateway.sinks.historian",
     "gateway.sinks.influxdb",
 )

@@ -100,4 +100,3 @@ class ReloadHistory:
         """The last attempt, if it failed (a later good one clears it)."""
         last = self.last
         return last if last is not None and last.result is ReloadResult.FAILED else None
-

@@ -288,7 +288,7 @@ class Route:
                 delay = backoff.next_delay()
                 message = str(exc) or type(exc).__name__
                 if self.status.last_error != message:
-                    self.log.error(  # noqa: TRY400 - a traceback only for what is not a GatewayError
+                    self.log.error(
                         "cannot open: %s; points wait in the queue, retrying in %.1fs",
                         message,
                         delay,

@@ -647,9 +647,7 @@ async def _wait_tasks(tasks: Sequence[asyncio.Task[None]], deadline: float) -> N
             log.error("task %s ended with %r", task.get_name(), task.exception())
 
 
-async def run_gateway(
-    config: LoadedConfig | GatewayConfig, *, watch: bool = False, debounce: float = 0.5
-) -> None:
+async def run_gateway(config: LoadedConfig | GatewayConfig, *, watch: bool = False, debounce: float = 0.5) -> None:
     """Run until SIGINT or SIGTERM, reloading on SIGHUP (and on file changes with ``watch``).
 
     Reloading needs the files: ``config`` from :func:`~gateway.config.load_config_source`."""
@@ -681,4 +679,3 @@ def _on_signal(gateway: Gateway, sig: signal.Signals) -> None:
         return
     log.info("%s received: stopping connectors, flushing sinks", sig.name)
     gateway.request_stop()
-

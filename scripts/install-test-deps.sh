@@ -43,3 +43,12 @@ if [ -f tests/opcua_peer/package.json ]; then
     (cd tests/opcua_peer && npm install --no-audit --no-fund --silent)
   fi
 fi
+
+# The independent Modbus TCP peer (modbus-serial's ServerTCP); its serial-port addon is optional
+# and not needed for TCP, so it is left out (no native build).
+if [ -f tests/modbus_peer/package.json ]; then
+  if [ ! -d tests/modbus_peer/node_modules/modbus-serial ]; then
+    command -v npm >/dev/null || { echo "npm is needed for the Modbus peer tests: apt-get install npm" >&2; exit 1; }
+    (cd tests/modbus_peer && npm ci --no-audit --no-fund --silent --omit=optional)
+  fi
+fi

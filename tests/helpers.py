@@ -11,7 +11,7 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, overload
 
 T = TypeVar("T")
 
@@ -43,17 +43,29 @@ def wait_until(predicate: Callable[[], T], timeout: float = 30.0, interval: floa
         time.sleep(interval)
 
 
+@overload
 async def async_wait_until(
-    predicate: Callable[[], T | Awaitable[T]], timeout: float = 30.0, interval: float = 0.05, message: str = ""
-) -> T:
+    predicate: Callable[[], Awaitable[T]], timeout: float = ..., interval: float = ..., message: str = ...
+) -> T: ...
+
+
+@overload
+async def async_wait_until(
+    predicate: Callable[[], T], timeout: float = ..., interval: float = ..., message: str = ...
+) -> T: ...
+
+
+async def async_wait_until(
+    predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.05, message: str = ""
+) -> object:
     """The asyncio twin of :func:`wait_until` (``predicate`` may be sync or async)."""
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
-            value = await value  # type: ignore[misc]
+            value = await value
         if value:
-            return value  # type: ignore[return-value]
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for: {message or predicate}")
         await asyncio.sleep(interval)
@@ -72,7 +84,7 @@ def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], timeo
 
 
 def contract_energy_connector(broker_url: str, **overrides: object) -> dict[str, object]:
-    """The MQTT connector of the configuration contract (ARCHITECTURE.md), on ``broker_url``."""
+    """The energy-meter MQTT connector of the reference config (tests/test_config.py), on ``broker_url``."""
     connector: dict[str, object] = {
         "name": "energy",
         "type": "mqtt",

@@ -185,8 +185,9 @@ def test_query_reads_while_another_process_writes(config: Path, tmp_path: Path) 
         [sys.executable, "-c", WRITER, str(tmp_path / "history.db")], stdout=subprocess.PIPE, text=True, cwd=ROOT
     )
     try:
-        assert writer.stdout is not None
-        wait_until(lambda: int(writer.stdout.readline() or 0) >= 1000, timeout=60, message="the writer started")  # type: ignore[union-attr]
+        stdout = writer.stdout
+        assert stdout is not None
+        wait_until(lambda: int(stdout.readline() or 0) >= 1000, timeout=60, message="the writer started")
         counts = []
         for _ in range(3):
             result = subprocess.run(

@@ -315,7 +315,7 @@ def test_the_gateway_section_defined_in_two_files_is_an_error(tmp_path: Path) ->
     assert str(first) in problem.message
 
 
-# --- the broken configs of issue 2: one clear line each, with file, line and key -----------------
+# --- typical mistakes: one clear line each, with file, line and key, so the engineer can fix it --
 
 
 BROKEN = {
@@ -420,7 +420,8 @@ def test_all_problems_are_reported_at_once_sorted_by_line(tmp_path: Path, monkey
     }
 
 
-#: The configuration contract of ARCHITECTURE.md, as written there.
+#: The reference config: the historian, InfluxDB over both APIs, an OPC UA and an MQTT connector,
+#: environment references included. It must keep validating as written: files built on it never break.
 CONTRACT = """\
 gateway:
   name: lab-cell-1

@@ -45,6 +45,9 @@ def test_demo_collects_every_simulated_device_into_the_historian(tmp_path: Path)
         machine = store.read("machine")
         temperature = store.read("temperature")
         press = store.read("press")
+        electrical = store.read("electrical")
+        chiller = store.read("chiller")
+        packaging = store.read("packaging")
     finally:
         store.close()
     assert {v.field for v in energy} == {"power_w", "energy_kwh", "power_factor"}
@@ -57,6 +60,14 @@ def test_demo_collects_every_simulated_device_into_the_historian(tmp_path: Path)
     cnc_fields = {v.field for v in machine if v.tags.get("machine") == "cnc-01"}
     assert {"spindle_rpm", "feed_mm_min", "mode", "mode_name", "parts_produced"} <= cnc_fields
     assert {"cycle_time", "mold_temp_c", "shots"} <= {v.field for v in press}
+    # the Modbus energy meter and chiller, on one connection
+    assert all(200 < float(v.value) < 260 for v in electrical if v.field == "voltage_l1")
+    assert {"voltage_l1", "energy_kwh", "running", "alarm_overtemp", "tariff"} <= {v.field for v in electrical}
+    assert {"supply_temp_c", "compressor_on", "run_hours"} <= {v.field for v in chiller}
+    # the packaging line's S7 PLC: every field, the recipe a string, the setpoint a number
+    assert {"line_speed", "packs_good", "seal_temp_c", "recipe", "speed_setpoint"} <= {v.field for v in packaging}
+    assert {v.value for v in packaging if v.field == "speed_setpoint"} == {120}
+    assert all(isinstance(v.value, str) and v.value for v in packaging if v.field == "recipe")
     # every message the connector received was stored, none malformed
     counts = re.search(r"(\d+) messages received, (\d+) stored, (\d+) malformed", result.stderr)
     assert counts is not None, result.stderr[-3000:]

@@ -52,7 +52,11 @@ def test_the_project_keeps_every_contract(tmp_path: Path) -> None:
     ("module", "line", "broken"),
     [
         # the core reaching up to the runtime (even only for type checking)
-        ("gateway.point", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import gateway.runtime", "gateway:"),
+        (
+            "gateway.point",
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import gateway.runtime",
+            "gateway:",
+        ),
         # the pipeline reaching into the web server, inside a function
         ("gateway.pipeline", "def _probe() -> None:\n    import gateway.http.app", "gateway:"),
         # a connector reaching into a sink

@@ -26,10 +26,10 @@ from gateway.point import INT64_MAX, INT64_MIN, TIME_MAX, TIME_MIN, Point
 _SPECIAL = ",= \"'#\t{}[]:;/|"
 _plain_char = st.one_of(
     st.sampled_from(list(_SPECIAL)),
-    st.characters(exclude_characters="\n\r\\\x00", exclude_categories=("Cs",)),
+    st.characters(exclude_characters="\n\r\\\x00", exclude_categories=["Cs"]),
 )
 # A backslash is allowed in names only before an ordinary character (see Point).
-_escaped_literal = st.characters(exclude_characters="\n\r\\,= \x00", exclude_categories=("Cs",)).map(lambda c: "\\" + c)
+_escaped_literal = st.characters(exclude_characters="\n\r\\,= \x00", exclude_categories=["Cs"]).map(lambda c: "\\" + c)
 names = st.lists(st.one_of(_plain_char, _plain_char, _plain_char, _escaped_literal), min_size=1, max_size=12).map(
     "".join
 )
@@ -38,7 +38,7 @@ field_keys = names.filter(lambda name: name[0] not in "\t\x00")
 strings = st.text(
     alphabet=st.one_of(
         st.sampled_from(list('"\\\n\r ,=\t')),
-        st.characters(exclude_categories=("Cs",)),
+        st.characters(exclude_categories=["Cs"]),
     ),
     max_size=40,
 )
@@ -65,7 +65,7 @@ def points(draw: st.DrawFn) -> Point:
 def _same(a: Point, b: Point) -> bool:
     """Equal, with floats compared bit for bit (so -0.0 and 0.0 differ)."""
     return a == b and all(
-        math.copysign(1, v) == math.copysign(1, b.fields[k]) for k, v in a.fields.items() if type(v) is float
+        math.copysign(1, v) == math.copysign(1, float(b.fields[k])) for k, v in a.fields.items() if type(v) is float
     )
 
 
@@ -115,12 +115,12 @@ def _reference_parse(line: str) -> dict[str, Any]:
 # the same way as InfluxDB 2.x.
 _reference_char = st.one_of(
     st.sampled_from(list(_SPECIAL)),
-    st.characters(exclude_characters="\n\r\\\x00", exclude_categories=("Cs",)),
+    st.characters(exclude_characters="\n\r\\\x00", exclude_categories=["Cs"]),
 )
 reference_names = st.text(alphabet=_reference_char, min_size=1, max_size=12)
 reference_strings = st.text(
     alphabet=st.one_of(
-        st.sampled_from(list('"\\\n ,=')), st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
+        st.sampled_from(list('"\\\n ,=')), st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
     ),
     max_size=40,
 )

@@ -259,7 +259,7 @@ def test_error_messages_stay_short_for_huge_inputs(make: Any) -> None:
 @pytest.mark.parametrize("where", ["measurement", "tag key", "tag value", "field key"])
 def test_a_nul_character_in_a_name_is_refused(where: str) -> None:
     bad = "line\x00A"
-    kwargs: dict = {"measurement": "m", "fields": {"v": 1.0}, "tags": {"t": "x"}}  # type: ignore[type-arg]
+    kwargs: dict[str, Any] = {"measurement": "m", "fields": {"v": 1.0}, "tags": {"t": "x"}}
     if where == "measurement":
         kwargs["measurement"] = bad
     elif where == "tag key":

@@ -36,7 +36,7 @@ MAX_TOPIC_BYTES = 65535
 def split_share(filter_: str) -> tuple[str | None, str]:
     """``$share/group/a/+`` → (``group``, ``a/+``); a plain filter → (None, filter)."""
     if filter_.startswith("$share/"):
-        _, group, rest = (filter_.split("/", 2) + ["", ""])[:3]
+        _, group, rest = [*filter_.split("/", 2), "", ""][:3]
         return group, rest
     return None, filter_
 

@@ -1,12 +1,17 @@
 """The MQTT connector: messages → points → the pipeline, acknowledged to the broker only once stored.
 
 Flow: :class:`~connectors.mqtt._client.MqttLink` reads the socket on the event loop and
-collects messages; :meth:`MqttSource.run` takes them in batches, decodes each with its topic
-filter's :class:`~connectors.mqtt.decode.TopicDecoder`, and hands the points to ``emit`` with an
+collects messages; :meth:`MqttSource.run` takes them in batches (``async for`` over
+:meth:`~connectors.mqtt._client.MqttLink.batches`), decodes each with its topic filter's
+:class:`~connectors.mqtt.decode.TopicDecoder`, and hands the points to ``emit`` with an
 ``on_stored`` callback. Acknowledgements go out in the order the messages came in (MQTT
-requires it), one packet per batch: a batch's acks wait in :attr:`MqttSource._ledger` until
+requires it), one write per batch: a batch's acks wait in :attr:`MqttSource._ledger` until
 every earlier batch is stored too. A malformed message is counted, logged (rate-limited) and
 acknowledged with its batch: it can never succeed.
+
+The link outlives one call of ``run`` (the runtime restarts ``run`` after a failure, and
+acknowledgements still flow after ``run`` returned, while the sinks drain), so it lives in a
+task of its own that holds ``async with MqttLink(...)`` until :meth:`MqttSource.aclose`.
 
 Back-pressure: while ``emit`` waits (the stores are slower), messages accumulate in the link.
 For QoS 1/2 the broker stops sending once ``receive_maximum`` (MQTT 5) or its own in-flight limit
@@ -23,7 +28,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from connectors.mqtt._client import Incoming, MqttLink
+from connectors.mqtt._client import Incoming, LinkOptions, MqttLink
 from connectors.mqtt.config import MqttConfig
 from connectors.mqtt.decode import TopicDecoder, TopicMatcher, excerpt
 from gateway.component import Emit, RuntimeContext, Source, State
@@ -107,7 +112,7 @@ class MqttSource(Source):
         )
         self._link: MqttLink | None = None
         self._link_task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
+        self._release = asyncio.Event()
         self._stopping = False
         self._ledger: deque[_Pending] = deque()
         self._malformed_log = _LogLimit(MALFORMED_LOG_LIMIT, MALFORMED_LOG_WINDOW)
@@ -122,32 +127,20 @@ class MqttSource(Source):
         link.accepting = True
         if link.connected:  # restarted by the supervisor on a link that stayed up
             self.status.set_state(State.RUNNING)
-        while True:
-            if not link.incoming:
-                if self._stopping:
-                    return
-                task = self._link_task
-                if task is not None and task.done():
-                    error = None if task.cancelled() else task.exception()
-                    raise SourceError(f"the MQTT connection stopped unexpectedly: {error!r}")
-                self._wake.clear()
-                await self._wake.wait()
-                if len(link.incoming) < LINGER_BELOW and not self._stopping:
-                    # A slow stream arrives a message or two per wake-up: gather a few
-                    # milliseconds' worth into one batch (less work per message downstream).
-                    await asyncio.sleep(LINGER_SECONDS)
-                continue
-            items = link.take(BATCH_MESSAGES)
+        if self._stopping:
+            link.stop_receiving()
+        async for items in link.batches(BATCH_MESSAGES, linger=LINGER_SECONDS, linger_below=LINGER_BELOW):
             if self._dropping and len(link.incoming) < self.config.max_buffered // 2:
                 self.log.warning("QoS 0 messages are no longer dropped (%d were dropped)", self._dropping)
                 self._dropping = 0
             await self._emit(emit, items)
+        if not self._stopping:
+            raise SourceError("the MQTT connection closed unexpectedly")
 
     def request_stop(self) -> None:
         self._stopping = True
         if self._link is not None:
-            self._link.accepting = False
-        self._wake.set()
+            self._link.stop_receiving()
 
     async def aclose(self) -> None:
         await self._close_link()
@@ -264,14 +257,16 @@ class MqttSource(Source):
     # --- the connection --------------------------------------------------------------------------
 
     async def _ensure_link(self) -> MqttLink:
-        if self._link is not None and self._link_task is not None and not self._link_task.done():
+        task = self._link_task
+        if self._link is not None and task is not None and not task.done() and not self._link.closing:
             return self._link
         await self._close_link()
+        options = LinkOptions.from_config(self.config, self.client_id)  # SourceError for unusable TLS files
         self.status.set_state(State.CONNECTING)
-        link = MqttLink(self.config, self.client_id, self)
+        link = MqttLink(options, self)
         self._link = link
-        self._link_task = asyncio.create_task(link.run(), name=f"mqtt:{self.name}")
-        self._link_task.add_done_callback(lambda _: self._wake.set())
+        self._release = asyncio.Event()
+        self._link_task = asyncio.create_task(self._hold(link, self._release), name=f"mqtt:{self.name}")
         self.log.info(
             "connecting to %s as client id %r (%s, MQTT %s)",
             self.config.broker,
@@ -281,18 +276,25 @@ class MqttSource(Source):
         )
         return link
 
+    async def _hold(self, link: MqttLink, release: asyncio.Event) -> None:
+        """Own the link (its task group) from ``run`` until ``aclose``."""
+        try:
+            async with link:
+                await release.wait()
+        finally:
+            link.stop_receiving()  # wakes a run() still reading from it
+
     async def _close_link(self) -> None:
         link, task = self._link, self._link_task
-        if link is None:
+        if link is None or task is None:
             return
-        await link.close()
-        if task is not None:
-            try:
-                await asyncio.wait_for(task, 5.0)
-            except (TimeoutError, asyncio.CancelledError):
-                task.cancel()
-            except Exception as exc:  # noqa: BLE001 - already reported by run()
-                self.log.debug("connection task ended with %r", exc)
+        self._release.set()
+        try:
+            await asyncio.wait_for(task, 10.0)
+        except (TimeoutError, asyncio.CancelledError):
+            task.cancel()
+        except Exception as exc:  # noqa: BLE001 - an unexpected end of the link, already reported
+            self.log.debug("connection task ended with %r", exc)
 
     # --- LinkEvents (called on the loop by the link) ------------------------------------------
 
@@ -337,9 +339,6 @@ class MqttSource(Source):
         self.status.detail["subscribed"] = filters
         if filters:
             self.log.info("subscribed to %s", ", ".join(repr(f) for f in filters))
-
-    def messages(self) -> None:
-        self._wake.set()
 
     def dropped(self, count: int) -> None:
         self.status.count("dropped", count)

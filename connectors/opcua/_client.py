@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from connectors.opcua.nodes import NodeRef, format_node_id
+from connectors.opcua.nodes import IdKind, NodeRef, format_node_id
 from connectors.opcua.pki import Pki
 from connectors.opcua.values import Sample
 from gateway.errors import SourceError
@@ -65,7 +65,7 @@ _POLICIES: dict[str, Any] = {
     "Aes256_Sha256_RsaPss": security_policies.SecurityPolicyAes256Sha256RsaPss,
 }
 _MODES = {"Sign": ua.MessageSecurityMode.Sign, "SignAndEncrypt": ua.MessageSecurityMode.SignAndEncrypt}
-_KIND_OF_TYPE = {
+_KIND_OF_TYPE: dict[Any, IdKind] = {
     ua.NodeIdType.TwoByte: "i",
     ua.NodeIdType.FourByte: "i",
     ua.NodeIdType.Numeric: "i",
@@ -516,7 +516,7 @@ class Connection:
         kind = _KIND_OF_TYPE.get(node.NodeIdType, "s")
         index = int(node.NamespaceIndex)
         uri = self.namespaces[index] if 0 < index < len(self.namespaces) else None
-        ref = NodeRef(kind, node.Identifier, index)  # type: ignore[arg-type]
+        ref = NodeRef(kind, node.Identifier, index)
         return format_node_id(ref, uri)
 
     @staticmethod

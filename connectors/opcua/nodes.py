@@ -36,6 +36,7 @@ __all__ = [
 IdKind = Literal["i", "s", "g", "b"]
 Identifier = int | str | uuid.UUID | bytes
 
+_KINDS: dict[str, IdKind] = {"i": "i", "s": "s", "g": "g", "b": "b"}  # what the pattern's kind can be
 _NODE_ID = re.compile(r"^(?:ns=(?P<ns>\d+);|nsu=(?P<nsu>.+?);)?(?P<kind>[isgb])=(?P<id>.*)$", re.DOTALL)
 
 
@@ -64,7 +65,7 @@ def parse_node_id(text: str) -> NodeRef:
         raise ValueError(
             f"{text!r} is not a node id: write e.g. ns=2;i=1005, ns=2;s=Motor.Speed or nsu=urn:lab:cnc;s=Spindle.Speed"
         )
-    kind: IdKind = match["kind"]  # type: ignore[assignment]
+    kind = _KINDS[match["kind"]]
     raw = match["id"]
     identifier: Identifier
     if kind == "i":

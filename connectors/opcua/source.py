@@ -389,7 +389,8 @@ class OpcUaSource(Source):
         self._maker.items = made
         self._item_state = {item.node: item for item in made.values()}
         if self.config.units:
-            await self._learn_units(conn, [(target, info, name) for (target, info), name in zip(items, fields)])
+            learnt = [(target, info, name) for (target, info), name in zip(items, fields, strict=True)]
+            await self._learn_units(conn, learnt)
         self.status.detail["namespaces"] = len(conn.namespaces)
         self.status.detail["limits"] = {
             "max_nodes_per_read": conn.limits.max_nodes_per_read,

@@ -212,6 +212,7 @@ def _component(status: Status, rates: RateTracker) -> dict[str, Any]:
         "rates": rates.rates(status),
         "buffer_depth": _buffer_depth(status),
         "oldest_age_seconds": _oldest_age(status),
+        "devices": status.detail.get("devices") if status.kind == "connector" else None,
     }
 
 

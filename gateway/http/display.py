@@ -60,14 +60,15 @@ class FieldDisplay(BaseModel):
         if isinstance(value, str):
             return value
         if not isinstance(value, dict):
-            raise ValueError(f"a text, or one text per language ({example}); got {value!r}")  # noqa: TRY004 (pydantic reports ValueError only)
+            # pydantic turns a ValueError into a located config error; a TypeError would escape it.
+            raise ValueError(f"a text, or one text per language ({example}); got {value!r}")  # noqa: TRY004 - see above
         if not value:
             raise ValueError(f"give at least one language ({example})")
         for lang, text in value.items():
             if lang not in LANGUAGES:
                 raise ValueError(f"unknown language {lang!r}: the page speaks {' and '.join(LANGUAGES)} ({example})")
             if not isinstance(text, str):
-                raise ValueError(f"the {lang} label must be a text; got {text!r}")  # noqa: TRY004
+                raise ValueError(f"the {lang} label must be a text; got {text!r}")  # noqa: TRY004 - as above
         return value
 
 

@@ -17,6 +17,11 @@ sink, so nothing is counted twice and nothing can drift from what the API shows:
 - ``gateway_connector_points_emitted_total{connector}``: points handed to the sinks;
 - histograms such as ``gateway_sink_write_seconds{sink}`` (write latency);
 - ``gateway_connector_last_error_timestamp_seconds`` and ``gateway_component_state_since_seconds``;
+- for polling connectors (Modbus …), per device (``status.detail["devices"]``), with a ``device``
+  label: every device counter (``gateway_connector_read_errors_total``,
+  ``gateway_connector_scan_overruns_total``, ``scans``, ``points``, ``gaps``), the histogram
+  ``gateway_connector_scan_duration_seconds`` and ``gateway_connector_device_up``. A connector-level
+  counter of the same name (OPC UA's ``read_errors``) is in the same family with ``device=""``;
 - the configuration: ``gateway_config_generation``, ``gateway_config_applied_timestamp_seconds``,
   ``gateway_config_info{sha256}``, ``gateway_config_reloads_total{result}`` and
   ``gateway_config_last_reload_failed``.
@@ -111,7 +116,10 @@ class GatewayCollector(Collector):
             if status.last_error_at is not None:
                 errors.add_metric(labels, status.last_error_at)
         yield from (up, state, since, errors)
-        yield from self._counters(statuses)
+        devices = _device_counters(statuses)
+        yield from self._counters(statuses, devices)
+        yield from devices.values()
+        yield from _device_metrics(statuses)
         yield from self._gauges(statuses)
         yield from self._histograms(statuses)
         emitted = CounterMetricFamily(
@@ -158,7 +166,7 @@ class GatewayCollector(Collector):
         )
 
     @staticmethod
-    def _counters(statuses: Sequence[Status]) -> Iterator[Metric]:
+    def _counters(statuses: Sequence[Status], devices: dict[str, CounterMetricFamily]) -> Iterator[Metric]:
         families: dict[str, CounterMetricFamily] = {}
         for status in statuses:
             for counter, value in sorted(status.counters.items()):
@@ -167,6 +175,9 @@ class GatewayCollector(Collector):
                     continue
                 name = f"gateway_{_metric_name(status.kind)}_{_metric_name(metric)}"
                 name = name.removesuffix("_total")
+                if name in devices:  # one family per name: the connector's own value has device=""
+                    devices[name].add_metric([status.name, status.type, ""], value)
+                    continue
                 family = families.get(name)
                 if family is None:
                     family = families[name] = CounterMetricFamily(
@@ -209,6 +220,51 @@ class GatewayCollector(Collector):
                     buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
                 family.add_metric([status.name, status.type], buckets, histogram.sum)
         yield from families.values()
+
+
+def _devices(status: Status) -> dict[str, dict[str, Any]]:
+    devices = status.detail.get("devices") if status.kind == "connector" else None
+    return devices if isinstance(devices, dict) else {}
+
+
+def _device_counters(statuses: Sequence[Status]) -> dict[str, CounterMetricFamily]:
+    """Per-device counters of polling connectors, one family per counter, labelled by device."""
+    families: dict[str, CounterMetricFamily] = {}
+    for status in statuses:
+        for device, view in sorted(_devices(status).items()):
+            for counter, value in sorted((view.get("counters") or {}).items()):
+                name = f"gateway_connector_{_metric_name(counter)}"
+                family = families.get(name)
+                if family is None:
+                    family = families[name] = CounterMetricFamily(
+                        name,
+                        f"The connector's {counter.replace('_', ' ')} counter, per device.",
+                        labels=["connector", "type", "device"],
+                    )
+                family.add_metric([status.name, status.type, device], value)
+    return families
+
+
+def _device_metrics(statuses: Sequence[Status]) -> Iterator[Metric]:
+    """Each polled device's up gauge and scan-duration histogram."""
+    labels = ["connector", "type", "device"]
+    up = GaugeMetricFamily("gateway_connector_device_up", "1 while the device delivers data.", labels=labels)
+    durations = HistogramMetricFamily(
+        "gateway_connector_scan_duration_seconds", "How long one scan of the device took (seconds).", labels=labels
+    )
+    for status in statuses:
+        for device, view in sorted(_devices(status).items()):
+            key = [status.name, status.type, device]
+            up.add_metric(key, 1 if view.get("state") == "running" else 0)
+            histogram = view.get("scan_seconds")
+            if isinstance(histogram, dict):
+                cumulative = 0
+                buckets: list[tuple[str, float]] = []
+                for bound, count in zip((*histogram["buckets"], float("inf")), histogram["counts"], strict=True):
+                    cumulative += count
+                    buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+                durations.add_metric(key, buckets, histogram["sum"])
+    yield from (up, durations)
 
 
 def render_metrics(collector: GatewayCollector) -> bytes:

@@ -17,6 +17,7 @@ __all__ = [
     "ComponentDetailOut",
     "ComponentOut",
     "ConfigOut",
+    "DeviceOut",
     "GatewayOut",
     "Health",
     "OverviewOut",
@@ -102,6 +103,24 @@ class ComponentOut(BaseModel):
     rates: dict[str, float] = Field(description="Per-second growth of each counter over the last ~10 s.")
     buffer_depth: int | None = Field(description="Points waiting to be written (sinks).")
     oldest_age_seconds: float | None = Field(default=None, description="Age of the oldest waiting point (sinks).")
+    devices: dict[str, DeviceOut] | None = Field(
+        default=None, description="Polling connectors (Modbus): each device's state, last error and counters."
+    )
+
+
+class DeviceOut(BaseModel):
+    """One device of a polling connector (a Modbus unit id): what it is doing now."""
+
+    state: str = Field(description="starting, running, down (does not answer), waiting (its connection is down).")
+    last_error: str | None = Field(default=None, description="The last read error, e.g. a Modbus exception.")
+    last_error_at: float | None = Field(default=None, description="Unix seconds of the last error.")
+    last_scan_at: float | None = Field(default=None, description="Unix seconds of the last scan that gave data.")
+    last_scan_seconds: float | None = Field(default=None, description="How long the last scan took.")
+    interval_seconds: float | None = Field(default=None, description="The device's scan interval.")
+    down_since: float | None = Field(default=None, description="Unix seconds since when no data came (in a gap).")
+    last_gap_seconds: float | None = Field(default=None, description="Length of the last gap in its data.")
+    field_errors: dict[str, str] = Field(default={}, description="Fields that cannot be read now, and why.")
+    counters: dict[str, int] = Field(default={}, description="scans, read_errors, scan_overruns, points, gaps.")
 
 
 class ComponentDetailOut(ComponentOut):

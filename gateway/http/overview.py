@@ -30,6 +30,7 @@ Badge = Literal["running", "idle", "alarm", "offline", "unknown"]
 _RUNNING = {"running", "run", "production", "producing", "active", "auto", "automatic", "working", "busy", "cycle"}
 _IDLE = {"idle", "setup", "stopped", "stop", "standby", "ready", "paused", "pause", "waiting", "off", "manual"}
 _ALARM = {"alarm", "fault", "error", "emergency", "estop", "failure", "failed", "down", "blocked", "warning"}
+_WORDS: tuple[tuple[set[str], Badge], ...] = ((_ALARM, "alarm"), (_RUNNING, "running"), (_IDLE, "idle"))
 #: Numeric states as many PLCs publish them (0 stopped, 1 running, 2 alarm); anything else is unknown.
 _NUMERIC: dict[int, Badge] = {0: "idle", 1: "running", 2: "alarm"}
 
@@ -43,9 +44,9 @@ def machine_state(value: FieldValue | None) -> Badge:
     if isinstance(value, int | float):
         return _NUMERIC.get(int(value), "unknown") if float(value).is_integer() else "unknown"
     word = value.strip().lower().replace("-", "").replace("_", "").replace(" ", "")
-    for names, badge in ((_ALARM, "alarm"), (_RUNNING, "running"), (_IDLE, "idle")):
+    for names, badge in _WORDS:
         if word in names:
-            return badge  # type: ignore[return-value]
+            return badge
     return "unknown"
 
 

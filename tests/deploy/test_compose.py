@@ -29,6 +29,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import load_config
 from gateway.ports import free_ports
+from gateway.sinks.historian.config import HistorianConfig
+from gateway.sinks.influxdb.config import InfluxDBConfig
 from tests.helpers import ARTIFACTS, free_port, port_open, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -128,17 +130,19 @@ def test_the_gateway_config_compose_runs_validates(compose: dict[str, Any], monk
     published = [p for p in gateway["ports"] if int(p["target"]) == config.gateway.http.port]
     assert published, "the web page's port is not published"
     sinks = {sink.name: sink for sink in config.sinks}
-    influx = sinks["influx"]
+    influx, local = sinks["influx"], sinks["local"]
+    assert isinstance(influx, InfluxDBConfig) and isinstance(local, HistorianConfig)
     influx_env = compose["services"]["influxdb"]["environment"]
-    assert influx.url == "http://influxdb:8086"  # type: ignore[attr-defined]
-    assert influx.org == influx_env["DOCKER_INFLUXDB_INIT_ORG"]  # type: ignore[attr-defined]
-    assert influx.bucket == influx_env["DOCKER_INFLUXDB_INIT_BUCKET"]  # type: ignore[attr-defined]
-    assert influx.token.get_secret_value() == influx_env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]  # type: ignore[attr-defined]
-    assert str(sinks["local"].path).startswith(env["GATEWAY_DATA_DIR"])  # type: ignore[attr-defined]
+    assert influx.url == "http://influxdb:8086"
+    assert influx.org == influx_env["DOCKER_INFLUXDB_INIT_ORG"]
+    assert influx.bucket == influx_env["DOCKER_INFLUXDB_INIT_BUCKET"]
+    assert influx.token is not None
+    assert influx.token.get_secret_value() == influx_env["DOCKER_INFLUXDB_INIT_ADMIN_TOKEN"]
+    assert str(local.path).startswith(env["GATEWAY_DATA_DIR"])
     # Every connector points at a compose service.
     services = set(compose["services"])
     for connector in config.connectors:
-        target = getattr(connector, "broker", None) or getattr(connector, "endpoint", "")
+        target = str(getattr(connector, "broker", None) or getattr(connector, "endpoint", ""))
         host = re.sub(r"^\w+(\.\w+)?://", "", target).split(":")[0].split("/")[0]
         assert host in services, f"connector {connector.name} points at {target}, not at a compose service"
     # Data lands on the volume, not in the container.

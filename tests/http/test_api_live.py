@@ -122,8 +122,9 @@ async def test_every_endpoint_against_a_live_gateway(tmp_path: Path, mosquitto: 
 def publish(broker: Any, count: int) -> None:
     """``count`` QoS 1 energy readings, each with its own timestamp, on 10 meters' topics."""
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-publisher")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="test-publisher")
     client.connect(broker.host, broker.port)
     client.loop_start()
     base = 1_750_000_000_000

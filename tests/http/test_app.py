@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,9 +12,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.component import State, Status
+from gateway.history import ThreadedHistory
 from gateway.http.app import AppContext, create_app, parse_time
 from gateway.http.config import HttpSettings
-from gateway.history import ThreadedHistory
 from gateway.point import Point
 from gateway.sinks.historian.store import HistorianStore
 
@@ -53,7 +54,7 @@ def statuses() -> list[Status]:
 
 
 @pytest.fixture
-async def app_ctx(history_file: Path, statuses: list[Status]) -> AppContext:
+async def app_ctx(history_file: Path, statuses: list[Status]) -> AsyncIterator[AppContext]:
     history = ThreadedHistory(lambda: HistorianStore(history_file, readonly=True), name="local")
     ctx = AppContext(name="lab-cell-1", settings=HttpSettings(), statuses=lambda: statuses, history=lambda: history)
     yield ctx
@@ -61,7 +62,7 @@ async def app_ctx(history_file: Path, statuses: list[Status]) -> AppContext:
 
 
 @pytest.fixture
-async def client(app_ctx: AppContext) -> httpx.AsyncClient:
+async def client(app_ctx: AppContext) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(app_ctx)), base_url="http://gw") as c:
         yield c
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -25,17 +27,19 @@ def basic(user: str, password: str) -> str:
 
 @pytest.fixture
 def settings() -> HttpSettings:
-    return HttpSettings(
-        listen="0.0.0.0:8080",
-        auth={
-            "viewer": {"token": VIEWER_TOKEN},
-            "admin": {"token": ADMIN_TOKEN, "username": "capo", "password": ADMIN_PASSWORD},
-        },
+    return HttpSettings.model_validate(
+        {
+            "listen": "0.0.0.0:8080",
+            "auth": {
+                "viewer": {"token": VIEWER_TOKEN},
+                "admin": {"token": ADMIN_TOKEN, "username": "capo", "password": ADMIN_PASSWORD},
+            },
+        }
     )
 
 
 @pytest.fixture
-async def client(settings: HttpSettings) -> httpx.AsyncClient:
+async def client(settings: HttpSettings) -> AsyncIterator[httpx.AsyncClient]:
     statuses = [Status("energy", "connector", "mqtt")]
     from connectors.mqtt.config import MqttConfig  # the real model, with a password to mask
 
@@ -49,13 +53,15 @@ async def client(settings: HttpSettings) -> httpx.AsyncClient:
             "topics": [{"filter": "a/#", "format": "value", "measurement": "m", "field": "v"}],
         }
     )
-    ctx = AppContext(name="gw", settings=settings, statuses=lambda: statuses, configs=lambda: {"connector:energy": config})
+    ctx = AppContext(
+        name="gw", settings=settings, statuses=lambda: statuses, configs=lambda: {"connector:energy": config}
+    )
     transport = httpx.ASGITransport(app=create_app(ctx))
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
         yield client
 
 
-def test_listening_beyond_loopback_without_credentials_is_a_config_error(tmp_path) -> None:
+def test_listening_beyond_loopback_without_credentials_is_a_config_error(tmp_path: Path) -> None:
     from gateway.config import load_config
 
     path = tmp_path / "gw.yaml"
@@ -72,13 +78,15 @@ def test_loopback_needs_no_credentials_and_short_secrets_are_refused() -> None:
     assert is_loopback("localhost") and is_loopback("127.0.0.5") and is_loopback("::1")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.10") and not is_loopback("gateway.local")
     with pytest.raises(ValidationError, match="too short"):
-        AuthSettings(viewer={"token": "changeme"})
+        AuthSettings.model_validate({"viewer": {"token": "changeme"}})
     with pytest.raises(ValidationError, match="both username and password"):
-        AuthSettings(viewer={"username": "officina"})
+        AuthSettings.model_validate({"viewer": {"username": "officina"}})
 
 
 def test_authenticate_roles() -> None:
-    auth = AuthSettings(viewer={"username": "officina", "password": "viewer-password-1"}, admin={"token": ADMIN_TOKEN})
+    auth = AuthSettings.model_validate(
+        {"viewer": {"username": "officina", "password": "viewer-password-1"}, "admin": {"token": ADMIN_TOKEN}}
+    )
     assert authenticate(auth, None) is Role.NONE
     assert authenticate(auth, "Bearer nope") is Role.NONE
     assert authenticate(auth, basic("officina", "viewer-password-1")) is Role.VIEWER

@@ -12,8 +12,8 @@ from gateway.config import load_config
 from gateway.errors import ConfigError
 from gateway.http.app import AppContext, create_app
 from gateway.http.config import HttpSettings, OverviewSettings
-from gateway.latest import LatestValues
 from gateway.http.overview import build_cards
+from gateway.latest import LatestValues
 from gateway.point import Point
 
 S = 1_000_000_000

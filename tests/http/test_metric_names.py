@@ -6,18 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.component import RuntimeContext, Sink, Status
-from gateway.errors import SinkUnavailable
+from gateway.component import Status
 from gateway.http.metrics import GatewayCollector, render_metrics
-from gateway.logs import component_logger
 from gateway.pipeline import Backoff
-from gateway.route import MemoryQueue, Route
 from gateway.point import Point
+from gateway.route import MemoryQueue, Route
 from gateway.settings import BatchPolicy
+from tests.fakes import RecordingSink
 from tests.helpers import async_wait_until
 
 
@@ -51,22 +49,8 @@ def test_one_metric_per_meaning_and_gauges_for_item_counts() -> None:
     assert not {"gateway_connector_monitored_items_total", "gateway_connector_failed_items_total"} & names
 
 
-class DownSink(Sink):
-    """A store that is unreachable until ``up`` is set."""
-
-    def __init__(self) -> None:
-        super().__init__("remote", "influxdb", RuntimeContext("gw", Path("."), component_logger("sink", "remote")))
-        self.up = False
-        self.written: list[Point] = []
-
-    async def write(self, points: Sequence[Point]) -> None:
-        if not self.up:
-            raise SinkUnavailable("connection refused")
-        self.written.extend(points)
-
-
 async def test_a_memory_route_exports_the_age_of_its_oldest_waiting_point() -> None:
-    sink = DownSink()
+    sink = RecordingSink("remote", "influxdb", down=True)  # unreachable until it comes back
     runner = Route(
         sink, BatchPolicy(batch_size=10, flush_interval=0.01), MemoryQueue(10), backoff=Backoff(initial=0.05, cap=0.1)
     )
@@ -82,8 +66,8 @@ async def test_a_memory_route_exports_the_age_of_its_oldest_waiting_point() -> N
         await async_wait_until(lambda: age() >= 0.3, timeout=10, message="oldest age grows")
         assert age() <= time.monotonic() - put_at
         # … and is 0 once everything is stored.
-        sink.up = True
-        await async_wait_until(lambda: sink.written, timeout=10, message="stored")
+        sink.down = False
+        await async_wait_until(lambda: sink.stored, timeout=10, message="stored")
         assert age() == 0.0 and _samples([sink.status])[("gateway_sink_pending_points", "remote")] == 0
     finally:
         await runner.drain(time.monotonic() + 1)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
-from gateway.component import OnStored
 from gateway.http.config import OverviewSettings
-from gateway.latest import LatestValues
 from gateway.http.overview import build_cards, machine_state
-from gateway.point import Point
+from gateway.latest import LatestValues
+from gateway.point import FieldValue, Point
+from tests.fakes import CollectingEmit
 
 S = 1_000_000_000
 
@@ -39,8 +37,8 @@ S = 1_000_000_000
         (None, "unknown"),
     ],
 )
-def test_machine_state(value: object, badge: str) -> None:
-    assert machine_state(value) == badge  # type: ignore[arg-type]
+def test_machine_state(value: FieldValue | None, badge: str) -> None:
+    assert machine_state(value) == badge
 
 
 def test_cards_group_by_line_and_machine_with_state_and_offline() -> None:
@@ -73,11 +71,7 @@ def test_cards_group_by_line_and_machine_with_state_and_offline() -> None:
 
 
 async def test_tap_records_every_batch_and_hands_it_on_unchanged() -> None:
-    received: list[tuple[Sequence[Point], OnStored | None]] = []
-
-    async def emit(points: Sequence[Point], on_stored: OnStored | None = None) -> None:
-        received.append((points, on_stored))
-
+    emit = CollectingEmit()
     latest = LatestValues()
     tapped = latest.tap(emit, "energy")
     batch = [Point("m", {"v": float(i)}, {"k": "x"}, i) for i in range(100)]
@@ -86,7 +80,7 @@ async def test_tap_records_every_batch_and_hands_it_on_unchanged() -> None:
         pass
 
     await tapped(batch, ack)
-    assert received == [(batch, ack)]
+    assert emit.calls == [(batch, ack)]
     entry = latest.get("m", {"k": "x"})
     assert (
         entry is not None
@@ -116,7 +110,13 @@ def test_an_enumeration_shows_its_name_not_its_code() -> None:
     """The OPC UA connector stores an enumeration as `mode` (code) and `mode_name` (text)."""
     latest = LatestValues()
     tags = {"line": "A", "machine": "press-01"}
-    fields = {"mode": 1, "mode_name": "Running", "heater": 2, "heater_name": "Zone2", "cushion": 5.2}
+    fields: dict[str, FieldValue] = {
+        "mode": 1,
+        "mode_name": "Running",
+        "heater": 2,
+        "heater_name": "Zone2",
+        "cushion": 5.2,
+    }
     latest.update([Point("press", fields, tags, 10 * S)])
     seen = latest.all()[0].seen
     (card,) = build_cards(latest.all(), OverviewSettings(), now=seen + 1)

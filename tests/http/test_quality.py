@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from asyncua import ua
+from asyncua.ua.status_codes import StatusCodes
 
 from connectors.opcua.values import Item, PointMaker, Sample
 from gateway.component import Status
@@ -21,8 +21,8 @@ from gateway.point import Point
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
-BAD = ua.StatusCodes.BadSensorFailure
-UNCERTAIN = ua.StatusCodes.UncertainLastUsableValue
+BAD = StatusCodes.BadSensorFailure
+UNCERTAIN = StatusCodes.UncertainLastUsableValue
 
 
 class Machine:

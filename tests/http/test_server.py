@@ -6,6 +6,7 @@ import json
 import socket
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -45,16 +46,16 @@ async def test_sse_sends_overview_when_values_change_and_status_periodically() -
             assert (await anext(events))[0] == "status"
             started = time.monotonic()
             ctx.latest.update([Point("machine", {"rpm": 1500.0}, {"line": "A", "machine": "m1"}, time.time_ns())])
-            seen: dict[str, object] = {}
+            seen: dict[str, Any] = {}
             async for name, data in events:
                 seen[name] = data
                 if "overview" in seen and "values" in seen:
                     break
             assert time.monotonic() - started < 3.0
-            [card] = seen["overview"]["cards"]  # type: ignore[index]
+            [card] = seen["overview"]["cards"]
             assert card["id"] == "line=A,machine=m1" and card["values"][0]["value"] == 1500.0
-            [series] = seen["values"]  # type: ignore[misc]
-            assert series["fields"]["rpm"]["value"] == 1500.0  # type: ignore[index]
+            [series] = seen["values"]
+            assert series["fields"]["rpm"]["value"] == 1500.0
             # The server closes promptly even with a live stream open.
             closing = time.monotonic()
             await server.close()

@@ -14,8 +14,8 @@ from playwright.async_api import Error as PlaywrightError
 
 from gateway.http.app import AppContext
 from gateway.http.config import HttpSettings
-from gateway.latest import LatestValues
 from gateway.http.server import HttpServer
+from gateway.latest import LatestValues
 from tests.fixtures.browser import screenshot_path
 from tests.http.live import ADMIN_TOKEN, VIEWER_TOKEN, live_gateway
 from tests.http.test_quality import BAD, Machine
@@ -135,7 +135,7 @@ async def test_machine_page_draws_a_chart_with_data_and_downloads_csv(
         assert all(row["tags"] == "line=A;machine=cnc-A1" for row in rows)
 
 
-DISPLAY = {
+DISPLAY: dict[str, object] = {
     "key_fields": ["spindle_rpm", "parts", "energy.power_w"],
     "fields": {
         "spindle_rpm": {"label": {"en": "Spindle speed", "it": "Velocità mandrino"}, "unit": "rpm", "decimals": 0},

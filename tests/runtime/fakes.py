@@ -9,6 +9,7 @@ closes) so tests can check the order of a stop or a reload.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -69,10 +70,8 @@ class FakeSource(Source):
         self.status.set_state(State.RUNNING)
         while not self.stop_requested.is_set():
             await self._emit_one(emit)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stop_requested.wait(), self.config.interval)
-            except TimeoutError:
-                pass
         await self._emit_one(emit)  # what it still held
         EVENTS.append(("returned", self.name))
 

@@ -20,8 +20,8 @@ import yaml
 
 from gateway.buffer import DiskQueue
 from gateway.component import RuntimeContext, Sink
-from gateway.errors import SinkUnavailable
 from gateway.config import load_config, load_config_source
+from gateway.errors import SinkUnavailable
 from gateway.logs import component_logger
 from gateway.point import Point
 from gateway.route import Route

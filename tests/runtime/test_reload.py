@@ -54,7 +54,7 @@ def write(path: Path, data: dict[str, Any] | str) -> Path:
 
 
 def seqs(sink: str, source: str) -> list[int]:
-    return [int(p.fields["seq"]) for p in SINKS[sink].stored if p.tags["source"] == source]  # type: ignore[arg-type]
+    return [int(p.fields["seq"]) for p in SINKS[sink].stored if p.tags["source"] == source]
 
 
 def no_gaps(values: list[int]) -> bool:
@@ -127,7 +127,7 @@ async def test_added_removed_changed_and_unchanged_components(tmp_path: Path) ->
         assert gw.routes["store"] is store_route
         # Removed: asked to stop, and everything it emitted was stored and acknowledged first.
         assert ("request_stop", "leave") in EVENTS and ("aclose", "leave") in EVENTS
-        assert seqs("store", "leave") == [int(p.fields["seq"]) for p in leave.emitted]  # type: ignore[arg-type]
+        assert seqs("store", "leave") == [int(p.fields["seq"]) for p in leave.emitted]
         assert leave.acked == list(range(len(leave.emitted)))
         # Changed: a new object; its counters carry on from the old one's.
         assert SOURCES["change"] is not change

@@ -92,7 +92,9 @@ def config(folder: Path, broker: Mosquitto, http_port: int) -> dict[str, Any]:
             "shutdown_timeout": "20s",
             "http": {"listen": f"127.0.0.1:{http_port}"},
         },
-        "sinks": [{"name": "local", "type": "historian", "path": str(folder / "history.db"), "flush_interval": "100ms"}],
+        "sinks": [
+            {"name": "local", "type": "historian", "path": str(folder / "history.db"), "flush_interval": "100ms"}
+        ],
         "connectors": [
             contract_energy_connector(broker.url),
             {
@@ -145,11 +147,11 @@ def stored_indexes(folder: Path) -> dict[str, set[int]]:
         return found
     with HistorianStore(path, readonly=True) as store:
         for value in store.read("energy", fields=["energy_kwh"]):
-            found["energy"].add(round(float(value.value)))  # type: ignore[arg-type]
+            found["energy"].add(round(float(value.value)))
         for value in store.read("press", fields=["force"]):
-            found["press"].add(round(float(value.value)))  # type: ignore[arg-type]
+            found["press"].add(round(float(value.value)))
         for value in store.read("temperature"):
-            found["temp"].add(round(float(value.value) * 10))  # type: ignore[arg-type]
+            found["temp"].add(round(float(value.value) * 10))
     return found
 
 
@@ -194,7 +196,12 @@ def test_six_reloads_by_signal_watch_and_api_lose_nothing_and_touch_nothing_else
 
     # 1. SIGHUP: a connector is added (temperatures were published all along, unsubscribed).
     document["connectors"].append(temperatures(mosquitto))
-    state = apply(gateway, 2, lambda: (save(document), gateway.signal(signal.SIGHUP)))
+
+    def save_and_signal() -> None:
+        save(document)
+        gateway.signal(signal.SIGHUP)
+
+    state = apply(gateway, 2, save_and_signal)
     assert state["last_reload"]["trigger"] == "sighup"
     assert state["last_reload"]["changes"] == {"connector:temps": "added"}
     wait_until(lambda: (gateway.component("temps") or {}).get("detail", {}).get("subscribed"), timeout=30)
@@ -229,7 +236,9 @@ def test_six_reloads_by_signal_watch_and_api_lose_nothing_and_touch_nothing_else
     )
     assert failed["generation"] == 4
     [error] = failed["last_reload"]["errors"]
-    assert re.match(rf"{re.escape(str(path))}:\d+: connectors\[0\]\.qoss: unknown key 'qoss' \(did you mean 'qos'\?\)", error)
+    assert re.match(
+        rf"{re.escape(str(path))}:\d+: connectors\[0\]\.qoss: unknown key 'qoss' \(did you mean 'qos'\?\)", error
+    )
     log_lines = [line for line in gateway.log_text().splitlines() if "unknown key 'qoss'" in line]
     assert len(log_lines) == 1 and error in log_lines[0], log_lines
     wait_until(lambda: len(stored_indexes(tmp_path)["energy"]) > len(stored_before) + 500, timeout=60)
@@ -242,7 +251,7 @@ def test_six_reloads_by_signal_watch_and_api_lose_nothing_and_touch_nothing_else
     # 6. SIGHUP: the VictoriaMetrics sink is removed.
     vm_until = time.monotonic()
     document["sinks"].pop()
-    state = apply(gateway, 5, lambda: (save(document), gateway.signal(signal.SIGHUP)))
+    state = apply(gateway, 5, save_and_signal)
     assert state["last_reload"]["changes"]["sink:vm"] == "removed"
     wait_until(lambda: stream.count() >= 21_000, timeout=60)
     stream.stop()
@@ -250,9 +259,10 @@ def test_six_reloads_by_signal_watch_and_api_lose_nothing_and_touch_nothing_else
     # Every published message is in the historian.
     def all_stored() -> bool:
         stored = stored_indexes(tmp_path)
-        return all(stream.indexes(kind) <= stored[kind] for kind in ("energy", "press")) and stream.indexes(
-            "temp", after=temps_from
-        ) <= stored["temp"]
+        return (
+            all(stream.indexes(kind) <= stored[kind] for kind in ("energy", "press"))
+            and stream.indexes("temp", after=temps_from) <= stored["temp"]
+        )
 
     wait_until(all_stored, timeout=120, message="every published message in the historian")
     assert stream.count() >= 20_000

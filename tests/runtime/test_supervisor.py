@@ -17,11 +17,13 @@ from gateway import runtime
 from gateway.component import State
 from gateway.errors import SinkUnavailable
 from gateway.pipeline import Backoff
+from gateway.route import Route
 from gateway.runtime import Gateway, run_gateway
 from tests.helpers import async_wait_until
 from tests.runtime.fakes import EVENTS, SINKS, SOURCES, FakeSink, make_config
 
 pytestmark = pytest.mark.usefixtures("fake_types")
+
 
 class RecordingBackoff(Backoff):
     """The supervisor's backoff, 20x faster (cap 300x lower), recording every delay."""
@@ -169,7 +171,7 @@ async def test_a_sink_that_cannot_open_waits_and_its_points_wait_unacknowledged(
             raise SinkUnavailable("cannot create /readonly/history.db: permission denied")
 
     monkeypatch.setattr(FakeSink, "open", open_later)
-    monkeypatch.setattr(runtime.Route, "MAX_RETRY_DELAY", 0.2)
+    monkeypatch.setattr(Route, "MAX_RETRY_DELAY", 0.2)
     config = make_config(tmp_path, [{"name": "store"}], [{"name": "src"}])
     async with Gateway(config) as gw:
         status = gw.routes["store"].status

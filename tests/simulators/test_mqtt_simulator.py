@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 from gateway.errors import GatewayError
-from gateway.simulators.mqtt import MACHINE_STATES, SimulatorSettings, build_devices, run_mqtt_simulator
+from gateway.simulators.mqtt import MACHINE_STATES, Device, SimulatorSettings, build_devices, run_mqtt_simulator
 
 
-def _devices(**kwargs: object) -> list:  # type: ignore[type-arg]
-    return build_devices(SimulatorSettings(**kwargs), random.Random(7))  # type: ignore[arg-type]
+def _devices(lines: int, meters: int, machines: int, seed: int | None = None, prefix: str = "factory") -> list[Device]:
+    settings = SimulatorSettings(lines=lines, meters=meters, machines=machines, seed=seed, prefix=prefix)
+    return build_devices(settings, random.Random(7))
 
 
 def test_topics_per_line_follow_the_example_configs() -> None:

@@ -237,7 +237,7 @@ async def test_qos0_large_payloads_and_mqtt5_properties(mosquitto: Mosquitto, tm
             properties.UserProperty = ("site", "north")
             properties.MessageExpiryInterval = 3600
             for i in range(300):
-                body = {"p": i * 0.5, "e": i, "ts": BASE_MS + i}
+                body: dict[str, object] = {"p": i * 0.5, "e": i, "ts": BASE_MS + i}
                 if i % 100 == 7:
                     body["pad"] = "x" * 200_000  # spans several reads of the socket
                 info = publisher.client.publish(

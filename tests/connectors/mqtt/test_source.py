@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from connectors.mqtt import _wire as wire
 from connectors.mqtt import source as source_module
-from connectors.mqtt._client import Incoming, MqttLink
+from connectors.mqtt._client import Incoming, LinkOptions, MqttLink, _Connection
 from connectors.mqtt.config import MqttConfig
 from connectors.mqtt.source import MqttSource
 from gateway.component import OnStored, RuntimeContext
@@ -124,19 +125,57 @@ async def test_malformed_messages_are_logged_with_their_topic_at_most_10_per_min
     assert source.status.counters["malformed"] == 31
 
 
-async def test_qos0_beyond_max_buffered_is_dropped_and_counted_qos1_is_kept(caplog: pytest.LogCaptureFixture) -> None:
-    class Events:
-        def __getattr__(self, name: str) -> Any:
-            return lambda *args: None
+class Events:
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args: None
 
-    link = MqttLink(config(max_buffered=1000), "cid", Events())  # type: ignore[arg-type]
-    for mid in range(1500):
-        link._on_publish_fast(b"a/x", b"1", 0, 0)
-    assert (len(link.incoming), link.dropped) == (1000, 500)
-    link._on_publish_fast(b"a/x", b"1", 1, 9)
+
+class Transport:
+    """What a connection's transport is asked to do, recorded."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.paused = False
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    def is_closing(self) -> bool:
+        return False
+
+
+def connected_link(**overrides: Any) -> tuple[MqttLink, Any, Transport]:
+    """A link whose connection was accepted (CONNACK) over a recorded transport, without a broker."""
+    link = MqttLink(LinkOptions.from_config(config(**overrides), "cid"), Events())
+    conn = _Connection(link, 5)
+    transport = Transport()
+    conn.transport = transport  # type: ignore[assignment]
+    conn.data_received(wire.encode_connack(0, session_present=True, version=link.options.version))
+    transport.written.clear()  # the SUBSCRIBE
+    return link, conn, transport
+
+
+def publish(topic: bytes, qos: int, mid: int = 0, payload: bytes = b"1") -> bytes:
+    return wire.encode_publish(topic, payload, qos=qos, packet_id=mid)
+
+
+async def test_qos0_beyond_max_buffered_is_dropped_and_counted_qos1_is_kept(caplog: pytest.LogCaptureFixture) -> None:
+    link, conn, transport = connected_link(max_buffered=1000)
+    conn.data_received(b"".join(publish(b"a/x", 0) for _ in range(1500)))
+    assert len(link.incoming) == 1000
+    conn.data_received(publish(b"a/x", 1, 9))
     assert len(link.incoming) == 1001  # QoS 1 is never dropped: the broker's window bounds it
-    link._on_publish_fast(b"\xff/x", b"1", 1, 10)
-    assert link.incoming[-1].topic is None
+    assert transport.paused  # but the socket is no longer read until the consumer catches up
+    conn.data_received(publish(b"\xff/x", 1, 10))
+    assert link.incoming[-1].topic is None and link.incoming[-1].mid == 10
+    link.take(1000)
+    assert not transport.paused
 
     source = make_source(max_buffered=1000)
     caplog.set_level(logging.WARNING)
@@ -147,17 +186,13 @@ async def test_qos0_beyond_max_buffered_is_dropped_and_counted_qos1_is_kept(capl
 
 
 async def test_acks_for_a_dropped_connection_are_not_sent() -> None:
-    class Events:
-        def __getattr__(self, name: str) -> Any:
-            return lambda *args: None
-
-    link = MqttLink(config(), "cid", Events())  # type: ignore[arg-type]
-    link.generation = 5
-    assert link.ack([(5, 1, 1)]) == 0  # not connected
-    link.connected = True
+    link, conn, transport = connected_link()
+    assert link.generation == 5
     assert link.ack([(4, 1, 1), (5, 2, 1), (5, 3, 2), (5, 4, 0)]) == 2
-    packets = [packet["packet"] for packet in link._client._out_packet]
-    assert packets == [b"\x40\x02\x00\x02" + b"\x70\x02\x00\x03"]  # one write: PUBACK 2, PUBCOMP 3
+    # One write: PUBACK 2, then PUBREC 3 (QoS 2: released by the broker's PUBREL, then PUBCOMP).
+    assert transport.written == [b"\x40\x02\x00\x02" + b"\x50\x02\x00\x03"]
+    conn.connection_lost(None)
+    assert link.ack([(5, 5, 1)]) == 0  # not connected
 
 
 def test_client_id_defaults_to_gateway_and_connector_name() -> None:

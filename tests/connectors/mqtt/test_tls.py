@@ -126,4 +126,5 @@ async def test_mqtts_refuses_an_unknown_broker_certificate(
         await async_wait_until(
             lambda: status.state is State.RECONNECTING and status.last_error, timeout=30, message="TLS refused"
         )
+        assert status.last_error is not None
         assert "was not accepted" in status.last_error and "set tls.ca_file" in status.last_error, status.last_error

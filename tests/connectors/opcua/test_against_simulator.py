@@ -11,7 +11,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from asyncua import Client, ua
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.ua.object_ids import ObjectIds
 
 from connectors.opcua.nodes import field_name
 from gateway.config import load_config
@@ -44,7 +46,7 @@ async def _server_values(endpoint: str) -> dict[str, tuple[Any, int, str]]:
         assert machine is not None
 
         async def walk(node: Any, path: tuple[str, ...]) -> None:
-            for child in await node.get_children(refs=ua.ObjectIds.HierarchicalReferences):
+            for child in await node.get_children(refs=ObjectIds.HierarchicalReferences):
                 name = (await child.read_browse_name()).Name
                 if await child.read_node_class() == ua.NodeClass.Variable:
                     if name in ("EnumStrings", "EngineeringUnits"):  # properties: not collected

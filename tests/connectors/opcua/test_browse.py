@@ -1,6 +1,7 @@
 """``gateway browse``: the tree a user reads, and ``--yaml`` fed back into validate and run.
 
-PEERS.md 4: listing every node by hand. PEERS.md 3: browsing large servers.
+Nobody should have to list every node of a machine by hand, and browsing a large server
+must neither fail nor crawl.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ STATES = {0: "Idle", 1: "Running", 2: "Alarm", 3: "Setup"}
 def _var(
     name: str, path: tuple[str, ...], type_name: str, value: object, enum: dict[int, str] | None = None
 ) -> BrowsedNode:
-    info = VariableInfo(name, ua.NodeId(1, 2), type_name, -1, "read", value, "Good", True)
+    info = VariableInfo(name, ua.NodeId(ua.Int32(1), ua.Int16(2)), type_name, -1, "read", value, "Good", True)
     return BrowsedNode(f"nsu=urn:m;s={'.'.join(path)}", name, "Variable", path, info, enum)
 
 
@@ -66,7 +66,9 @@ def test_yaml_names_the_connector_after_the_host_and_tags_the_machine() -> None:
 
 
 def test_yaml_field_names_do_not_repeat_the_folder_and_enums_store_their_name() -> None:
-    nodes = {n["field"]: n for n in _yaml("opc.tcp://h:4840")["nodes"]}  # type: ignore[union-attr]
+    listed = _yaml("opc.tcp://h:4840")["nodes"]
+    assert isinstance(listed, list)
+    nodes = {n["field"]: n for n in listed}
     assert set(nodes) == {"cycle_time", "cycle_cushion", "energy", "state_mode"}
     assert nodes["state_mode"].get("enum_names") is True
     assert "enum_names" not in nodes["cycle_time"]

@@ -104,7 +104,10 @@ def test_endpoint_security_and_auth_mistakes_say_what_to_write(tmp_path: Path) -
         "endpoint: opc.tcp://h:4840\n    security: {policy: Basic128}": "Basic256Sha256",
     }
     for head, message in cases.items():
-        text = f"sinks: [{{name: l, type: historian, path: h.db}}]\nconnectors:\n  - name: c\n    type: opcua\n    {head}\n    nodes:\n    {base}\n"
+        text = (
+            "sinks: [{name: l, type: historian, path: h.db}]\nconnectors:\n  - name: c\n    type: opcua\n"
+            f"    {head}\n    nodes:\n    {base}\n"
+        )
         with pytest.raises(ConfigError) as caught:
             load_config(_write(tmp_path, text))
         assert message in str(caught.value), (head, str(caught.value))

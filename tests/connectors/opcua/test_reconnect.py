@@ -1,8 +1,9 @@
 """Reconnects: a machine restarted with another namespace order, and network blips.
 
-PEERS.md 1: no data after the server restarts until the gateway is restarted.
-PEERS.md 2: reconnect storms that exhaust the server's sessions.
-PEERS.md 4: namespace indexes that move after a restart.
+A restarted server must get data flowing again without anyone restarting the gateway;
+reconnecting must never pile up sessions until the server refuses new ones
+(BadTooManySessions); and namespace indexes that move after a restart must not send values
+to the wrong fields.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asyncua import Client
+from asyncua.client.client import Client
 
 from gateway.config import load_config
 from gateway.runtime import Gateway

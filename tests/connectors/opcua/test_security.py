@@ -1,13 +1,15 @@
 """Security: Basic256Sha256 SignAndEncrypt with a user name and password against the simulator.
 
-PEERS.md 5: a new client certificate at every restart, servers that cannot be trusted
-explicitly, "accept all certificates" as the default. Here: generated once and kept; an
+Certificate trust is where OPC UA gateways hurt engineers: a new client certificate at every
+restart (to be trusted again on every server), servers that cannot be trusted explicitly,
+"accept all certificates" as the default. Here: generated once and kept; an
 untrusted server certificate is refused with the exact file to copy; a wrong password is one
 clear error and a retry, never a crash, and never a leaked session.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import shutil
@@ -133,7 +135,7 @@ async def test_every_policy_and_mode_asyncua_supports(opcua_simulator: Any, tmp_
     async with Gateway(load_config(gateway_config(tmp_path, connectors))) as gateway:
         for index in range(len(choices)):
             await async_wait_until(
-                lambda index=index: stored(tmp_path, fields=[f"spindle_rpm_c{index}"]),
+                functools.partial(stored, tmp_path, fields=[f"spindle_rpm_c{index}"]),
                 timeout=60,
                 message=f"data over {choices[index]}",
             )

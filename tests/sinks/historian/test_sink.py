@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import textwrap
 import time
@@ -15,8 +16,8 @@ from gateway.component import RuntimeContext, State
 from gateway.config import load_config
 from gateway.errors import ConfigError, SinkRejected, SinkUnavailable
 from gateway.logs import component_logger
-from gateway.route import MemoryQueue, Route
 from gateway.point import Point, now_ns
+from gateway.route import MemoryQueue, Route
 from gateway.sinks.historian import HistorianConfig, HistorianSink
 from gateway.sinks.historian.store import HistorianStore
 from tests.helpers import async_wait_until
@@ -114,7 +115,7 @@ async def test_batches_through_its_route_are_stored_then_acknowledged(sink: Hist
             Point("energy", {"power_w": float(i)}, {"meter": f"m{i % 20}"}, time=t0 + batch * 1000 + i)
             for i in range(1000)
         ]
-        await runner.put(points, lambda batch=batch: on_stored(batch))  # type: ignore[misc]
+        await runner.put(points, functools.partial(on_stored, batch))
     await async_wait_until(lambda: len(acknowledged) == 25, timeout=60, message="every batch acknowledged")
     assert sorted(acknowledged) == list(range(25)) and all(stored_before_ack)
     counters = sink.status.counters
@@ -192,7 +193,7 @@ async def test_an_unusable_path_fails_at_open_with_a_clear_message(tmp_path: Pat
     blocker.write_text("a file where the folder should be")
     config = HistorianConfig(name="local", type="historian", path=blocker / "history.db")
     sink = HistorianSink(config, context("local", tmp_path))
-    with pytest.raises(Exception, match="cannot create the historian file .*not-a-folder/history.db"):
+    with pytest.raises(Exception, match=r"cannot create the historian file .*not-a-folder/history.db"):
         await sink.open()
     await sink.close()
 

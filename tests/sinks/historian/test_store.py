@@ -16,8 +16,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.point import INT64_MAX, INT64_MIN, Point
-from gateway.sinks.historian.store import MINUTE_NS, Bucket, HistorianError, HistorianStore, StoredValue
+from gateway.point import INT64_MAX, INT64_MIN, FieldValue, Point
+from gateway.sinks.historian.store import (
+    MINUTE_NS,
+    Bucket,
+    HistorianError,
+    HistorianStore,
+    SeriesInfo,
+    StoredValue,
+)
 from tests.helpers import wait_until
 
 SECOND = 1_000_000_000
@@ -88,7 +95,7 @@ def test_every_type_round_trips_exactly(tmp_path: Path) -> None:
     assert kinds["s_nul"] == "str"
 
 
-def reader_series(path: Path) -> list:  # type: ignore[type-arg]
+def reader_series(path: Path) -> list[SeriesInfo]:
     with HistorianStore(path, readonly=True) as reader:
         return reader.series()
 
@@ -114,7 +121,9 @@ field_values = st.one_of(
         max_size=30,
     )
 )
-def test_any_values_round_trip_and_the_last_write_wins(store: HistorianStore, rows: list) -> None:  # type: ignore[type-arg]
+def test_any_values_round_trip_and_the_last_write_wins(
+    store: HistorianStore, rows: list[tuple[int, str, FieldValue]]
+) -> None:
     measurement = f"m{next(_examples)}"  # one store for all examples, one measurement each
     store.write([Point(measurement, {field: value}, {"k": "v"}, time=t) for t, field, value in rows])
     family = {bool: "bool", str: "str", int: "number", float: "number"}

@@ -133,7 +133,7 @@ async def test_a_partial_write_drops_only_what_the_store_names(fake_store: FakeS
         'partial write: field type conflict: input field "v" on measurement "m" is type integer, '
         "already exists as type float dropped=1"
     )
-    batch = points(5) + [Point("m", {"v": 7}, {"line": "A"}, T0 + 99)]
+    batch = [*points(5), Point("m", {"v": 7}, {"line": "A"}, T0 + 99)]
     fake_store.respond = lambda lines: (400, {"error": message}, {})
     sink = await open_sink(url=fake_store.url)
     with pytest.raises(SinkRejected) as caught:
@@ -150,7 +150,7 @@ async def test_a_rejected_batch_without_details_is_split_until_the_bad_point_is_
     fake_store.respond = lambda lines: (
         (400, {"error": "field type conflict"}, {}) if any(bad in line for line in lines) else (204, "", {})
     )
-    batch = points(20) + [Point("m", {"v": 7}, {"line": "A"}, T0 + 99)] + points(20, start=100)
+    batch = [*points(20), Point("m", {"v": 7}, {"line": "A"}, T0 + 99), *points(20, start=100)]
     sink = await open_sink(url=fake_store.url)
     with pytest.raises(SinkRejected) as caught:
         await sink.write(batch)
@@ -210,7 +210,7 @@ async def test_overload_and_server_errors_are_retried_with_retry_after(
 async def test_a_missing_database_keeps_the_points(fake_store: FakeStore) -> None:
     fake_store.respond = lambda lines: (404, {"error": 'database not found: "machines"'}, {})
     sink = await open_sink(url=fake_store.url)
-    with pytest.raises(SinkUnavailable, match="not found.*create it"):
+    with pytest.raises(SinkUnavailable, match=r"not found.*create it"):
         await sink.write(points(3))
     await sink.close()
 

@@ -116,11 +116,12 @@ async def test_v2_write_path_into_victoriametrics_compares_at_milliseconds(
         tags = tuple(sorted(p.tags.items()))
         for field, value in p.fields.items():
             expected.add(Sample(f"energy_{field}", tags, p.time // 1_000_000, float(value)))
-    stored = await async_wait_until(
-        lambda: (s := victoriametrics.samples('{__name__=~"energy_.*"}')) and len(s) >= len(expected) and s,
-        timeout=30,
-        message="every sample exported",
-    )
+
+    def exported() -> list[Sample]:
+        samples = victoriametrics.samples('{__name__=~"energy_.*"}')
+        return samples if len(samples) >= len(expected) else []
+
+    stored = await async_wait_until(exported, timeout=30, message="every sample exported")
     assert len(stored) == len(expected)
     assert set(stored) == expected
 

@@ -1,0 +1,230 @@
+"""Configuration of the Siemens S7 connector (``type: s7``): the model is the spec.
+
+One connector is one PLC: one connection (ISO-on-TCP, port 102) to the CPU at ``rack`` and
+``slot``, and the ``fields`` read from it on one schedule. An address is STEP 7 notation
+(``DB1.DBD0``, ``M10.1``, ``MW20``) or the PLC4X form (``DB1.DBD0:REAL``); it is parsed here,
+so a wrong address or a type that does not fit it (``DB1.DBW8`` with ``type: real``) is a
+``file:line: key: message`` error naming the field, before anything starts.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from connectors.s7.address import MAX_STRING, TYPES, AddressError, Variable, parse
+from gateway.settings import ConnectorConfig, StrictModel
+from gateway.units import Duration
+
+__all__ = ["CONNECTION_TYPES", "FieldType", "ReconnectConfig", "S7Config", "S7Field"]
+
+FieldType = Literal[
+    "bool",
+    "byte",
+    "char",
+    "sint",
+    "usint",
+    "word",
+    "int",
+    "uint",
+    "dword",
+    "dint",
+    "udint",
+    "real",
+    "lword",
+    "lint",
+    "ulint",
+    "lreal",
+    "string",
+]
+assert set(FieldType.__args__) == set(TYPES)  # type: ignore[attr-defined]  # one list of types, two spellings
+
+#: S7 connection types (the high byte of the PLC's TSAP): a programming device, an operator
+#: panel, or a basic S7 connection. PLCs keep separate resources for each.
+CONNECTION_TYPES: dict[str, int] = {"pg": 1, "op": 2, "basic": 3}
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+def _problem(loc: tuple[str | int, ...], message: str, value: Any) -> InitErrorDetails:
+    return InitErrorDetails(type=PydanticCustomError("value_error", message), loc=loc, input=value)
+
+
+class S7Field(StrictModel):
+    """One value: its address in the PLC, its type, and how it is stored."""
+
+    name: str = Field(description="Field name in the store.", examples=["speed"])
+    address: str = Field(
+        description="STEP 7 address (DB1.DBD0, DB1.DBW8, DB1.DBX10.0, DB2.DBB0, M10.1, MW20, IW64, QB4; E/A for "
+        "inputs/outputs) or the PLC4X form (DB1.DBD0:REAL, DB1:16:LREAL).",
+        examples=["DB1.DBD0"],
+    )
+    type: FieldType | None = Field(
+        default=None,
+        description="bool, byte, char, sint, usint, word, int, uint, dword, dint, udint, real, lword, lint, ulint, "
+        "lreal, string. It must fit the address's width (DBW: word/int/uint; DBD: dword/dint/udint/real; 8-byte "
+        "types and strings at their first byte, DBB). Default: bool for a bit, byte/word/dword for the widths.",
+    )
+    length: int | None = Field(
+        default=None, ge=1, le=MAX_STRING, description="For type string: n of STRING[n] as declared in the PLC."
+    )
+    scale: float | None = Field(default=None, description="Multiply the value by this (e.g. 0.1); gives a float.")
+    offset: float | None = Field(default=None, description="Add this after scale; gives a float.")
+    unit: str | None = Field(default=None, description="Unit shown on the web page (e.g. °C); not stored.")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(f"{value!r} is not a usable field name: use letters, digits, '_', '.' and '-'")
+        return value
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_address(cls, data: Any, handler: Any) -> S7Field:
+        item: S7Field = handler(data)
+        try:
+            variable = item.variable
+        except AddressError as exc:
+            raise ValidationError.from_exception_data(
+                cls.__name__, [_problem(("address",), str(exc), item.address)]
+            ) from None
+        if variable.type in ("bool", "char", "string") and (item.scale is not None or item.offset is not None):
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [
+                    _problem(
+                        ("scale" if item.scale is not None else "offset",),
+                        f"scale and offset are for numbers; this field is {variable.type}",
+                        item.scale if item.scale is not None else item.offset,
+                    )
+                ],
+            )
+        return item
+
+    @property
+    def variable(self) -> Variable:
+        """Where the value is and what it is (raises AddressError for a bad address)."""
+        return parse(self.address, self.type, self.length)
+
+
+class ReconnectConfig(StrictModel):
+    """Backoff for a connection that fails or a PLC that refuses the reads."""
+
+    initial_delay: Duration = Field(default=1.0, gt=0, description="First wait before reconnecting.")
+    max_delay: Duration = Field(default=30.0, gt=0, description="Longest wait between two attempts.")
+
+
+class S7Config(ConnectorConfig):
+    """A Siemens S7 PLC (S7-300/400, S7-1200/1500 with PUT/GET, ET 200SP CPUs, LOGO! 8 in S7 mode)."""
+
+    type: Literal["s7"]
+    host: str = Field(description="Host name or IP address of the PLC (or of its CP).", examples=["10.0.0.30"])
+    port: int = Field(default=102, ge=1, le=65535, description="ISO-on-TCP port (102).")
+    rack: int = Field(default=0, ge=0, le=7, description="Rack of the CPU (0).")
+    slot: int = Field(
+        default=1,
+        ge=0,
+        le=31,
+        description="Slot of the CPU: 1 for S7-1200/1500 (also 0), 2 for S7-300, the CPU's slot for S7-400.",
+    )
+    connection_type: Literal["pg", "op", "basic"] = Field(
+        default="pg",
+        description="S7 connection type: pg (programming device), op (operator panel) or basic. A PLC keeps "
+        "separate connection resources for each; use op when the PG ones are taken by engineering stations.",
+    )
+    interval: Duration = Field(default=1.0, gt=0, description="Time between two scans (reads of every field).")
+    timeout: Duration = Field(default=2.0, gt=0, le=60, description="How long connecting or one request may take.")
+    pdu_size: int = Field(
+        default=960,
+        ge=240,
+        le=960,
+        description="PDU size asked for when connecting; the PLC answers with what it supports (240 for S7-300 "
+        "and S7-1200, 480 for S7-400, 960 for S7-1500) and the reads are planned for that.",
+    )
+    max_gap: int = Field(
+        default=16,
+        ge=0,
+        le=256,
+        description="Unused bytes between two fields that are read and discarded to save an item (each item "
+        "costs 12 bytes of request and 4 of answer, and a request carries at most 20).",
+    )
+    measurement: str = Field(default="s7", description="Measurement of the stored points.")
+    tags: dict[str, str] = Field(default_factory=dict, description="Tags added to every point.")
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="Reconnect backoff.")
+    fields: list[S7Field] = Field(min_length=1, description="The values to read.")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _consistent(cls, data: Any, handler: Any) -> S7Config:
+        config: S7Config = handler(data)
+        problems: list[InitErrorDetails] = []
+        names: dict[str, int] = {}
+        for index, item in enumerate(config.fields):
+            if item.name in names:
+                problems.append(
+                    _problem(
+                        ("fields", index, "name"),
+                        f"field name {item.name!r} is already used by fields[{names[item.name]}]",
+                        item.name,
+                    )
+                )
+            names.setdefault(item.name, index)
+        problems += _overlaps(config.fields)
+        if problems:
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return config
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def variables(self) -> list[Variable]:
+        return [item.variable for item in self.fields]
+
+
+def _overlaps(fields: list[S7Field]) -> list[InitErrorDetails]:
+    """Two values on the same bytes are a mistake (REALs at DBD0 and DBD2 instead of DBD4), with
+    one deliberate exception: bits may be read beside the byte or word that holds them (a status
+    word and its alarm bits) — but the same bit only once."""
+    problems: list[InitErrorDetails] = []
+    owner: dict[tuple[str, int, int], int] = {}
+    bits: dict[tuple[str, int, int, int], int] = {}
+    for index, item in enumerate(fields):
+        variable = item.variable
+        if variable.bit is not None:
+            key = (variable.area, variable.db, variable.start, variable.bit)
+            if key in bits:
+                other = bits[key]
+                problems.append(
+                    _problem(
+                        ("fields", index, "address"),
+                        f"{variable.describe()} is already read by fields[{other}] ({fields[other].name!r})",
+                        item.address,
+                    )
+                )
+            bits.setdefault(key, index)
+            continue
+        span = range(variable.start, variable.end)
+        clash = next(
+            (owner[(variable.area, variable.db, b)] for b in span if (variable.area, variable.db, b) in owner), None
+        )
+        if clash is not None:
+            other_field = fields[clash]
+            taken = other_field.variable
+            problems.append(
+                _problem(
+                    ("fields", index, "address"),
+                    f"{item.name!r} ({variable.type}, {variable.span_text()}) overlaps fields[{clash}] "
+                    f"{other_field.name!r} ({taken.type}, {taken.span_text()}): check the address and the type",
+                    item.address,
+                )
+            )
+            continue
+        for byte in span:
+            owner[(variable.area, variable.db, byte)] = index
+    return problems
