@@ -107,8 +107,8 @@ class PointQueue(Protocol):
     def update_gauges(self) -> None:
         """Refresh depth and age in the status."""
 
-    def close(self) -> None:
-        """Release files (after ``run`` returned)."""
+    async def aclose(self) -> None:
+        """Release files once no disk work is running (after ``run`` returned)."""
 
 
 class _Delivery(enum.Enum):
@@ -200,7 +200,7 @@ class Route:
             raise
         finally:
             self.queue.update_gauges()
-            self.queue.close()
+            await self.queue.aclose()
             await self._close_sink()
             self.status.set_state(State.STOPPED)
 
@@ -607,5 +607,5 @@ class MemoryQueue:
             self.status.detail["pending_points"] = self._pending
             self.status.detail["oldest_age_seconds"] = self.oldest_age_seconds
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         self._closed.set()

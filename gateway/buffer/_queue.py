@@ -17,8 +17,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 from gateway.buffer._migrate import adopt_buffer
 from gateway.buffer._segments import HEADER_SIZE, Batch, SegmentLog
@@ -29,6 +30,8 @@ from gateway.point import Point
 from gateway.settings import BufferSettings
 
 __all__ = ["DiskQueue", "format_size", "resolve_buffer_settings"]
+
+T = TypeVar("T")
 
 
 def resolve_buffer_settings(gateway: BufferSettings, override: BufferSettings | None) -> BufferSettings:
@@ -113,6 +116,7 @@ class DiskQueue:
         self._closing = False
         self._close_requested = asyncio.Event()  # cuts a wait for the disk short (a stop)
         self._committer_done = False
+        self._disk_work: set[asyncio.Future[Any]] = set()  # segment-file work running in worker threads
         self._deadline = float("inf")
         self._disk_backoff = Backoff(initial=0.5, cap=10.0)
         # A resumed backlog is sent at once, not after a flush interval.
@@ -236,7 +240,7 @@ class DiskQueue:
             self._pending, self._pending_done = [], []
             records = _merge(chunks, self.batch_size)
             try:
-                dropped = await asyncio.to_thread(self.store.append, records)
+                dropped = await self._on_disk(self.store.append, records)
             except OSError as exc:
                 self._pending[:0], self._pending_done[:0] = chunks, dones
                 if not await self._disk_failed(exc, npoints):
@@ -305,17 +309,24 @@ class DiskQueue:
             self.log.info("buffer has room again: %d points were dropped while it was full", self._drop_episode)
             self._drop_episode = None
 
+    async def _on_disk(self, work: Callable[..., T], *args: Any) -> T:
+        """Run ``work`` in a worker thread (the loop never waits on the disk), remembering it until done."""
+        future = asyncio.get_running_loop().run_in_executor(None, work, *args)
+        self._disk_work.add(future)
+        future.add_done_callback(self._disk_work.discard)
+        return await future
+
     # --- out: batches for the route ----------------------------------------------------------
 
     async def read(self, max_points: int) -> _DiskBatch | None:
-        batch = await asyncio.to_thread(self.store.read, max_points)
+        batch = await self._on_disk(self.store.read, max_points)
         if self.store.unread_points <= 0:
             self._unsent_since = None
         return None if batch is None else _DiskBatch(batch)
 
     async def confirm(self, batch: object) -> None:
         assert isinstance(batch, _DiskBatch)
-        await asyncio.to_thread(self.store.ack, batch.batch)
+        await self._on_disk(self.store.ack, batch.batch)
         if self.store.unread_points <= 0:
             self._unsent_since = None
         self._space.set()
@@ -354,8 +365,17 @@ class DiskQueue:
         )
         self._check_drop_episode()
 
+    async def aclose(self) -> None:
+        """Release the buffer files once no disk work is running in a thread; what the store did
+        not take stays there for the next start."""
+        if self._disk_work:
+            # A cancelled await does not stop the thread: wait for it, so the files are never
+            # closed under a write (or reopened by a new route on the same folder meanwhile).
+            await asyncio.shield(asyncio.gather(*self._disk_work, return_exceptions=True))
+        self.close()
+
     def close(self) -> None:
-        """Release the buffer files; what the store did not take stays there for the next start."""
+        """Release the buffer files now (see :meth:`aclose`)."""
         if self.store.closed:
             return
         if self.store.depth_points:

@@ -103,7 +103,7 @@ class Routes:
                 task.cancel()
                 await asyncio.wait([task], timeout=5)
         for route in self._built:
-            route.queue.close()
+            await route.queue.aclose()
 
 
 @pytest.fixture
@@ -486,7 +486,7 @@ async def test_an_old_folder_another_gateway_holds_is_left_alone(
     assert {path.name: path.read_bytes() for path in old.iterdir() if path.is_file()} == before
     assert segments(routes.folder / "fake") == []
     assert route.status.detail["depth_points"] == 0
-    route.queue.close()
+    await route.queue.aclose()
     holder.close()
     # Once that gateway has stopped, the next start takes the folder over and sends it.
     again = routes.build(RecordingSink(), adopt=(old,))

@@ -147,7 +147,7 @@ class Harness:
                 task.cancel()
                 await asyncio.wait([task], timeout=5)
         for route in self._built:
-            route.queue.close()  # (a route that ran closed it already)
+            await route.queue.aclose()  # (a route that ran closed it already)
 
 
 @pytest.fixture(params=["memory", "disk"])
