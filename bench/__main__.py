@@ -18,6 +18,7 @@ BENCHMARKS = (
     "bench.bench_influx",
     "bench.bench_web",
     "bench.bench_modbus",
+    "bench.bench_s7",
 )
 
 

@@ -28,6 +28,7 @@ SMOKE = {
     "bench_influx": (["--quick"], r"\blive steady-state ceiling\b"),
     "bench_web": (["--quick"], r"\bfirst chart with data\b"),
     "bench_modbus": (["--quick"], r"\b0 read errors\b"),
+    "bench_s7": (["--quick"], r"\b0 read errors\b"),
 }
 
 
