@@ -183,7 +183,7 @@ def test_a_damaged_record_is_quarantined_skipped_and_reported(tmp_path: Path, ca
     record = len(lines(0, 10)[0]) + HEADER_SIZE
     _flip_byte(segment, record + HEADER_SIZE + 5)  # inside the second record's body
     with caplog.at_level(logging.ERROR):
-        again = open_log(tmp_path)  # no crash (PEERS.md item 9)
+        again = open_log(tmp_path)  # no crash: a damaged buffer must never stop the gateway
     assert "is damaged at bytes" in caplog.text
     quarantined = list((tmp_path / "quarantine").iterdir())
     assert len(quarantined) == 1 and quarantined[0].read_bytes() != segment.read_bytes()

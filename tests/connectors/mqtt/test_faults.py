@@ -337,7 +337,7 @@ async def test_messages_are_acknowledged_only_after_storage(mosquitto: Mosquitto
 async def test_broker_that_lost_its_sessions_gets_the_subscriptions_again(
     mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """PEERS.md item 8: a broker restarted without its persistence file must not leave the gateway silent."""
+    """A broker restarted without its persistence file must not leave the gateway silent (no session to resume)."""
     config = load_config(write_config(tmp_path, [connector(mosquitto)]))
     async with Gateway(config) as gateway:
         await running(gateway)

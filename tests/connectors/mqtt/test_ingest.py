@@ -19,7 +19,7 @@ BASE_MS = 1_714_564_800_000  # 2024-05-01T12:00:00Z
 
 
 def energy_connector(broker: Mosquitto, **overrides: Any) -> dict[str, Any]:
-    """The connector of the configuration contract (ARCHITECTURE.md), on the test broker."""
+    """The connector of the configuration contract (the hub's example config), on the test broker."""
     return contract_energy_connector(broker.url, **overrides)
 
 
