@@ -23,12 +23,13 @@ demo: venv
 system-deps:
 	scripts/install-test-deps.sh
 
+# CI's hypothesis profile: many more examples per property test (tests/conftest.py).
 test: venv system-deps lint
-	$(PYTHON) -m pytest $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=ci $(PYTHON) -m pytest $(PYTEST_ARGS)
 
 # The fast loop while developing: no slow fault-injection tests, no lint.
 test-quick: venv
-	$(PYTHON) -m pytest -m "not slow" -x $(PYTEST_ARGS)
+	HYPOTHESIS_PROFILE=quick $(PYTHON) -m pytest -m "not slow" -x $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check gateway connectors tests bench

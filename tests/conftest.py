@@ -14,10 +14,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+from tests.helpers import HYPOTHESIS_PROFILE
 
 pytest_plugins = [
     f"tests.fixtures.{module.name}" for module in pkgutil.iter_modules([str(Path(__file__).parent / "fixtures")])
 ]
+
+
+# Hypothesis profiles, chosen by the environment variable HYPOTHESIS_PROFILE (tests/helpers.py):
+# "quick" (the default, `make test-quick`) keeps the loop fast; "ci" (`make test`, what CI runs)
+# tries many more examples: a counting bug planted in the buffer was found by its property test
+# in 1 run of 6 at 60 examples and in every run at 1,500. A test that sets its own max_examples
+# gives both counts with tests.helpers.examples(quick, ci). No deadline in either: on a loaded
+# 2-core machine an example's time says nothing about the code.
+settings.register_profile("quick", deadline=None)
+settings.register_profile(
+    "ci",
+    max_examples=1000,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,  # a failure prints the @reproduce_failure line to replay it
+)
+settings.load_profile(HYPOTHESIS_PROFILE)
 
 
 @pytest.hookimpl(hookwrapper=True)

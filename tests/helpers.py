@@ -15,6 +15,17 @@ from typing import TypeVar, overload
 
 T = TypeVar("T")
 
+#: The hypothesis profile in force (registered in tests/conftest.py): "ci" for `make test`, else "quick".
+HYPOTHESIS_PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "quick")
+if HYPOTHESIS_PROFILE not in ("quick", "ci"):
+    raise RuntimeError(f"HYPOTHESIS_PROFILE={HYPOTHESIS_PROFILE!r}: use quick or ci")
+
+
+def examples(quick: int, ci: int) -> int:
+    """A property test's number of examples in the profile in force (quick while developing, ci in CI)."""
+    return ci if HYPOTHESIS_PROFILE == "ci" else quick
+
+
 ARTIFACTS = Path(os.environ.get("TEST_ARTIFACTS", Path(__file__).parent.parent / "test-artifacts"))
 
 

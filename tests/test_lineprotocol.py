@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from gateway.errors import DecodeError, PointError
 from gateway.lineprotocol import encode, encode_batch, parse, parse_line
 from gateway.point import INT64_MAX, INT64_MIN, TIME_MAX, TIME_MIN, Point
+from tests.helpers import examples
 
 # --- strategies ----------------------------------------------------------------------------------
 
@@ -72,7 +73,7 @@ def _same(a: Point, b: Point) -> bool:
 # --- round trips ---------------------------------------------------------------------------------
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400, 2000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(points())
 def test_encode_then_parse_gives_back_the_same_point(point: Point) -> None:
     line = encode(point)
@@ -83,7 +84,7 @@ def test_encode_then_parse_gives_back_the_same_point(point: Point) -> None:
     assert _same(parsed, point), line
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150, 750), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(points(), min_size=1, max_size=8))
 def test_encode_batch_then_parse_gives_back_every_point_in_order(batch: list[Point]) -> None:
     body = encode_batch(batch)
@@ -148,7 +149,7 @@ def reference_points(draw: st.DrawFn) -> Point:
 
 
 @needs_reference_parser
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300, 1500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reference_points())
 def test_an_independent_parser_reads_what_we_encode(point: Point) -> None:
     line = encode(point)
@@ -366,7 +367,7 @@ def test_encoding_stays_right_when_the_caches_overflow(monkeypatch: pytest.Monke
     assert len(lp._FIELD_PREFIX) <= 3
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300, 1500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(points(), st.sampled_from(["", " ", "\t", "  "]))
 def test_the_parser_fast_paths_agree_with_the_general_path(point: Point, indent: str) -> None:
     import gateway.lineprotocol as lp

@@ -23,6 +23,7 @@ from gateway.buffer._segments import HEADER_SIZE, segment_name
 from gateway.errors import GatewayError
 from gateway.lineprotocol import encode_batch, parse
 from gateway.point import Point
+from tests.helpers import examples
 
 T0 = 1_700_000_000_000_000_000
 
@@ -277,7 +278,7 @@ def test_oldest_age_is_the_first_unconfirmed_record(tmp_path: Path) -> None:
 
 
 @settings(
-    max_examples=int(os.environ.get("BUFFER_EXAMPLES", "60")),
+    max_examples=int(os.environ.get("BUFFER_EXAMPLES", examples(60, 1500))),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )

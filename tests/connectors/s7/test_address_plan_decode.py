@@ -19,6 +19,7 @@ from connectors.s7._client import ItemError, split_items
 from connectors.s7.address import AddressError, Variable, parse
 from connectors.s7.decode import DecodeProblem, decode, encode
 from connectors.s7.plan import MAX_ITEMS, Plan, max_item_bytes, max_items, plan
+from tests.helpers import examples
 
 # --- addresses ---------------------------------------------------------------------------
 
@@ -290,7 +291,7 @@ def test_alone_fields_are_items_of_their_own() -> None:
     assert [s.members for s in planned.spans] == [(0, 1, 2), (3,)]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200, 1000), deadline=None)
 @given(
     st.lists(
         st.tuples(

@@ -25,7 +25,7 @@ from gateway.sinks.historian.store import (
     SeriesInfo,
     StoredValue,
 )
-from tests.helpers import wait_until
+from tests.helpers import examples, wait_until
 
 SECOND = 1_000_000_000
 # The extreme times a Point accepts (InfluxDB's limits: the int64 range minus reserved values).
@@ -109,7 +109,7 @@ field_values = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(40, 400), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     rows=st.lists(
         st.tuples(
