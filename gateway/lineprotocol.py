@@ -103,19 +103,20 @@ def encode_batch(points: Iterable[Point]) -> bytes:
 
 _SERIES = re.compile(r"((?:[^\\ ]|\\.)+)(?: |$)")
 _FIELD = re.compile(r'((?:[^\\=, ]|\\.)+)=("(?:[^"\\]|\\.)*"|[^ ,"]+)(,|(?= )|$)', re.DOTALL)
-_TIMESTAMP = re.compile(r" (-?\d+)\s*$")
+# re.ASCII: \d would also match other scripts' digits (int("٣") is 3), which no store accepts.
+_TIMESTAMP = re.compile(r" (-?\d+)\s*$", re.ASCII)
 _SERIES_PART = re.compile(r"(?:[^\\,]|\\.)*")
 _UNESCAPE_MEASUREMENT = re.compile(r"\\([, ])")
 _UNESCAPE_STRING = re.compile(r'\\(["\\])')
-_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_INT = re.compile(r"[+-]?\d+[iu]")
+_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_INT = re.compile(r"[+-]?\d+[iu]", re.ASCII)
 # A line in the shape the encoder writes (the common case) is read by one regex; anything else
 # (extra whitespace, errors) takes the general path below, which says what is wrong.
 _NAME = r"(?:[^ ,=\\]|\\.)+"
 _VALUE = r'(?:"(?:[^"\\]|\\.)*"|[^ ,"\\]+)'
 _FAST_LINE = re.compile(
     rf"((?:[^ ,\\]|\\.)+)((?:,{_NAME}={_NAME})*) ({_NAME}={_VALUE}(?:,{_NAME}={_VALUE})*)(?: (-?\d+))?",
-    re.DOTALL,
+    re.DOTALL | re.ASCII,
 )
 _FAST_TAG = re.compile(rf",({_NAME})=({_NAME})", re.DOTALL)
 _FAST_FIELD = re.compile(rf"({_NAME})=({_VALUE})", re.DOTALL)
@@ -142,12 +143,32 @@ def _split_series(series: str) -> list[str]:
             return parts
 
 
+#: Digits of the longest 64-bit integer (uint64). Longer numbers cannot be stored, and Python's
+#: str → int conversion is quadratic in their length (refused past 4,300 digits): refused first.
+_INT_DIGITS = 20
+
+
+def _integer(digits: str, what: str, line: str) -> int:
+    if len(digits.lstrip("+-").lstrip("0")) > _INT_DIGITS:
+        raise DecodeError(f"{what} {digits:.30}… does not fit in a 64-bit integer in {line!r:.80}")
+    return int(digits)
+
+
+def _timestamp(stamp: str, line: str) -> int:
+    if len(stamp.lstrip("-").lstrip("0")) > _INT_DIGITS:
+        raise DecodeError(
+            f"timestamp {stamp:.30}… is outside the range a time-series store can hold (years 1677 to 2262) "
+            f"in {line!r:.80}"
+        )
+    return int(stamp)
+
+
 def _parse_value(raw: str, line: str) -> FieldValue:
     if raw[0] == '"':
         text = raw[1:-1]
         return _UNESCAPE_STRING.sub(r"\1", text) if "\\" in text else text
     if raw[-1] in "iu" and _INT.fullmatch(raw):
-        return int(raw[:-1])
+        return _integer(raw[:-1], "field value", line)
     if raw in ("t", "T", "true", "True", "TRUE"):
         return True
     if raw in ("f", "F", "false", "False", "FALSE"):
@@ -176,7 +197,7 @@ def parse_line(line: str, default_time: int | None = None) -> Point:
             measurement,
             {_unescape(key): _parse_value(raw, line) for key, raw in _FAST_FIELD.findall(field_text)},
             {_unescape(key): _unescape(value) for key, value in _FAST_TAG.findall(tag_text)} if tag_text else None,
-            int(stamp) if stamp is not None else default_time,
+            _timestamp(stamp, line) if stamp is not None else default_time,
         )
     except ValueError as exc:
         raise DecodeError(str(exc)) from None
@@ -192,7 +213,7 @@ def _parse_plain(line: str, default_time: int | None) -> Point | None:
         stamp = parts[2]
         if not (stamp.isascii() and (stamp.isdigit() or (stamp[:1] == "-" and stamp[1:].isdigit()))):
             return None
-        timestamp: int | None = int(stamp)
+        timestamp: int | None = _timestamp(stamp, line)
     elif len(parts) == 2:
         timestamp = default_time
     else:
@@ -253,7 +274,7 @@ def _parse_general(line: str, default_time: int | None) -> Point:
         stamp = _TIMESTAMP.fullmatch(tail)
         if stamp is None:
             raise DecodeError(f"unexpected text {tail!r:.40} after the fields in {line!r:.80}")
-        timestamp = int(stamp.group(1))
+        timestamp = _timestamp(stamp.group(1), line)
     try:
         return Point(measurement, fields, tags, timestamp)
     except ValueError as exc:

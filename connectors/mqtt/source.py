@@ -47,6 +47,14 @@ MALFORMED_LOG_LIMIT = 10
 MALFORMED_LOG_WINDOW = 60.0
 #: A repeated connection error is logged again after this long.
 REPEAT_ERROR_LOG = 300.0
+#: Topics are cut to this many characters in log lines (an MQTT topic may be 64 KiB long).
+LOG_TOPIC_LENGTH = 200
+
+
+def _topic_text(topic: str) -> str:
+    if len(topic) <= LOG_TOPIC_LENGTH:
+        return repr(topic)
+    return f"{topic[:LOG_TOPIC_LENGTH]!r}… ({len(topic)} characters)"
 
 
 @dataclass(eq=False)
@@ -190,9 +198,9 @@ class MqttSource(Source):
                 unmatched += 1
                 if self._malformed_log.allow():
                     self.log.warning(
-                        "message on topic %r matches none of the configured filters, skipped (a subscription "
+                        "message on topic %s matches none of the configured filters, skipped (a subscription "
                         "left in the broker's session by an earlier configuration?)",
-                        topic,
+                        _topic_text(topic),
                     )
                 continue
             counter = counters[index]
@@ -207,7 +215,7 @@ class MqttSource(Source):
             except Exception as exc:  # a decoder bug must cost one message, never the connector
                 counter["malformed"] += 1
                 malformed += 1
-                self.log.debug("decoding a message on %r failed unexpectedly", topic, exc_info=True)
+                self.log.debug("decoding a message on %s failed unexpectedly", _topic_text(topic), exc_info=True)
                 self._report_malformed(topic, payload, f"could not be decoded ({type(exc).__name__}: {exc})")
                 continue
             points.extend(decoded)
@@ -227,8 +235,8 @@ class MqttSource(Source):
                 self.log.warning("%d more malformed messages were skipped without a log line each", sum(limit.summary))
                 limit.summary.clear()
             self.log.warning(
-                "malformed message on topic %r skipped: %s; payload %s (%d bytes)",
-                topic,
+                "malformed message on topic %s skipped: %s; payload %s (%d bytes)",
+                topic if topic == "(not valid UTF-8)" else _topic_text(topic),
                 reason,
                 excerpt(payload),
                 len(payload),
