@@ -12,7 +12,11 @@ values; :class:`PointMaker` decides what is stored:
   counted with ``bad_values: drop``. Their own series (the tag) and a timestamp never older
   than the last good one make sure a bad sample can never overwrite good data;
 - the time is the source timestamp (or the server's, or the time of receipt, by config),
-  falling back along source → server → receipt when the server leaves one empty.
+  falling back along source → server → receipt when the server leaves one empty or sends one
+  no store can hold (before 1677 or after 2262: DateTime.MaxValue, year 9999, is common);
+- a value that cannot be stored (a string that is not valid text, an integer too large even
+  for a float, a float that scale and offset push to infinity) is skipped, counted and warned
+  about once per node: it costs that value only, never the rest of the notification.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from gateway.component import Status
-from gateway.point import INT64_MAX, INT64_MIN, FieldValue, Point
+from gateway.errors import PointError
+from gateway.point import INT64_MAX, INT64_MIN, TIME_MAX, TIME_MIN, FieldValue, Point
 
 __all__ = ["Item", "PointMaker", "Sample", "quality_of"]
 
@@ -83,6 +88,11 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _storable(time_ns: int | None) -> int | None:
+    """A timestamp, if a store can hold it (years 1677–2262); else None, as if the server left it empty."""
+    return time_ns if time_ns is not None and TIME_MIN <= time_ns <= TIME_MAX else None
+
+
 class PointMaker:
     """Turns batches of samples into Points for one connector, counting what it skips."""
 
@@ -108,10 +118,11 @@ class PointMaker:
         self._clock: Callable[[], int] = clock or time.time_ns
 
     def _time(self, sample: Sample, received: int) -> int:
+        source, server = _storable(sample.source_ns), _storable(sample.server_ns)
         if self.timestamps == "source":
-            return sample.source_ns or sample.server_ns or received
+            return source or server or received
         if self.timestamps == "server":
-            return sample.server_ns or sample.source_ns or received
+            return server or source or received
         return received
 
     def convert(self, samples: list[Sample]) -> list[Point]:
@@ -123,7 +134,11 @@ class PointMaker:
             item = self.items.get(sample.handle)
             if item is None:  # a late notification for an item of a previous session
                 continue
-            point = self._one(item, sample, received)
+            try:
+                point = self._one(item, sample, received)
+            except PointError as exc:  # one value no store can take: skipped, the others go on
+                self._skip(item, "unstorable", f"a value cannot be stored ({exc})")
+                continue
             if point is not None:
                 points.append(point)
         return points
@@ -148,7 +163,7 @@ class PointMaker:
         # previous value's source timestamp must not land on top of it.
         time_ns = self._time(sample, received)
         if time_ns <= item.last_time:
-            later = [t for t in (sample.server_ns, received) if t is not None and t > item.last_time]
+            later = [t for t in (_storable(sample.server_ns), received) if t is not None and t > item.last_time]
             time_ns = min(later) if later else item.last_time + 1
         fields: dict[str, FieldValue] = {f"{item.field}_status": sample.status_name}
         if quality == "uncertain":
@@ -197,7 +212,11 @@ class PointMaker:
         if isinstance(value, bool):
             return value
         if isinstance(value, int):
-            result = value if INT64_MIN <= value <= INT64_MAX else float(value)
+            try:  # beyond 64 bits a float, as far as a double reaches
+                result = value if INT64_MIN <= value <= INT64_MAX else float(value)
+            except OverflowError:
+                self._skip(item, "huge", "an integer too large even for a float was received")
+                return None
         elif isinstance(value, float):
             if not math.isfinite(value):
                 self.status.count("skipped")
@@ -206,12 +225,19 @@ class PointMaker:
         elif isinstance(value, str):
             return value
         elif isinstance(value, datetime):
-            return _iso(value)
+            try:
+                return _iso(value)
+            except OverflowError:  # e.g. 0001-01-01 with an offset east of UTC: year 0 in UTC
+                self._skip(item, "datetime", f"the DateTime {value} has no UTC equivalent")
+                return None
         else:
             self._skip(item, kind, f"its values are {kind or type(value).__name__}, which are not supported")
             return None
         if item.scale is not None or item.offset is not None:
             result = float(result) * (item.scale if item.scale is not None else 1.0) + (item.offset or 0.0)
+            if not math.isfinite(result):
+                self._skip(item, "scaled", f"scale and offset turn a value into {result}")
+                return None
         return result
 
     def _skip(self, item: Item, key: str, reason: str) -> None:
