@@ -76,7 +76,7 @@ def _scaled(value: int | float, scale: float | None) -> float:
     1234572 / 100 is 12345.72)."""
     if scale is None:
         return float(value)
-    if scale != 0:
+    if scale != 0 and math.isfinite(1 / scale):  # (1 / 5e-324 is infinite: no divisor to round)
         divisor = round(1 / scale)
         if divisor > 1 and math.isclose(1 / divisor, scale, rel_tol=1e-12, abs_tol=0.0):
             return value / divisor
@@ -101,7 +101,10 @@ def decode(field: ModbusField, data: Sequence[int] | Sequence[bool], order: Byte
     if isinstance(value, float) and not math.isfinite(value):
         raise DecodeProblem(f"the device reports {value} (no valid value) in {kind} registers")
     if field.scale is not None or field.offset is not None:
-        return _scaled(value, field.scale) + (field.offset or 0.0)
+        scaled = _scaled(value, field.scale) + (field.offset or 0.0)
+        if not math.isfinite(scaled):
+            raise DecodeProblem(f"scale and offset make the device's {value} {scaled}, which cannot be stored")
+        return scaled
     if isinstance(value, int) and value > _INT64_MAX:
         return float(value)  # a uint64 beyond what the stores keep as an integer
     return value

@@ -10,13 +10,14 @@ so a wrong address or a type that does not fit it (``DB1.DBW8`` with ``type: rea
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from connectors.s7.address import MAX_STRING, TYPES, AddressError, Variable, parse
-from gateway.settings import ConnectorConfig, StrictModel
+from gateway.settings import ConnectorConfig, DeclaredField, StrictModel
 from gateway.units import Duration
 
 __all__ = ["CONNECTION_TYPES", "FieldType", "ReconnectConfig", "S7Config", "S7Field"]
@@ -71,8 +72,11 @@ class S7Field(StrictModel):
     length: int | None = Field(
         default=None, ge=1, le=MAX_STRING, description="For type string: n of STRING[n] as declared in the PLC."
     )
-    scale: float | None = Field(default=None, description="Multiply the value by this (e.g. 0.1); gives a float.")
-    offset: float | None = Field(default=None, description="Add this after scale; gives a float.")
+    # allow_inf_nan=False: YAML reads .nan and .inf as floats; as a scale they would only give NaN.
+    scale: float | None = Field(
+        default=None, allow_inf_nan=False, description="Multiply the value by this (e.g. 0.1); gives a float."
+    )
+    offset: float | None = Field(default=None, allow_inf_nan=False, description="Add this after scale; gives a float.")
     unit: str | None = Field(default=None, description="Unit shown on the web page (e.g. °C); not stored.")
 
     @field_validator("name")
@@ -185,6 +189,19 @@ class S7Config(ConnectorConfig):
     @property
     def variables(self) -> list[Variable]:
         return [item.variable for item in self.fields]
+
+    def declared_fields(self) -> Iterator[DeclaredField]:
+        """Every field's kind (bits are booleans, char and string text, the rest numbers), for checks of
+        other sections."""
+        for index, item in enumerate(self.fields):
+            kind = item.variable.type
+            yield DeclaredField(
+                self.measurement,
+                item.name,
+                "bool" if kind == "bool" else "text" if kind in ("char", "string") else "number",
+                ("fields", index),
+                dict(self.tags),
+            )
 
 
 def _overlaps(fields: list[S7Field]) -> list[InitErrorDetails]:

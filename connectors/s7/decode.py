@@ -85,7 +85,10 @@ def decode(variable: Variable, data: bytes, scale: float | None = None, offset: 
     if isinstance(value, bool | str):
         return value
     if scale is not None or offset is not None:
-        return value * (scale if scale is not None else 1.0) + (offset or 0.0)
+        scaled = value * (scale if scale is not None else 1.0) + (offset or 0.0)
+        if not math.isfinite(scaled):
+            raise DecodeProblem(f"scale and offset make the PLC's {value} {scaled}, which cannot be stored")
+        return scaled
     if isinstance(value, int) and value > _INT64_MAX:
         return float(value)  # an ulint/lword beyond what the stores keep as an integer
     return value
