@@ -395,3 +395,31 @@ def test_the_fast_paths_never_accept_what_the_general_path_refuses(line: str) ->
             parse_line(line)
     else:
         assert parse_line(line) == expected
+
+
+# --- hostile text ----------------------------------------------------------------------------------
+
+_HOSTILE_TOKENS = [
+    "m", ",", "=", " ", "\\", '"', "i", "u", "t", "true", "1", "-", ".", "e", "#", "\t", "\n", "\r", "é", "\x00",
+    "9" * 25, "9" * 5000, "nan", "inf", "1e999", "٣", "host=a", "v=1", 's="x y"',
+]
+
+
+@settings(max_examples=examples(300, 3000), deadline=None)
+@given(
+    st.one_of(
+        st.lists(st.sampled_from(_HOSTILE_TOKENS), max_size=40).map("".join),
+        st.text(max_size=200),
+        st.binary(max_size=200).map(lambda b: b.decode("utf-8", "replace")),
+    )
+)
+def test_any_text_parses_into_valid_points_or_one_decode_error(text: str) -> None:
+    """MQTT's influx format hands the parser whatever a device sent: points, or a DecodeError."""
+    try:
+        parsed = parse(text, default_time=0)
+    except DecodeError as exc:
+        assert str(exc)
+        return
+    for point in parsed:
+        assert isinstance(point, Point)
+        encode(point)
