@@ -124,9 +124,12 @@ def run(
 def validate(config: ConfigPath) -> None:
     """Check a config: prints every problem (file:line: key: what is wrong) and exits 1, or exits 0."""
     settings = _load(config, "fix them and validate again")
+    machines = len(getattr(settings, "machines", None) or ())
     typer.echo(
         f"{config}: OK ({len(settings.connectors)} connector{'s' if len(settings.connectors) != 1 else ''}, "
-        f"{len(settings.sinks)} sink{'s' if len(settings.sinks) != 1 else ''})"
+        f"{len(settings.sinks)} sink{'s' if len(settings.sinks) != 1 else ''}"
+        + (f", {machines} machine{'s' if machines != 1 else ''}" if machines else "")
+        + ")"
     )
 
 

@@ -6,7 +6,8 @@ Every problem is reported at once, one line each, as ``file:line: key.path: what
 
 ``${VAR}`` and ``${VAR:-default}`` in values read the environment (``$${`` is a literal ``${``).
 The models themselves live beside their components; :func:`config_model` assembles the whole
-file's model from the registered connector and sink types.
+file's model from the registered connector and sink types and the registered top-level
+sections (``machines:``, see :func:`gateway.registry.register_section`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model, model_vali
 from pydantic_core import ErrorDetails
 
 from gateway.errors import ConfigError, ConfigProblem
-from gateway.registry import component_types
+from gateway.registry import component_types, sections
 from gateway.settings import ComponentConfig, ConnectorConfig, GatewaySettings, SinkConfig, StrictModel
 
 __all__ = [
@@ -112,11 +113,16 @@ def config_model() -> type[GatewayConfig]:
     connector_models = [c.config_model for c in component_types("connector").values()]
     sinks: Any = list[_union(SinkConfig, sink_models)]  # type: ignore[misc]
     connectors: Any = list[_union(ConnectorConfig, connector_models)]  # type: ignore[misc]
+    extra: dict[str, Any] = {
+        section.name: (section.annotation, Field(default_factory=list, description=section.description))
+        for section in sections().values()
+    }
     return create_model(
         "GatewayConfig",
         __base__=GatewayConfig,
         sinks=(sinks, Field(default_factory=list)),
         connectors=(connectors, Field(default_factory=list)),
+        **extra,
     )
 
 
@@ -271,7 +277,7 @@ def _merge(documents: Sequence[_Document]) -> _Document:
         merged.problems.extend(doc.problems)
         shifts: dict[str, int] = {}
         for key, value in doc.data.items():
-            if key in ("sinks", "connectors") and isinstance(value, list):
+            if key in _list_sections() and isinstance(value, list):
                 existing = merged.data.setdefault(key, [])
                 if isinstance(existing, list):
                     shifts[key] = len(existing)
@@ -294,6 +300,11 @@ def _merge(documents: Sequence[_Document]) -> _Document:
             merged.problems.append(ConfigProblem(file, line, format_loc(_shift(loc, shifts)), message))
         merged.unresolved.extend(_shift(loc, shifts) for loc in doc.unresolved)
     return merged
+
+
+def _list_sections() -> tuple[str, ...]:
+    """Top-level lists that files of a folder add to (``sinks``, ``connectors``, registered sections)."""
+    return ("sinks", "connectors", *sections())
 
 
 def _shift(loc: Loc, shifts: dict[str, int]) -> Loc:
@@ -455,6 +466,12 @@ def validate_data(
                     found.append((ref.loc, str(ref)))
                 continue
             found.append(_message(error, model, data, loc))
+    if config is not None:
+        # Checks across sections (a machine's counter against what the connectors declare) need
+        # the validated models, so they run once everything else is valid.
+        for section in sections().values():
+            if section.check is not None:
+                found.extend(section.check(config))
     if found:
         problems = []
         for loc, message in found:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -18,6 +20,7 @@ __all__ = [
     "BufferedSinkConfig",
     "ComponentConfig",
     "ConnectorConfig",
+    "DeclaredField",
     "GatewaySettings",
     "HttpSettings",
     "SinkConfig",
@@ -53,6 +56,20 @@ class ComponentConfig(StrictModel):
         return value
 
 
+@dataclasses.dataclass(frozen=True)
+class DeclaredField:
+    """A field whose type a connector's config states (``type: string`` …), so other sections can
+    be checked against it before anything runs (a machine's counter must be a number)."""
+
+    measurement: str
+    field: str
+    kind: Literal["number", "bool", "text"]
+    #: key path of the declaration below the connector, e.g. ("topics", 0, "fields", "state")
+    at: tuple[str | int, ...]
+    #: tags every point of that field carries (as far as the config tells)
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
 class ConnectorConfig(ComponentConfig):
     """Options common to every connector."""
 
@@ -60,6 +77,10 @@ class ConnectorConfig(ComponentConfig):
         default=None,
         description="Names of the sinks that receive this connector's points (default: all sinks).",
     )
+
+    def declared_fields(self) -> Iterable[DeclaredField]:
+        """The fields whose type this config states (default: none; the source decides at run time)."""
+        return ()
 
 
 class BatchPolicy(StrictModel):

@@ -71,7 +71,7 @@ def test_schema_prints_json_schema_of_the_whole_file() -> None:
     schema = json.loads(result.stdout)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["additionalProperties"] is False
-    assert set(schema["properties"]) == {"gateway", "sinks", "connectors"}
+    assert set(schema["properties"]) == {"gateway", "sinks", "connectors", "machines"}
     assert schema == json_schema()
 
 

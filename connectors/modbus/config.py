@@ -9,12 +9,13 @@ out as ``file:line: key.path: message`` and name the exact field that is wrong.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from gateway.settings import ConnectorConfig, StrictModel
+from gateway.settings import ConnectorConfig, DeclaredField, StrictModel
 from gateway.units import Duration
 
 __all__ = [
@@ -363,3 +364,16 @@ class ModbusConfig(ConnectorConfig):
             line = self.serial
             return f"{line.port} ({line.baudrate} {line.bytesize}{line.parity}{line.stopbits})"
         return f"{self.host}:{self.port}"
+
+    def declared_fields(self) -> Iterator[DeclaredField]:
+        """Every field's kind (bits are booleans, strings text, the rest numbers), for checks of other sections."""
+        for index, device in enumerate(self.devices):
+            for position, item in enumerate(device.fields):
+                kind = item.kind
+                yield DeclaredField(
+                    device.measurement,
+                    item.name,
+                    "bool" if kind in ("bool", "bit") else "text" if kind == "string" else "number",
+                    ("devices", index, "fields", position),
+                    dict(device.tags),
+                )

@@ -6,13 +6,14 @@ all come from these models.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
-from gateway.settings import ConnectorConfig, StrictModel
+from gateway.settings import ConnectorConfig, DeclaredField, StrictModel
 from gateway.units import Duration, Size
 
 __all__ = [
@@ -386,3 +387,20 @@ class MqttConfig(ConnectorConfig):
         if self.clean_start is not None:
             return not self.clean_start
         return max([self.qos, *(t.qos for t in self.topics if t.qos is not None)]) >= 1
+
+    def declared_fields(self) -> Iterator[DeclaredField]:
+        """JSON fields given a type (``{path: state, type: string}``), for checks of other sections."""
+        kinds: dict[str, Literal["number", "bool", "text"]] = {
+            "float": "number",
+            "int": "number",
+            "bool": "bool",
+            "string": "text",
+        }
+        for index, topic in enumerate(self.topics):
+            measurement = topic.measurement or self.measurement or self.name
+            for name, spec in (topic.fields or {}).items():
+                kind = kinds.get(spec.type)
+                if kind is not None:
+                    yield DeclaredField(
+                        measurement, name, kind, ("topics", index, "fields", name), {**self.tags, **topic.tags}
+                    )

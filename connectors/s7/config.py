@@ -10,13 +10,14 @@ so a wrong address or a type that does not fit it (``DB1.DBW8`` with ``type: rea
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from connectors.s7.address import MAX_STRING, TYPES, AddressError, Variable, parse
-from gateway.settings import ConnectorConfig, StrictModel
+from gateway.settings import ConnectorConfig, DeclaredField, StrictModel
 from gateway.units import Duration
 
 __all__ = ["CONNECTION_TYPES", "FieldType", "ReconnectConfig", "S7Config", "S7Field"]
@@ -188,6 +189,19 @@ class S7Config(ConnectorConfig):
     @property
     def variables(self) -> list[Variable]:
         return [item.variable for item in self.fields]
+
+    def declared_fields(self) -> Iterator[DeclaredField]:
+        """Every field's kind (bits are booleans, char and string text, the rest numbers), for checks of
+        other sections."""
+        for index, item in enumerate(self.fields):
+            kind = item.variable.type
+            yield DeclaredField(
+                self.measurement,
+                item.name,
+                "bool" if kind == "bool" else "text" if kind in ("char", "string") else "number",
+                ("fields", index),
+                dict(self.tags),
+            )
 
 
 def _overlaps(fields: list[S7Field]) -> list[InitErrorDetails]:

@@ -1,0 +1,1 @@
+"""Tests of machine states, parts and OEE (gateway/kpi)."""
