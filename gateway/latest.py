@@ -145,6 +145,8 @@ class LatestValues:
         #: points emitted per connector name
         self.emitted: dict[str, int] = {}
         self._changed = asyncio.Event()
+        #: called with every batch recorded (the KPI engine follows its machines' samples this way)
+        self._observers: list[Callable[[Sequence[Point]], None]] = []
 
     def __len__(self) -> int:
         return len(self._series)
@@ -169,7 +171,17 @@ class LatestValues:
         self.points_seen += len(points)
         if source is not None:
             self.emitted[source] = self.emitted.get(source, 0) + len(points)
+        for observer in self._observers:
+            observer(points)
         self._changed.set()
+
+    def add_observer(self, observer: Callable[[Sequence[Point]], None]) -> None:
+        """Call ``observer`` with every batch recorded from now on (it must be quick: it runs in ``emit``)."""
+        self._observers.append(observer)
+
+    def remove_observer(self, observer: Callable[[Sequence[Point]], None]) -> None:
+        if observer in self._observers:
+            self._observers.remove(observer)
 
     def seed(self, measurement: str, tags: dict[str, str], name: str, value: FieldValue, time_ns: int) -> None:
         """Fill in a value known from a store (after a restart), unless a newer one is already here."""
