@@ -126,6 +126,10 @@ class MqttSource(Source):
         self._malformed_log = _LogLimit(MALFORMED_LOG_LIMIT, MALFORMED_LOG_WINDOW)
         self._dropping = 0
         self._last_error_logged: tuple[str, float] = ("", 0.0)
+        # The link stamps every message of one socket read with the same time: points of one
+        # series stamped with the time of receipt would land on one timestamp, and each store
+        # keeps only the last of them. Each message gets a time of its own (1 ns apart at most).
+        self._last_received = 0
 
     # --- Source ------------------------------------------------------------------------------
 
@@ -186,7 +190,11 @@ class MqttSource(Source):
         decoders = self._decoders
         counters = self._filter_counters
         malformed = unmatched = 0
+        last_received = self._last_received
         for topic, payload, qos, mid, received_ns, generation in items:
+            if received_ns <= last_received:
+                received_ns = last_received + 1
+            last_received = received_ns
             if qos:
                 acks.append((generation, mid, qos))
             if topic is None:
@@ -220,6 +228,7 @@ class MqttSource(Source):
                 continue
             points.extend(decoded)
             stored[index] += 1
+        self._last_received = last_received
         status = self.status
         status.count("received", len(items))
         if malformed:
