@@ -51,7 +51,15 @@ Publishing (for sinks)
     dict (MQTT 5): ``message_expiry_interval``, ``content_type``, ``payload_format_indicator``,
     ``user_property`` (a list of (name, value) pairs), ``response_topic``, ``correlation_data``.
     The will message (``options.will``, a :class:`~connectors.mqtt._wire.Will`) is set in every
-    CONNECT; a clean :meth:`MqttLink.close` does not trigger it, a lost connection does.
+    CONNECT; a clean :meth:`MqttLink.close` does not trigger it, a lost connection does. Where each
+    connection needs a will of its own (a Sparkplug B edge node's NDEATH carries the number of its
+    connection, a host's STATE the time of it), ``options.will`` is a function called right before
+    each CONNECT instead.
+    With ``options.resend_on_reconnect=False``, the publishes the broker had not acknowledged when
+    a connection ends fail with :class:`ConnectionLost` instead of going out again on the next
+    connection (a Sparkplug B edge node's messages are numbered per connection: after a reconnect
+    it is born again and sends its data anew). A publish made while no connection is up waits
+    for the next one either way.
 
 Keep-alive: a PINGREQ goes out when nothing was sent or received for ``keepalive`` seconds; when
 no packet at all came from the broker for 1.5 times the keepalive (and a PINGREQ has been out for half
@@ -76,7 +84,7 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, Self
@@ -102,6 +110,7 @@ if TYPE_CHECKING:
     from connectors.mqtt.config import MqttConfig, TlsConfig
 
 __all__ = [
+    "ConnectionLost",
     "Incoming",
     "LinkClosed",
     "LinkEvents",
@@ -190,6 +199,10 @@ class LinkClosed(PublishError):
     """The link closed before the broker acknowledged the message."""
 
 
+class ConnectionLost(PublishError):
+    """The connection ended before the broker acknowledged the message (``resend_on_reconnect=False``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LinkOptions:
     """Everything the link needs to connect; :meth:`from_config` builds it from the connector's config."""
@@ -212,7 +225,10 @@ class LinkOptions:
     connect_timeout: float = 10.0
     max_buffered: int = 200_000
     subscriptions: tuple[Subscription, ...] = ()
-    will: Will | None = None
+    #: the will of every CONNECT, or a function giving the will of each CONNECT (called right before it)
+    will: Will | Callable[[], Will] | None = None
+    #: False: publishes unacknowledged when a connection ends fail (ConnectionLost), not sent again
+    resend_on_reconnect: bool = True
 
     @property
     def version(self) -> int:
@@ -608,6 +624,7 @@ class MqttLink:
                 properties["maximum_packet_size"] = options.maximum_packet_size
         username = options.username
         password = options.password.encode() if options.password is not None else None
+        will = options.will() if callable(options.will) else options.will
         if options.version == MQTT_311 and username is None:
             password = None  # 3.1.1 forbids a password without a user name
         return wire.encode_connect(
@@ -617,7 +634,7 @@ class MqttLink:
             keepalive=max(0, min(65535, round(options.keepalive))),
             username=username,
             password=password,
-            will=options.will,
+            will=will,
             properties=properties,
         )
 
@@ -797,6 +814,13 @@ class MqttLink:
             self._conn = None
             self.connected = False
             self._subscribing.clear()
+            if not self.options.resend_on_reconnect and not self._closing:
+                self._fail_publishes(
+                    ConnectionLost(
+                        f"the connection to the broker at {self.options.address} ended before it acknowledged "
+                        "the message"
+                    )
+                )
 
     # --- handing over and acknowledging ----------------------------------------------------------------
 
