@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is needed"; exit 1; }
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[test,bench]'
+	@echo "Installing the gateway and what its tests need into $(VENV): about a minute the first time."
+	$(PYTHON) -m pip install --progress-bar on -e '.[test,bench]'
 	touch $(STAMP)
+	@echo "$(VENV) is ready."
 
 demo: venv
 	$(VENV)/bin/gateway demo

@@ -13,7 +13,19 @@ from gateway.errors import (
 )
 from gateway.point import Point
 
-__version__ = "0.1.0"
+
+def _version() -> str:
+    # The installed distribution's version (pyproject.toml's, one place to change it); a source
+    # tree that was never installed has none.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("shopfloor-gateway")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "ConfigError",

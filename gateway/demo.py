@@ -2,7 +2,9 @@
 
 Needs nothing but Python: when no MQTT broker answers on localhost:1883 it starts an
 embedded one (amqtt, MQTT 3.1.1) on a free port. The gateway runs ``configs/demo.yaml``
-with the historian as its store; the demo prints where to look at the data.
+with the historian as its store; the demo prints where to look at the data. An installed
+package carries that file as ``gateway/configs/demo.yaml`` (setup.py copies configs/ in at
+build time), so the demo runs from any folder and writes its data under the folder it runs in.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,8 +32,16 @@ __all__ = ["DEMO_CONFIG", "run_demo"]
 
 log = component_logger("demo", "demo")
 
+
+def _demo_config() -> Path:
+    """The installed package's copy of configs/demo.yaml, else the repository's (editable installs)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / "configs" / "demo.yaml"
+    return packaged if packaged.exists() else here.parent / "configs" / "demo.yaml"
+
+
 #: The demo's gateway config, validated by the tests like every file in configs/.
-DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+DEMO_CONFIG = _demo_config()
 
 
 def _reachable(host: str, port: int) -> bool:
@@ -72,7 +84,10 @@ async def run_demo(data_dir: Path, port: int = 8080, duration: float | None = No
     from gateway.simulators.s7 import s7_simulator
 
     if not DEMO_CONFIG.exists():
-        raise GatewayError(f"the demo config {DEMO_CONFIG} is missing; run the demo from the project's folder")
+        raise GatewayError(
+            f"the demo config {DEMO_CONFIG} is missing: the package was installed without its configs "
+            "(build it with `python -m build`, which copies configs/ into it)"
+        )
     data_dir.mkdir(parents=True, exist_ok=True)
     for chatty in ("amqtt", "asyncua"):  # the embedded servers' start-up chatter
         logging.getLogger(chatty).setLevel(logging.ERROR)
@@ -124,9 +139,29 @@ async def run_demo(data_dir: Path, port: int = 8080, duration: float | None = No
         loop.remove_signal_handler(sig)
 
 
+def _command() -> str:
+    """How the reader runs ``gateway`` from here: the project's .venv, the script that runs now, or PATH."""
+    if Path(".venv/bin/gateway").exists():
+        return ".venv/bin/gateway"
+    script = Path(sys.argv[0])
+    if script.name == "gateway":
+        on_path = shutil.which("gateway")
+        return "gateway" if on_path and Path(on_path).resolve() == script.resolve() else str(script)
+    return "gateway"
+
+
+def _config_text() -> str:
+    """The demo config's path, relative to the current folder when it is below it (configs/demo.yaml)."""
+    try:
+        return str(DEMO_CONFIG.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(DEMO_CONFIG)
+
+
 def _print_guide(data_dir: Path, config: Any, port: int) -> None:
     history = next((getattr(s, "path", None) for s in config.sinks if s.type == "historian"), None)
     env = "" if data_dir == Path("data/demo") else f"DEMO_DATA={data_dir} "
+    query = f"{env}{_command()} query {_config_text()}"
     print(
         "\n"
         "  Shop-floor gateway demo is running (Ctrl-C to stop).\n"
@@ -137,9 +172,9 @@ def _print_guide(data_dir: Path, config: Any, port: int) -> None:
         "\n"
         f"  Web page: http://127.0.0.1:{port}/   (Prometheus metrics: /metrics)\n"
         "\n"
-        "  See what landed, from another terminal in the project's folder:\n"
-        f"    {env}.venv/bin/gateway query configs/demo.yaml --measurement energy --since 5m\n"
-        f"    {env}.venv/bin/gateway query configs/demo.yaml --measurement machine --since 5m --format json\n"
-        f"    {env}.venv/bin/gateway query configs/demo.yaml --measurement press --since 5m\n",
+        "  See what landed, from another terminal in this folder:\n"
+        f"    {query} --measurement energy --since 5m\n"
+        f"    {query} --measurement machine --since 5m --format json\n"
+        f"    {query} --measurement press --since 5m\n",
         flush=True,
     )
