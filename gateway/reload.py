@@ -16,7 +16,9 @@ touch can be tested and logged before anything is touched:
   restarted either, its fan-out is switched;
 - ``gateway.http`` changes restart the web server; ``gateway.name`` and ``gateway.data_dir``
   name the process's files and client identities, so changing them needs a restart of the
-  gateway: refused with that message, while the rest applies.
+  gateway: refused with that message, while the rest applies;
+- ``machines:`` changes add, remove or restart the built-in kpi component (``kpi``: "added",
+  "removed", "restarted"); unchanged, it is not touched.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from gateway.config import GatewayConfig
+from gateway.kpi import machines_of
 from gateway.settings import BufferedSinkConfig, BufferSettings, ConnectorConfig, SinkConfig
 
 __all__ = ["ReloadPlan", "buffer_settings", "plan_reload", "same", "sink_buffer_folder"]
@@ -69,6 +72,8 @@ class ReloadPlan:
     #: connectors not restarted whose set of sinks changed (their fan-out is switched)
     connectors_rerouted: list[str] = field(default_factory=list)
     http_restart: bool = False
+    #: what happens to the kpi component: "added", "removed", "restarted" (machines changed), or None
+    kpi: str | None = None
     gateway_changed: list[str] = field(default_factory=list)
     restart_required: list[str] = field(default_factory=list)
 
@@ -89,6 +94,8 @@ class ReloadPlan:
             out.update({f"{kind}:{name}": what for name in names})
         if self.http_restart:
             out["http"] = "restarted"
+        if self.kpi is not None:
+            out["kpi"] = self.kpi
         for key in self.gateway_changed:
             out[f"gateway.{key}"] = "applied"
         return out
@@ -160,4 +167,17 @@ def plan_reload(old: GatewayConfig, new: GatewayConfig) -> ReloadPlan:
         elif _targets(old, before) != _targets(new, connector):
             plan.connectors_rerouted.append(name)
     plan.connectors_removed = [name for name in old_connectors if name not in new_connectors]
+    plan.kpi = _kpi_change(old, new)
     return plan
+
+
+def _kpi_change(old: GatewayConfig, new: GatewayConfig) -> str | None:
+    before, after = machines_of(old), machines_of(new)
+    if not before and not after:
+        return None
+    if not before:
+        return "added"
+    if not after:
+        return "removed"
+    same_machines = len(before) == len(after) and all(same(a, b) for a, b in zip(before, after, strict=True))
+    return None if same_machines else "restarted"

@@ -39,6 +39,9 @@ from gateway.errors import ConfigError, GatewayError
 from gateway.history import HistoryReader
 from gateway.http.app import AppContext
 from gateway.http.server import HttpServer
+from gateway.kpi import machines_of
+from gateway.kpi.engine import KpiEngine
+from gateway.kpi.source import KPI_COMPONENT, KpiSource
 from gateway.latest import LatestValues, seed_from_history
 from gateway.logs import component_logger
 from gateway.pipeline import Backoff, Fanout
@@ -70,6 +73,8 @@ class _ConnectorSlot:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     inflight: int = 0
     idle: asyncio.Event = field(default_factory=asyncio.Event)
+    #: its batches are recorded as latest values (not the kpi component's: they are no machine's values)
+    record_latest: bool = True
 
     def __post_init__(self) -> None:
         self.idle.set()
@@ -144,6 +149,9 @@ class Gateway:
         self.http: HttpServer | None = None
         self._connectors: dict[str, _ConnectorSlot] = {}
         self._sinks: dict[str, _SinkSlot] = {}
+        #: the built-in kpi component (``machines:``), supervised like a connector
+        self._kpi: _ConnectorSlot | None = None
+        self._kpi_source: KpiSource | None = None
         self._http_task: asyncio.Task[None] | None = None
         self._tasks = asyncio.TaskGroup()
         self._stop = asyncio.Event()
@@ -180,9 +188,14 @@ class Gateway:
         return [slot.route.sink for slot in self._sinks.values()]
 
     def statuses(self) -> list[Status]:
-        return [slot.source.status for slot in self._connectors.values()] + [
+        kpi = [self._kpi.source.status] if self._kpi is not None else []
+        return [slot.source.status for slot in self._connectors.values()] + kpi + [
             slot.route.status for slot in self._sinks.values()
         ]
+
+    def kpi(self) -> KpiEngine | None:
+        """The KPI engine in force (None without ``machines:``); a reload of the machines replaces it."""
+        return self._kpi_source.engine if self._kpi_source is not None else None
 
     def history(self) -> HistoryReader | None:
         """The history of the first sink that offers one (the embedded historian), if any."""
@@ -228,6 +241,7 @@ class Gateway:
                 self._start_sink(sink_config)
             for connector_config in self.config.connectors:
                 self._start_connector(connector_config)
+            self._start_kpi()
             self._spawn(self._seed_latest(), "latest:seed")
         except BaseException:
             await self._shutdown()
@@ -340,7 +354,8 @@ class Gateway:
                 if on_stored is not None:
                     on_stored()
 
-            update(points, name)
+            if slot.record_latest:
+                update(points, name)
             try:
                 await slot.fanout(points, stored)
             except BaseException:
@@ -413,6 +428,32 @@ class Gateway:
             )
         await self._close_connector(slot, deadline)
 
+    # --- the KPI engine (machines:) --------------------------------------------------------------------
+
+    def _start_kpi(self) -> None:
+        """The built-in kpi component, when the config has machines: it writes to every sink."""
+        machines = machines_of(self.config)
+        if not machines:
+            return
+        source = KpiSource(machines, self._context("kpi", KPI_COMPONENT), history=self.history, latest=self.latest)
+        # Not a connector of the file: a config for the fan-out (every sink) that no file can name.
+        config = ConnectorConfig.model_construct(name=KPI_COMPONENT, type="kpi", sinks=None)
+        slot = _ConnectorSlot(config, source, Fanout(self._fanout_routes(config)), record_latest=False)
+        slot.task = self._spawn(self._supervise(slot), KPI_COMPONENT, source.status)
+        self._kpi, self._kpi_source = slot, source
+
+    async def _apply_kpi(self, plan: ReloadPlan, deadline: float) -> None:
+        """Changed machines restart the component (its points stored first); else its fan-out follows the sinks."""
+        slot = self._kpi
+        if plan.kpi is None:
+            if slot is not None:
+                slot.fanout.routes = tuple(self._fanout_routes(slot.config))
+            return
+        if slot is not None:
+            self._kpi, self._kpi_source = None, None
+            await self._stop_connector(slot, deadline)
+        self._start_kpi()
+
     # --- the web server -------------------------------------------------------------------------------
 
     def app_context(self, config: GatewayConfig | None = None) -> AppContext:
@@ -425,6 +466,7 @@ class Gateway:
             latest=self.latest,
             units=self.units,
             history=self.history,
+            kpi=self.kpi,
             started_at=self.started_at,
             configs=self.configs,
             config_state=self.config_state,
@@ -553,6 +595,7 @@ class Gateway:
         self.config = new
         await self._apply_sinks(plan, old, deadline)
         await self._apply_connectors(plan, deadline)
+        await self._apply_kpi(plan, deadline)
         await self._remove_sinks(plan, old, deadline)
         if plan.http_restart:
             await self._stop_http()
@@ -616,7 +659,7 @@ class Gateway:
         deadline = time.monotonic() + timeout
         self._stop.set()
         async with self._reload_lock:  # a reload in progress finishes first
-            connectors = list(self._connectors.values())
+            connectors = list(self._connectors.values()) + ([self._kpi] if self._kpi is not None else [])
             sinks = list(self._sinks.values())
         # 1. Sources stop taking data and emit what they hold.
         for slot in connectors:

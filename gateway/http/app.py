@@ -16,7 +16,10 @@ Endpoints (all but /healthz and /readyz need a viewer credential when credential
 ``GET /api/overview``                  machine cards with state badges
 ``GET /api/series``                    series with their last value
 ``GET /api/series/{id}/range``         downsampled range (``from``, ``to``, ``points``)
-``GET /api/events``                    live updates (Server-Sent Events: overview, status, values)
+``GET /api/machines``                  every machine: its state now, since when, today's and the shift's OEE
+``GET /api/machines/{name}/kpi``       KPIs over a range (``from``, ``to``; ``by=shift|hour|day`` rows)
+``GET /api/machines/{name}/states``    state intervals over a range (``from``, ``to``), and the shifts
+``GET /api/events``                    live updates (Server-Sent Events: overview, status, values, kpi)
 ``GET /api/openapi.json``              this API's OpenAPI spec
 ``GET /``                              the web page
 =====================================  =========================================================
@@ -32,7 +35,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, Protocol
 
 import orjson
 from fastapi import FastAPI, HTTPException, Query, Request
@@ -56,12 +59,15 @@ from gateway.http.models import (
     ConfigOut,
     GatewayOut,
     Health,
+    KpiReportOut,
+    MachineOut,
     NotReady,
     OverviewOut,
     RangeOut,
     Readiness,
     ReloadOut,
     SeriesOut,
+    StatesOut,
     StatusOut,
     WhoAmI,
 )
@@ -76,6 +82,8 @@ STATIC = Path(__file__).parent / "static"
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
 #: Largest number of buckets one range request may ask for.
 MAX_POINTS = 10_000
+#: Longest range of one KPI request (a year and a day: last year's same week included).
+MAX_KPI_DAYS = 400
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Times a range request may name (years 1823 to 2116): the historian's limit, so bucket
 #: arithmetic and the JSON answer (64-bit integers) cannot overflow.
@@ -87,6 +95,28 @@ _SECRET_KEY = re.compile(r"password|token|secret|private_key|passphrase", re.IGN
 
 
 def _no_history() -> HistoryReader | None:
+    return None
+
+
+class MachineKpis(Protocol):
+    """What the API asks of the KPI engine (:class:`gateway.kpi.engine.KpiEngine`).
+
+    Unknown machine: a LookupError; a wrong request (by=shift without shifts): a ValueError; the
+    history cannot be read now: another GatewayError.
+    """
+
+    def day_start(self, name: str, now_ns: int) -> int:
+        """The machine's local midnight at or before ``now_ns``."""
+        ...
+
+    async def overview(self) -> list[dict[str, Any]]: ...
+
+    async def kpi(self, name: str, start: int, end: int, by: Literal["shift", "hour", "day"] | None = None) -> Any: ...
+
+    async def states(self, name: str, start: int, end: int) -> Any: ...
+
+
+def _no_kpi() -> MachineKpis | None:
     return None
 
 
@@ -102,6 +132,8 @@ class AppContext:
     units: Mapping[tuple[str, str], str] = field(default_factory=dict)
     #: the history reader a sink offers now (it changes when a reload replaces the sink)
     history: Callable[[], HistoryReader | None] = _no_history
+    #: the KPI engine in force (None without ``machines:``; a reload of the machines replaces it)
+    kpi: Callable[[], MachineKpis | None] = _no_kpi
     started_at: float = field(default_factory=time.time)
     #: ``kind:name`` → the component's config in force
     configs: Callable[[], Mapping[str, BaseModel]] = dict
@@ -114,6 +146,8 @@ class AppContext:
     #: seconds between two ``status`` events on an SSE stream, and the shortest gap between overview events
     status_interval: float = 2.0
     overview_interval: float = 1.0
+    #: seconds between two ``kpi`` events (the machines' KPIs move with the clock, not only with data)
+    kpi_interval: float = 2.0
 
 
 def parse_time(text: str | None, now_ns: int, default_ns: int) -> int:
@@ -471,6 +505,96 @@ def create_app(ctx: AppContext) -> FastAPI:
         }
         return Response(orjson.dumps(body), media_type="application/json")
 
+    def kpi_engine() -> MachineKpis:
+        engine = ctx.kpi()
+        if engine is None:
+            raise HTTPException(404, "no machines are configured (machines: in the config file, see docs/KPI.md)")
+        return engine
+
+    async def kpi_range(engine: MachineKpis, name: str, from_: str | None, to: str | None) -> tuple[int, int]:
+        """``from``/``to`` as the series API takes them; default: today (the machine's local midnight) until now."""
+        now_ns = time.time_ns()
+        try:
+            midnight = engine.day_start(name, now_ns)
+        except LookupError as exc:
+            raise HTTPException(404, str(exc)) from None
+        try:
+            start = parse_time(from_, now_ns, midnight)
+            end = parse_time(to, now_ns, now_ns)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        for label, text, value in (("from", from_, start), ("to", to, end)):
+            if not -TIME_LIMIT_NS <= value <= TIME_LIMIT_NS:
+                raise HTTPException(422, f"'{label}' ({text}) is out of range: give a time between {_TIME_LIMITS}")
+        if end <= start:
+            raise HTTPException(422, "'to' must be after 'from'")
+        if end - start > MAX_KPI_DAYS * 86400 * 10**9:
+            raise HTTPException(422, f"a range of at most {MAX_KPI_DAYS} days, please")
+        return start, end
+
+    def kpi_answer(body: Any) -> Response:
+        return Response(orjson.dumps(body), media_type="application/json")
+
+    @app.get("/api/machines", response_model=list[MachineOut], tags=["machines"])
+    async def machines() -> Response:
+        """Every machine now: its state, category and since when, today's KPIs and the current shift's."""
+        engine = ctx.kpi()
+        if engine is None:
+            return kpi_answer([])
+        try:
+            return kpi_answer(await engine.overview())
+        except GatewayError as exc:
+            raise HTTPException(503, str(exc)) from None
+
+    @app.get("/api/machines/{name}/kpi", response_model=KpiReportOut, tags=["machines"])
+    async def machine_kpi(
+        name: str,
+        from_: Annotated[
+            str | None,
+            Query(alias="from", description="Start: Unix ms, ISO 8601, now, or -8h (default: local midnight)."),
+        ] = None,
+        to: Annotated[str | None, Query(description="End: Unix ms, ISO 8601, now, or -5m (default: now).")] = None,
+        by: Annotated[
+            Literal["shift", "hour", "day"] | None, Query(description="One row per shift, local hour or local day.")
+        ] = None,
+    ) -> Response:
+        """A machine's KPIs over a range (availability, performance, quality, OEE, seconds per category, parts):
+        ISO 22400-2 / Nakajima, as docs/KPI.md defines them. The part of a range after now is not counted."""
+        engine = kpi_engine()
+        start, end = await kpi_range(engine, name, from_, to)
+        try:
+            return kpi_answer(await engine.kpi(name, start, end, by))
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        except GatewayError as exc:
+            raise HTTPException(503, str(exc)) from None
+
+    @app.get("/api/machines/{name}/states", response_model=StatesOut, tags=["machines"])
+    async def machine_states(
+        name: str,
+        from_: Annotated[
+            str | None,
+            Query(alias="from", description="Start: Unix ms, ISO 8601, now, or -8h (default: local midnight)."),
+        ] = None,
+        to: Annotated[str | None, Query(description="End: Unix ms, ISO 8601, now, or -5m (default: now).")] = None,
+    ) -> Response:
+        """A machine's state intervals over a range (value and category each; gaps as no_data), and its shifts."""
+        engine = kpi_engine()
+        start, end = await kpi_range(engine, name, from_, to)
+        try:
+            return kpi_answer(await engine.states(name, start, end))
+        except GatewayError as exc:
+            raise HTTPException(503, str(exc)) from None
+
+    async def kpi_event() -> bytes | None:
+        engine = ctx.kpi()
+        if engine is None:
+            return None
+        try:
+            return _sse("kpi", await engine.overview())
+        except GatewayError:
+            return None  # (the next event tries again; /api/machines says why)
+
     @app.get(
         "/api/events",
         tags=["api"],
@@ -478,10 +602,13 @@ def create_app(ctx: AppContext) -> FastAPI:
         responses={200: {"content": {"text/event-stream": {}}}},
     )
     async def events(
-        topics: Annotated[str, Query(description="Comma-separated: overview, status, values.")] = "overview,status",
+        topics: Annotated[
+            str, Query(description="Comma-separated: overview, status, values, kpi.")
+        ] = "overview,status",
     ) -> StreamingResponse:
         """Live updates as Server-Sent Events: ``overview`` (cards, at most once a second when
-        something changed), ``status`` (components, every 2 s), ``values`` (changed series)."""
+        something changed), ``status`` (components, every 2 s), ``values`` (changed series),
+        ``kpi`` (every machine as ``/api/machines`` gives it, every 2 s)."""
         wanted = {t.strip() for t in topics.split(",") if t.strip()}
         return StreamingResponse(_stream(wanted), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
@@ -493,10 +620,14 @@ def create_app(ctx: AppContext) -> FastAPI:
             yield _sse("overview", overview())
         if "status" in wanted:
             yield _sse("status", components())
+        if "kpi" in wanted and (event := await kpi_event()) is not None:
+            yield event
         next_status = time.monotonic() + ctx.status_interval
+        next_kpi = time.monotonic() + ctx.kpi_interval
         heartbeat = time.monotonic() + 15.0
         while not ctx.stopping.is_set():
-            await latest.wait_changed(version, max(0.05, min(next_status, heartbeat) - time.monotonic()))
+            due = min(next_status, heartbeat, next_kpi if "kpi" in wanted else heartbeat)
+            await latest.wait_changed(version, max(0.05, due - time.monotonic()))
             if ctx.stopping.is_set():
                 break
             if latest.version > version:
@@ -511,6 +642,11 @@ def create_app(ctx: AppContext) -> FastAPI:
                 yield _sse("status", components())
                 next_status = time.monotonic() + ctx.status_interval
                 heartbeat = time.monotonic() + 15.0
+            if "kpi" in wanted and time.monotonic() >= next_kpi:
+                if (event := await kpi_event()) is not None:
+                    yield event
+                    heartbeat = time.monotonic() + 15.0
+                next_kpi = time.monotonic() + ctx.kpi_interval
             if time.monotonic() >= heartbeat:
                 yield b": keep-alive\n\n"
                 heartbeat = time.monotonic() + 15.0

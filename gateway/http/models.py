@@ -1,7 +1,10 @@
 """Response models of the JSON API: they are the OpenAPI spec (``/api/openapi.json``).
 
 Times are Unix **milliseconds** (what JavaScript's ``Date`` takes; nanoseconds do not fit in a
-JavaScript number), except ``*_at``/``since`` fields which are Unix seconds with a fraction.
+JavaScript number), except ``*_at``/``since`` fields which are Unix seconds with a fraction. The
+machines' KPIs (``/api/machines``) give each time twice: ``from``/``to``/``since`` as ISO 8601 in
+the machine's time zone (what a person reads, and what the shifts are written in) and
+``from_ms``/``to_ms``/``since_ms`` as Unix milliseconds.
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ __all__ = [
     "DeviceOut",
     "GatewayOut",
     "Health",
+    "KpiOut",
+    "KpiReportOut",
+    "MachineOut",
     "OverviewOut",
     "RangeOut",
     "Readiness",
     "ReloadOut",
     "SeriesOut",
+    "StatesOut",
     "StatusOut",
     "WhoAmI",
 ]
@@ -201,3 +208,106 @@ class RangeOut(BaseModel):
     buckets: list[Bucket]
 
     model_config = {"populate_by_name": True}
+
+
+# --- machines: states, parts and OEE (docs/KPI.md) --------------------------------------------------
+
+Category = Literal["running", "idle", "down", "setup", "planned_stop", "unknown", "no_data"]
+
+
+class TimeRangeOut(BaseModel):
+    """A span of time: ISO 8601 in the machine's time zone, and Unix ms."""
+
+    from_: str = Field(alias="from", description="Start, ISO 8601 with the machine's UTC offset.")
+    to: str = Field(description="End (excluded), ISO 8601 with the machine's UTC offset.")
+    from_ms: int = Field(description="Start, Unix ms.")
+    to_ms: int = Field(description="End, Unix ms.")
+
+    model_config = {"populate_by_name": True}
+
+
+class SecondsOut(BaseModel):
+    """Seconds per category; they add up to the range."""
+
+    running: float
+    idle: float
+    down: float
+    setup: float
+    planned_stop: float
+    unknown: float = Field(description="A state value the machine's map does not name.")
+    no_data: float = Field(description="No state: no sample, or more than the timeout after the last one.")
+
+
+class InShiftsOut(BaseModel):
+    """What the ratios use when the machine has shifts: the time and parts inside them."""
+
+    shift_seconds: float = Field(description="Length of the shifts within the range.")
+    seconds: SecondsOut = Field(description="Seconds per category inside the shifts.")
+    parts: float | None
+    scrap: float | None
+    good: float | None
+
+
+class KpiOut(TimeRangeOut):
+    """One machine's KPIs over one range (ISO 22400-2 / Nakajima; definitions in docs/KPI.md)."""
+
+    machine: str
+    shift: str | None = Field(default=None, description="The shift of this row (by=shift).")
+    bucket: str | None = Field(default=None, description="The local day or hour of this row (by=day, by=hour).")
+    seconds: SecondsOut
+    planned_seconds: float = Field(description="Range ∩ shifts (the range without shifts) - planned_stop - no_data.")
+    parts: float | None = Field(description="Increases of the parts counter (resets handled); null: no counter.")
+    scrap: float | None = Field(description="Increases of the scrap counter; null: no scrap counter.")
+    good: float | None = Field(description="parts - scrap.")
+    availability: float | None = Field(description="running / planned time, 0–1; null when planned time is 0.")
+    performance: float | None = Field(
+        description="ideal cycle time * parts / running, 0–1 (capped, with a warning); null when running is 0."
+    )
+    quality: float | None = Field(description="good / parts, 0–1; null when there are no parts.")
+    oee: float | None = Field(description="availability * performance * quality; null when one of them is.")
+    in_shifts: InShiftsOut | None = Field(default=None, description="With shifts: the time and parts in them.")
+    warnings: list[str] = Field(description="What a plant engineer should know about these numbers.")
+
+
+class KpiReportOut(KpiOut):
+    """The KPIs of the range, and with ``by`` one row per shift, local hour or local day."""
+
+    by: Literal["shift", "hour", "day"] | None = None
+    rows: list[KpiOut] | None = None
+
+
+class IntervalOut(TimeRangeOut):
+    value: Value | None = Field(description="The machine's state value as received; null: no data.")
+    category: Category
+
+
+class ShiftWindowOut(TimeRangeOut):
+    name: str
+
+
+class StatesOut(TimeRangeOut):
+    """A machine's states over a range: intervals tiling it (gaps as no_data), and its shifts there."""
+
+    machine: str
+    intervals: list[IntervalOut]
+    shifts: list[ShiftWindowOut]
+    warnings: list[str]
+
+
+class CurrentShiftOut(TimeRangeOut):
+    name: str
+    kpi: KpiOut = Field(description="The shift's KPIs from its start until now.")
+
+
+class MachineOut(BaseModel):
+    """One machine now (also the ``kpi`` event of /api/events)."""
+
+    name: str
+    tags: dict[str, str]
+    value: Value | None = Field(description="Its state value now; null: no data.")
+    category: Category
+    since: str | None = Field(description="Since when it is in this state (ISO 8601, its time zone).")
+    since_ms: int | None
+    last_sample_ms: int | None = Field(description="Unix ms of the last state sample.")
+    today: KpiOut = Field(description="Today's KPIs (local midnight until now).")
+    shift: CurrentShiftOut | None = Field(description="The shift now, with its KPIs so far; null outside shifts.")

@@ -80,7 +80,7 @@ class KpiUnavailable(GatewayError):
     """The history the KPIs come from cannot be read now."""
 
 
-class MachineNotFound(GatewayError):
+class MachineNotFound(GatewayError, LookupError):
     """No machine of that name is configured."""
 
 
@@ -140,10 +140,11 @@ class _Machine:
             return "no_data"
         return self.categories.get(state_key(value), "unknown")
 
-    def build(self, samples: Mapping[str, Mapping[int, FieldValue]]) -> _Hour:
-        hour = _Hour(runs=runs_of(samples.get("state", {}).items(), self.timeout))
+    def build(self, samples: Mapping[str, Mapping[int, FieldValue]], *, ordered: bool = False) -> _Hour:
+        """An hour's compact form from its samples (``ordered``: each role's samples in time order)."""
+        hour = _Hour(runs=runs_of(samples.get("state", {}).items(), self.timeout, ordered=ordered))
         for role, kind in self.kinds.items():
-            hour.pieces[role] = counter_piece(samples.get(role, {}).items(), kind)
+            hour.pieces[role] = counter_piece(samples.get(role, {}).items(), kind, ordered=ordered)
         return hour
 
     def freshen(self, hour: _Hour) -> _Hour:
@@ -211,6 +212,48 @@ class _Machine:
                 break
 
 
+class _Index:
+    """Which machines may want a point: by measurement, then by the value of one tag they all name.
+
+    Ten machines on one measurement cost one dict lookup per point, not ten tag comparisons (every
+    emitted batch passes here)."""
+
+    _NONE: Final[list[tuple[_Machine, list[tuple[str, str]]]]] = []
+
+    def __init__(self, machines: Iterable[_Machine]) -> None:
+        watchers: dict[str, list[tuple[_Machine, list[tuple[str, str]]]]] = {}
+        for machine in machines:
+            by_measurement: dict[str, list[tuple[str, str]]] = {}
+            for role, (measurement, name) in machine.fields.items():
+                by_measurement.setdefault(measurement, []).append((role, name))
+            for measurement, roles in by_measurement.items():
+                watchers.setdefault(measurement, []).append((machine, roles))
+        #: measurement → (tag key, tag value → watchers, watchers without that tag)
+        self._by: dict[str, tuple[str | None, dict[str, list[Any]], list[Any]]] = {}
+        for measurement, found in watchers.items():
+            keys = [set(machine.tags) for machine, _ in found]
+            common = set.intersection(*keys) if keys else set()
+            key = min(common) if common else None
+            by_value: dict[str, list[Any]] = {}
+            rest: list[Any] = []
+            for entry in found:
+                if key is None:
+                    rest.append(entry)
+                else:
+                    by_value.setdefault(entry[0].tags[key], []).append(entry)
+            self._by[measurement] = (key, by_value, rest)
+
+    def find(self, point: Point) -> list[tuple[_Machine, list[tuple[str, str]]]]:
+        entry = self._by.get(point.measurement)
+        if entry is None:
+            return self._NONE
+        key, by_value, rest = entry
+        if key is None:
+            return rest
+        value = point.tags.get(key)
+        return by_value.get(value, self._NONE) if value is not None else self._NONE
+
+
 # --- results ---------------------------------------------------------------------------------------------
 
 
@@ -265,14 +308,7 @@ class KpiEngine:
         self.machines = {m.name: _Machine(m) for m in machines}
         self._history = history
         self._now = now
-        #: measurement → the machines (and their roles and fields) that read it
-        self._index: dict[str, list[tuple[_Machine, list[tuple[str, str]]]]] = {}
-        for machine in self.machines.values():
-            by_measurement: dict[str, list[tuple[str, str]]] = {}
-            for role, (measurement, name) in machine.fields.items():
-                by_measurement.setdefault(measurement, []).append((role, name))
-            for measurement, roles in by_measurement.items():
-                self._index.setdefault(measurement, []).append((machine, roles))
+        self._index = _Index(self.machines.values())
         self._latest: LatestValues | None = None
         self._overview: tuple[float, list[dict[str, Any]]] | None = None
         self.started_at = now()
@@ -295,11 +331,11 @@ class KpiEngine:
 
     def observe(self, points: Sequence[Point]) -> None:
         """One emitted batch (called by :class:`~gateway.latest.LatestValues` for every batch)."""
-        index = self._index
+        find = self._index.find
         reloadable: bool | None = None
         for point in points:
-            watchers = index.get(point.measurement)
-            if watchers is None:
+            watchers = find(point)
+            if not watchers:
                 continue
             fields = point.fields
             for machine, roles in watchers:
@@ -345,6 +381,10 @@ class KpiEngine:
             raise MachineNotFound(f"no machine is named {name!r} (machines: {known})")
         return machine
 
+    def day_start(self, name: str, now_ns: int) -> int:
+        """The machine's local midnight at or before ``now_ns`` (the API's default start)."""
+        return self.machine(name).calendar.day_start(now_ns)
+
     async def _hours(self, machine: _Machine, first: int, last: int) -> list[_Hour]:
         """Hours ``first`` … ``last`` (indexes) of a machine, read from the history where not cached."""
         now_index = self._now() // HOUR_NS
@@ -370,7 +410,7 @@ class KpiEngine:
                             current.fresh = False
                             current.loaded = True
                             continue
-                        hour = machine.build(found)
+                        hour = machine.build(found, ordered=True)  # (the history gives them oldest first)
                         if machine.dirty.get(index, 0.0) > clock:
                             scratch[index] = hour  # a backlog may not be stored yet: use, do not keep
                         else:
@@ -508,12 +548,28 @@ class KpiEngine:
             return calendar.hours(start, end)
         return calendar.days(start, end)
 
-    async def measure(self, name: str, start: int, end: int, windows: Sequence[Window] | None = None) -> Kpi:
-        """The raw sums of one range (the kpi component's points); ``windows``: the planned ones."""
+    async def measure(self, name: str, ranges: Sequence[tuple[int, int]]) -> list[Kpi]:
+        """The sums of several ranges of one machine (the kpi component's points), from one read of their span.
+
+        Each range is planned as the machine's calendar says; its end is capped at now.
+        """
         machine = self.machine(name)
-        timeline = await self._timeline(machine, start, end)
-        planned = machine.calendar.planned(timeline.start, timeline.end) if windows is None else windows
-        return timeline.measure(timeline.start, timeline.end, planned)
+        if not ranges:
+            return []
+        timeline = await self._timeline(machine, min(r[0] for r in ranges), max(r[1] for r in ranges))
+        result = []
+        for start, end in ranges:
+            end = max(start, min(end, timeline.end))
+            result.append(timeline.measure(start, end, machine.calendar.planned(start, end)))
+        return result
+
+    async def preload(self, name: str, start: int, end: int) -> None:
+        """Read the hours of [start, end) into the cache, newest first, one hour per read (a warm-up that
+        lets the history's other readers in between)."""
+        machine = self.machine(name)
+        for index in range((end - 1) // HOUR_NS, start // HOUR_NS - 1, -1):
+            await self._hours(machine, index, index)
+            await asyncio.sleep(0)
 
     async def states(self, name: str, start: int, end: int) -> dict[str, Any]:
         """The state intervals of one machine over [start, end), gaps as no_data, and the shifts there."""

@@ -79,11 +79,13 @@ def append_run(runs: list[Run], time: int, value: FieldValue, timeout: int) -> b
     return True
 
 
-def runs_of(samples: Iterable[tuple[int, FieldValue]], timeout: int) -> list[Run]:
-    """Runs of samples in time order (of two samples at one time, the later in the input wins)."""
-    ordered = sorted(dict(samples).items())
+def runs_of(samples: Iterable[tuple[int, FieldValue]], timeout: int, *, ordered: bool = False) -> list[Run]:
+    """Runs of samples (of two samples at one time, the later in the input wins).
+
+    ``ordered``: the samples come in time order, once each (a history read): no sorting.
+    """
     runs: list[Run] = []
-    for time, value in ordered:
+    for time, value in samples if ordered else sorted(dict(samples).items()):
         append_run(runs, time, value, timeout)
     return runs
 
@@ -189,10 +191,13 @@ def numeric(value: FieldValue) -> float | None:
     return value
 
 
-def counter_piece(samples: Iterable[tuple[int, FieldValue]], kind: CounterKind) -> CounterPiece:
-    """The compact form of a counter's samples (any order; of two at one time the later wins)."""
+def counter_piece(
+    samples: Iterable[tuple[int, FieldValue]], kind: CounterKind, *, ordered: bool = False
+) -> CounterPiece:
+    """The compact form of a counter's samples (of two at one time the later wins; ``ordered``: as in
+    :func:`runs_of`)."""
     piece = CounterPiece(kind)
-    for time, value in sorted(dict(samples).items()):
+    for time, value in samples if ordered else sorted(dict(samples).items()):
         number = numeric(value)
         if number is None:
             piece.not_numeric += 1
