@@ -304,6 +304,8 @@ class MachineOut(BaseModel):
 
     name: str
     tags: dict[str, str]
+    timezone: str = Field(description="Its time zone (IANA name): days, hours and shifts are in it.")
+    ideal_cycle_time_s: float | None = Field(description="Its ideal cycle time in seconds; null: not configured.")
     value: Value | None = Field(description="Its state value now; null: no data.")
     category: Category
     since: str | None = Field(description="Since when it is in this state (ISO 8601, its time zone).")

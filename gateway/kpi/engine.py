@@ -630,6 +630,8 @@ class KpiEngine:
         return {
             "name": machine.name,
             "tags": dict(machine.tags),
+            "timezone": machine.config.timezone,
+            "ideal_cycle_time_s": machine.config.ideal_cycle_time,
             "value": value,
             "category": category,
             "since": calendar.iso(since) if since is not None else None,

@@ -107,6 +107,7 @@ async def test_the_machines_now(client: httpx.AsyncClient) -> None:
     for machine in body:
         MachineOut.model_validate(machine)
     assert [m["name"] for m in body] == ["imm-07", "imm-08", "cnc-09"]
+    assert (body[2]["timezone"], body[2]["ideal_cycle_time_s"]) == ("Europe/Rome", 50.0)
     assert body[0]["category"] == "no_data" and body[0]["today"]["planned_seconds"] == 0
     assert body[0]["today"]["availability"] is None  # nothing planned: null, never 0
 
