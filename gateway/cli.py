@@ -192,6 +192,117 @@ def query(
         raise _fail(f"error: {exc}") from None
 
 
+def _history_reader(settings: Any, sink: str | None) -> Any:
+    """The history reader of the sink named ``sink``, or of the first sink that keeps one (read-only)."""
+    import logging
+
+    from gateway.component import RuntimeContext, Sink
+    from gateway.registry import component_types
+
+    names = [s.name for s in settings.sinks]
+    if sink is not None and sink not in names:
+        raise _fail(f"error: no sink named {sink!r} (sinks: {', '.join(names) or 'none'})")
+    context = RuntimeContext(
+        settings.gateway.name, settings.gateway.data_dir, logging.LoggerAdapter(logging.getLogger("gateway.kpi"), {})
+    )
+    for sink_config in settings.sinks:
+        if sink is None or sink_config.name == sink:
+            built = component_types("sink")[sink_config.type].factory(sink_config, context)
+            reader = built.history() if isinstance(built, Sink) else None
+            if reader is not None:
+                return reader
+    if sink is not None:
+        raise _fail(f"error: sink {sink!r} keeps no history to read (a historian sink does)")
+    raise _fail("error: no sink of the config keeps a history to read (add a historian sink)")
+
+
+class KpiBucket(StrEnum):
+    shift = "shift"
+    hour = "hour"
+    day = "day"
+
+
+@app.command(
+    short_help="Machine states, parts and OEE over a range (the API's numbers).",
+    epilog="Examples: gateway kpi plant.yaml --machine imm-07 --since 8h   |   "
+    "gateway kpi plant.yaml --from 2026-03-02T06:00:00+01:00 --to 2026-03-02T22:00:00+01:00 --by shift --format csv",
+)
+def kpi(
+    config: ConfigPath,
+    machine: Annotated[
+        list[str] | None, typer.Option("--machine", "-m", metavar="NAME", help="A machine (repeat; default: all).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(metavar="DURATION", help="How far back: 8h, 7d (default: since local midnight).")
+    ] = None,
+    from_: Annotated[
+        str | None,
+        typer.Option("--from", metavar="TIME", help="Start: ISO 8601, Unix ms, now, or -8h (instead of --since)."),
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", metavar="TIME", help="End (default: now).")] = None,
+    by: Annotated[KpiBucket | None, typer.Option(help="One row per shift, local hour or local day.")] = None,
+    sink: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Whose history to read (default: the first that keeps one).")
+    ] = None,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="table, json (the API's objects) or csv.")
+    ] = OutputFormat.table,
+) -> None:
+    """Print the machines' KPIs over a range: seconds per state category, parts, scrap, availability,
+    performance, quality and OEE, as GET /api/machines/{name}/kpi gives them (docs/KPI.md)."""
+    import time
+
+    from gateway.http.app import parse_time
+    from gateway.kpi import machines_of
+    from gateway.kpi.report import run_kpi_command
+    from gateway.units import parse_duration
+
+    settings = _load(config)
+    machines = machines_of(settings)
+    if not machines:
+        raise _fail(f"{config} defines no machines (machines: section, see docs/KPI.md)")
+    known = {m.name for m in machines}
+    for name in machine or []:
+        if name not in known:
+            raise _fail(f"--machine {name!r}: no such machine (machines: {', '.join(sorted(known))})")
+    if since is not None and from_ is not None:
+        raise _fail("give --since or --from, not both")
+    now = time.time_ns()
+    try:
+        if since is not None:
+            start = now - int(parse_duration(since) * 1e9)
+        elif from_ is not None:
+            start = parse_time(from_, now, now)
+        else:
+            chosen = next(m for m in machines if m.name in (machine or known))
+            start = chosen.calendar.day_start(now)
+        end = parse_time(to, now, now)
+    except (TypeError, ValueError) as exc:
+        raise _fail(f"error: {exc}") from None
+    if end <= start:
+        raise _fail("error: the end (--to) must be after the start")
+    reader = _history_reader(settings, sink)
+
+    async def main() -> None:
+        try:
+            await run_kpi_command(
+                machines,
+                reader,
+                names=machine or [],
+                start=start,
+                end=end,
+                by=by.value if by is not None else None,
+                output=output.value,
+                out=sys.stdout,
+            )
+        finally:
+            close = getattr(reader, "aclose", None)
+            if close is not None:
+                await close()
+
+    _run(main(), (GatewayError, ValueError))
+
+
 @simulate_app.command("mqtt")
 def simulate_mqtt(
     broker: Annotated[
