@@ -149,6 +149,7 @@ class _Document:
         # (a list item's index in a second file moves when the lists are concatenated).
         self.keyed: list[tuple[Loc, str, int, str]] = []
         self.unresolved: list[Loc] = []  # values with an environment variable that is not set
+        self.nodes = 0  # values read so far (see _MAX_NODES)
 
 
 def _interpolate(text: str, file: str, line: int, loc: Loc, doc: _Document) -> str:
@@ -181,31 +182,75 @@ def _mask_env(text: str, masked: list[str]) -> str:
     return _ENV_REF.sub(mask, text)
 
 
+#: Most values one file may expand to: YAML aliases can make a small file enormous ("billion laughs").
+_MAX_NODES = 1_000_000
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def _read_yaml(path: Path, display: str) -> _Document:
     doc = _Document()
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        raw = path.read_bytes()
+    except OSError as exc:
         doc.problems.append(ConfigProblem(display, None, "", f"cannot read the file: {exc}"))
         return doc
-    text = _mask_env(text, doc.masked)
-    loader = yaml.SafeLoader(text)
     try:
-        root = loader.get_single_node()
+        original = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        doc.problems.append(
+            ConfigProblem(
+                display,
+                line,
+                "",
+                f"the file is not UTF-8 text (byte {raw[exc.start]:#04x} here; saved as Latin-1 or Windows-1252?): "
+                "save it as UTF-8",
+            )
+        )
+        return doc
+    text = _mask_env(original, doc.masked)
+    try:
+        loader = yaml.SafeLoader(text)  # (it checks every character already)
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark else None
+        line = mark.line + 1 if mark else 1
         reason = " ".join(part for part in (exc.context, exc.problem) if part)
-        doc.problems.append(ConfigProblem(display, line, "", f"YAML syntax error: {reason}"))
+        doc.problems.append(
+            ConfigProblem(display, line, "", f"YAML syntax error: {reason}{_syntax_hint(original, line, reason)}")
+        )
+        return doc
+    except yaml.reader.ReaderError as exc:  # a control character: no mark, a position
+        line = text[: exc.position].count("\n") + 1
+        reason = f"YAML error: {exc.reason} (character #x{exc.character:04x})"
+        doc.problems.append(ConfigProblem(display, line, "", reason))
         return doc
     except yaml.YAMLError as exc:
-        doc.problems.append(ConfigProblem(display, None, "", f"YAML error: {exc}"))
+        doc.problems.append(ConfigProblem(display, 1, "", f"YAML error: {exc}"))
         return doc
-    finally:
-        loader.dispose()
+    except RecursionError:
+        doc.problems.append(ConfigProblem(display, 1, "", "YAML error: brackets or blocks nested hundreds deep"))
+        return doc
     if root is None:
         return doc
-    data = _construct(root, (), display, doc, loader)
+    try:
+        data = _construct(root, (), display, doc, loader)
+    except (_TooLarge, RecursionError):
+        doc.problems.append(
+            ConfigProblem(
+                display,
+                root.start_mark.line + 1,
+                "",
+                "the file expands to more values than a config holds (YAML aliases that repeat or contain themselves?)",
+            )
+        )
+        return doc
     if not isinstance(data, dict):
         doc.problems.append(
             ConfigProblem(
@@ -217,14 +262,89 @@ def _read_yaml(path: Path, display: str) -> _Document:
     return doc
 
 
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def _syntax_hint(text: str, line: int, reason: str) -> str:
+    """When indentation is the likely cause of a YAML syntax error at ``line``, say so (else "").
+
+    Read from the lines themselves, as a person would check them: a tab; a list item without
+    the space after its dash; a line whose indentation matches no key or list item above it; a
+    key written at the indentation of a list's dashes, below an item it was meant to be part of.
+    """
+    lines = text.split("\n")
+    if not 1 <= line <= len(lines):
+        return ""
+    current = lines[line - 1]
+    lead = current[: len(current) - len(current.lstrip(" \t"))]
+    if "\t" in lead or "'\\t'" in reason:
+        return f" (line {line} is indented with a tab: YAML indents with spaces only; set the editor to insert spaces)"
+    above = [(n, t) for n, t in enumerate(lines[: line - 1], 1) if t.strip() and not t.lstrip().startswith("#")]
+    for number, previous in reversed(above[-2:]):
+        stripped = previous.lstrip(" ")
+        if re.match(r"-[^\s-]", stripped):
+            return f" (line {number}: a list item needs a space after '-', as in '- {stripped[1:].strip()}')"
+    if not current.strip() or not above:
+        return ""
+    indent = _indent(current)
+    levels: set[int] = set()
+    items: dict[int, tuple[int, int]] = {}  # indentation of a list's dashes → (line, indentation of its keys)
+    for number, previous in above:
+        level = _indent(previous)
+        levels.add(level)
+        dash = re.match(r"(- +)+", previous[level:])
+        if dash:
+            levels.add(level + dash.end())
+            items[level] = (number, level + dash.end())
+    if indent not in levels:
+        near = sorted(levels, key=lambda level: (abs(level - indent), level))[:2]
+        spaces = "space" if indent == 1 else "spaces"
+        return (
+            f" (line {line} is indented by {indent} {spaces}, the lines above by {' or '.join(map(str, sorted(near)))}:"
+            " a key must line up with the keys of its mapping, a list item with the items of its list)"
+        )
+    if indent in items and not current.lstrip(" ").startswith("-"):
+        number, keys = items[indent]
+        return (
+            f" (line {line} is a key at the indentation of the list item on line {number}: to put it in that item,"
+            f" indent it by {keys} spaces like the item's other keys)"
+        )
+    return ""
+
+
+def _value_of(node: yaml.Node, loc: Loc, file: str, doc: _Document, loader: yaml.SafeLoader) -> Any:
+    """A scalar (or a key) as PyYAML reads it; a problem at its line when it cannot (an unknown
+    ``!!tag``, a date such as 2024-13-45, bad ``!!binary``): ``_UNREADABLE``."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, OverflowError) as exc:
+        reason = getattr(exc, "problem", None) or str(exc)
+        doc.keyed.append((loc, file, node.start_mark.line + 1, f"this value cannot be read: {reason}"))
+        return _UNREADABLE
+
+
+_UNREADABLE: Any = object()
+
+
 def _construct(node: yaml.Node, loc: Loc, file: str, doc: _Document, loader: yaml.SafeLoader) -> Any:
     line = node.start_mark.line + 1
     doc.locations.setdefault(loc, (file, line))
+    doc.nodes += 1
+    if doc.nodes > _MAX_NODES:
+        raise _TooLarge
     if isinstance(node, yaml.MappingNode):
-        loader.flatten_mapping(node)
+        try:
+            loader.flatten_mapping(node)
+        except yaml.YAMLError as exc:  # a merge key (<<:) that does not name a mapping
+            mark = getattr(exc, "problem_mark", None) or node.start_mark
+            doc.keyed.append((loc, file, mark.line + 1, f"YAML error: {getattr(exc, 'problem', None) or exc}"))
+            return {}
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            key = _value_of(key_node, loc, file, doc, loader)
+            if key is _UNREADABLE:
+                continue
             if not isinstance(key, str | int | float | bool) or key is None:
                 doc.keyed.append((loc, file, key_node.start_mark.line + 1, "keys must be text"))
                 continue
@@ -243,7 +363,9 @@ def _construct(node: yaml.Node, loc: Loc, file: str, doc: _Document, loader: yam
         return result
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, (*loc, index), file, doc, loader) for index, item in enumerate(node.value)]
-    value = loader.construct_object(node, deep=True)
+    value = _value_of(node, loc, file, doc, loader)
+    if value is _UNREADABLE:
+        return None
     if isinstance(value, str) and "__gwenv" in value:
         value = _ENV_MASKED.sub(lambda m: doc.masked[int(m.group(1))], value)
     if isinstance(value, str) and "$" in value:
