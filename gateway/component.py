@@ -149,6 +149,9 @@ class RuntimeContext:
     data_dir: Path
     log: logging.LoggerAdapter[logging.Logger]
     units: FieldUnits = field(default_factory=dict)
+    #: (measurement, field) → the unit the web page shows for it (the display config's, else one a
+    #: source found; "" if none), for sinks that publish units (a Sparkplug B edge node's births).
+    field_unit: Callable[[str, str], str] = field(default=lambda measurement, field: "")
 
 
 class Source(abc.ABC):

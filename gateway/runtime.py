@@ -230,7 +230,12 @@ class Gateway:
             data_dir=settings.data_dir,
             log=component_logger(kind, name),
             units=self.units,
+            field_unit=self._field_unit,
         )
+
+    def _field_unit(self, measurement: str, field: str) -> str:
+        """A field's unit as the web page shows it, from the config in force (it may change by a reload)."""
+        return self.config.gateway.http.overview.catalogue.display(measurement, field, self.units).unit
 
     async def __aenter__(self) -> Self:
         await self._tasks.__aenter__()
