@@ -53,7 +53,7 @@ def test_demo_collects_every_simulated_device_into_the_historian(tmp_path: Path)
     assert {v.field for v in energy} == {"power_w", "energy_kwh", "power_factor"}
     assert {v.tags["line"] for v in energy} == {"A", "B"}
     assert {v.tags["meter"] for v in energy} >= {"meter-A1", "meter-B3"}
-    assert {v.value for v in machine if v.field == "state"} <= {"idle", "setup", "running", "alarm"}
+    assert {v.value for v in machine if v.field == "state"} <= {"idle", "setup", "running", "alarm", "break"}
     assert all(isinstance(v.value, int) for v in machine if v.field == "parts")
     assert temperature and all(10 < float(v.value) < 40 for v in temperature)
     # the OPC UA machines: the CNC centre by subscription, the press by polling

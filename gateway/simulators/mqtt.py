@@ -7,8 +7,9 @@ Per production line (``A``, ``B``, …) it publishes:
 - ``<prefix>/<line>/temperature/<sensor>`` — a plain number in °C (the ``value`` format),
   drifting smoothly around a set point;
 - ``<prefix>/<line>/machine/<machine>/state`` — JSON with an ISO 8601 ``ts``, ``state``
-  (``idle`` / ``setup`` / ``running`` / ``alarm`` with plausible transitions), nested
-  ``spindle.rpm`` / ``spindle.load``, a ``parts`` counter and an ``alarm`` code or null.
+  (``idle`` / ``setup`` / ``running`` / ``alarm`` / ``break`` with plausible transitions), nested
+  ``spindle.rpm`` / ``spindle.load``, cumulative ``parts`` (one per 30 s cycle while running) and
+  ``scrap`` counters (about 3 % of the parts) and an ``alarm`` code or null.
 
 ``configs/energy-meters.yaml`` and ``configs/machine-state.yaml`` read exactly these topics.
 """
@@ -39,15 +40,19 @@ __all__ = ["Device", "SimulatorSettings", "build_devices", "run_mqtt_simulator"]
 
 log = logging.LoggerAdapter(logging.getLogger("gateway.simulator.mqtt"), {"component": "simulator=mqtt"})
 
-MACHINE_STATES = ("idle", "setup", "running", "alarm")
-# Mean seconds spent in each state before moving on, and where it goes next (weights).
-_STATE_DWELL = {"idle": 40.0, "setup": 25.0, "running": 120.0, "alarm": 20.0}
+MACHINE_STATES = ("idle", "setup", "running", "alarm", "break")
+# Mean seconds spent in each state before moving on, and where it goes next (weights). A break
+# is the operator's planned stop (a planned_stop for the KPIs).
+_STATE_DWELL = {"idle": 40.0, "setup": 25.0, "running": 120.0, "alarm": 20.0, "break": 30.0}
 _NEXT_STATE = {
-    "idle": (("setup", 0.7), ("running", 0.3)),
+    "idle": (("setup", 0.6), ("running", 0.3), ("break", 0.1)),
     "setup": (("running", 0.9), ("alarm", 0.1)),
     "running": (("idle", 0.75), ("alarm", 0.25)),
     "alarm": (("idle", 0.8), ("setup", 0.2)),
+    "break": (("idle", 0.5), ("running", 0.5)),
 }
+#: Share of the parts that are scrap.
+_SCRAP_RATE = 0.03
 _ALARMS = ("E101 spindle overload", "E204 coolant low", "E310 door open", "E415 tool breakage")
 
 
@@ -86,6 +91,7 @@ class Machine:
     rpm: float = 0.0
     load: float = 0.0
     parts: int = 0
+    scrap: int = 0
     part_progress: float = 0.0
     cycle_time: float = 30.0
     alarm: str | None = None
@@ -106,10 +112,12 @@ class Machine:
             if self.part_progress >= self.cycle_time:
                 self.part_progress -= self.cycle_time
                 self.parts += 1
+                if self.rng.random() < _SCRAP_RATE:
+                    self.scrap += 1
 
     @property
     def power_w(self) -> float:
-        base = {"idle": 900.0, "setup": 1500.0, "running": 4200.0, "alarm": 700.0}[self.state]
+        base = {"idle": 900.0, "setup": 1500.0, "running": 4200.0, "alarm": 700.0, "break": 800.0}[self.state]
         return base + 60.0 * self.load
 
 
@@ -150,6 +158,7 @@ class Device:
                     "state": m.state,
                     "spindle": {"rpm": round(m.rpm, 1), "load": round(m.load, 1)},
                     "parts": m.parts,
+                    "scrap": m.scrap,
                     "alarm": m.alarm,
                 }
             )
