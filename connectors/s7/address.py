@@ -217,6 +217,10 @@ def parse(address: str, type_: str | None = None, length: int | None = None) -> 
     if text.startswith("%"):
         text = text[1:]
     shown = address.strip()
+    if type_ is not None:
+        type_ = type_.lower()  # REAL, as PLC4X and TIA Portal write types, is real
+        if type_ not in TYPES:
+            raise AddressError(f"{shown!r}: unknown type {type_!r}; the types are {', '.join(TYPES)}")
     location, suffix = _split_suffix(text, shown)
     if location.startswith("%"):
         location = location[1:]

@@ -124,3 +124,14 @@ def test_a_scale_or_offset_that_is_not_a_number_is_a_config_error() -> None:
                 assert "finite" in str(exc)
             else:
                 raise AssertionError(f"{key}: {bad} was accepted")
+
+
+def test_a_type_given_beside_the_address_is_read_in_any_case_or_refused_by_name() -> None:
+    """Found by the ci profile: parse("MW0", "REAL") raised KeyError instead of reading a real."""
+    assert parse("MD0", "REAL").type == "real"
+    try:
+        parse("MW0", "float")
+    except AddressError as exc:
+        assert "unknown type 'float'" in str(exc)
+    else:
+        raise AssertionError("an unknown type was accepted")
