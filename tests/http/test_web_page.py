@@ -94,35 +94,38 @@ async def test_machine_page_draws_a_chart_with_data_and_downloads_csv(
         await page.wait_for_url("**/#/machine/*")
         chart = page.locator('.chart:has(h3:text-is("spindle_rpm"))')
         await chart.locator("canvas").wait_for()
-        # The 1 h chart has buckets (it refreshes while new data lands).
+        # A few seconds of data: the page opens on them ("since start"), refreshing while data lands.
         await page.wait_for_function(
             """() => [...document.querySelectorAll('.chart')].some((c) => Number(c.dataset.points) > 0)"""
         )
-        assert await page.locator('[data-range="1h"]').get_attribute("aria-pressed") == "true"
+        assert await page.locator('[data-range="fit"]').get_attribute("aria-pressed") == "true"
         await page.click('[data-range="15m"]')
         assert await page.locator('[data-range="15m"]').get_attribute("aria-pressed") == "true"
-        await page.wait_for_function("() => Number(document.querySelector('.chart').dataset.points) > 0")
-        # Hover: the legend shows the value under the cursor.
+        await page.wait_for_function(
+            "() => Number(document.querySelector('.chart[data-field=\"spindle_rpm\"]').dataset.points) > 0"
+        )
+        # Hover: the readout above the chart shows the time and the value under the cursor.
+        await chart.scroll_into_view_if_needed()
         box = await chart.locator(".u-over").bounding_box()
         assert box is not None
         await page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
         await page.mouse.move(box["x"] + box["width"] * 0.999, box["y"] + box["height"] / 2, steps=5)
-        legend = chart.locator(".u-legend .u-series")
+        readout = chart.locator(".readout")
         await page.wait_for_function(
-            "(el) => el.querySelector('.u-series:first-child .u-value').textContent.includes(':')",
-            arg=await chart.locator(".u-legend").element_handle(),
+            "(el) => el.dataset.cursor === 'true' && el.textContent.includes(':')",
+            arg=await readout.element_handle(),
             timeout=15_000,
         )
-        assert any(ch.isdigit() for ch in await legend.nth(1).locator(".u-value").inner_text())  # the value
+        assert any(ch.isdigit() for ch in (await readout.inner_text()).split(" · ")[1])  # the value
         await page.screenshot(path=str(screenshot_path("machine", "en")), full_page=True)
 
-        # CSV of what is shown: one row per bucket of every chart. Counted and clicked in one
-        # task of the page, so a refresh of the charts cannot come in between.
+        # CSV of what is shown: one row per bucket of every chart and state band. Counted and
+        # clicked in one task of the page, so a refresh of the charts cannot come in between.
         async with page.expect_download() as download_info:
             shown = await page.evaluate(
                 """() => {
-                    const n = [...document.querySelectorAll('.chart')]
-                        .reduce((n, c) => n + Number(c.dataset.points || 0), 0);
+                    const n = [...document.querySelectorAll('.chart, .tl-row')]
+                        .reduce((n, c) => n + Number(c.dataset.buckets || 0), 0);
                     document.querySelector('#csv').click();
                     return n;
                 }"""
@@ -131,7 +134,8 @@ async def test_machine_page_draws_a_chart_with_data_and_downloads_csv(
         rows = list(csv.DictReader(io.StringIO(Path(await download.path()).read_text())))
         assert download.suggested_filename.startswith("cnc-A1-") and download.suggested_filename.endswith(".csv")
         assert len(rows) == shown
-        assert {row["field"] for row in rows} >= {"spindle_rpm"}
+        assert {row["field"] for row in rows} >= {"spindle_rpm", "state", "parts"}
+        assert {row["last"] for row in rows if row["field"] == "state"} <= {"idle", "setup", "running", "alarm"}
         assert all(row["tags"] == "line=A;machine=cnc-A1" for row in rows)
 
 
@@ -197,18 +201,22 @@ async def test_labels_units_and_key_fields_from_the_config_show_on_cards_and_cha
             "(el) => Number(el.dataset.points) > 0", arg=await chart.element_handle(), timeout=15_000
         )
         await page.wait_for_function("() => document.querySelectorAll('.chart canvas').length === 3")
-        # Charts in the card's order: the key fields first.
-        assert await page.locator(".chart h3").all_inner_texts() == ["Spindle speed · rpm", "Parts", "spindle_load"]
+        # Charts in the card's order: the key fields first; the parts counter as a rate.
+        assert await page.locator(".chart h3").all_inner_texts() == [
+            "Spindle speed · rpm",
+            "Parts per hour",
+            "spindle_load",
+        ]
+        await chart.scroll_into_view_if_needed()
         box = await chart.locator(".u-over").bounding_box()
         assert box is not None
         await page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / 2)
         await page.mouse.move(box["x"] + box["width"] * 0.999, box["y"] + box["height"] / 2, steps=5)
         await page.wait_for_function(
-            "(el) => el.querySelector('.u-series:nth-child(2) .u-value').textContent.endsWith(' rpm')",
-            arg=await chart.locator(".u-legend").element_handle(),
+            "(el) => el.dataset.cursor === 'true' && / rpm( \\(|$)/.test(el.textContent)",
+            arg=await chart.locator(".readout").element_handle(),
             timeout=15_000,
         )
-        assert await chart.locator(".u-legend .u-series:first-child .u-label").inner_text() == "Time"
         await page.screenshot(path=str(screenshot_path("machine-labels", "en")), full_page=True)
         async with page.expect_download() as download_info:
             await page.click("#csv")

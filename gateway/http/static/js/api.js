@@ -14,7 +14,7 @@ const handlers = new Map(); // event name → Set of callbacks
 let source = null;
 let stateListener = () => {};
 
-/** Subscribe to a live event ("overview", "status"); returns the unsubscribe function. */
+/** Subscribe to a live event ("overview", "status", "kpi"); returns the unsubscribe function. */
 export function subscribe(event, callback) {
   if (!handlers.has(event)) handlers.set(event, new Set());
   handlers.get(event).add(callback);
@@ -26,11 +26,12 @@ export function onStreamState(fn) { stateListener = fn; }
 
 function ensureStream() {
   if (source) return;
-  source = new EventSource("/api/events?topics=overview,status");
+  // kpi: the current shift's KPIs of configured machines (a gateway without them sends none).
+  source = new EventSource("/api/events?topics=overview,status,kpi");
   stateListener("connecting");
   source.onopen = () => stateListener("open");
   source.onerror = () => stateListener(source.readyState === EventSource.CLOSED ? "error" : "connecting");
-  for (const event of ["overview", "status"]) {
+  for (const event of ["overview", "status", "kpi"]) {
     source.addEventListener(event, (message) => {
       let data;
       try { data = JSON.parse(message.data); } catch { return; }

@@ -33,6 +33,61 @@ const STRINGS = {
     "machine.current": "Current values",
     "machine.time": "Time",
     "machine.notfound": "Unknown machine",
+    "machine.range.fit": "Since start",
+    "machine.fit.note": "All the data there is: since {time} ({span})",
+    "machine.last.note": "Nothing in the last hour: showing the last hour with data, up to {time}",
+    "machine.states": "States",
+    "machine.trends": "Trends",
+    "machine.state.field": "Machine state",
+    "chart.summary": "last {last} · min {min} · max {max}",
+    "chart.rate.summary": "now {last} · {total} in the range",
+    "chart.rate.total": "{total} in the range",
+    "chart.rate.wait": "A rate needs a full minute of data",
+    "chart.rate.title": "{label} per hour",
+    "chart.rate.unit": "/h",
+    "chart.keys": "Arrow keys: move along the chart",
+    "band.nodata": "no data",
+    "band.yes": "yes",
+    "band.no": "no",
+    "band.tip": "{value} · {duration}",
+    "band.summary": "{label}: {parts}",
+    "duration.s": "{s} s",
+    "duration.m": "{m} min",
+    "duration.ms": "{m} min {s} s",
+    "duration.h": "{h} h",
+    "duration.hm": "{h} h {m} min",
+    "duration.d": "{d} d",
+    "duration.dh": "{d} d {h} h",
+    "cat.running": "running",
+    "cat.idle": "idle",
+    "cat.down": "down",
+    "cat.setup": "setup",
+    "cat.planned_stop": "planned stop",
+    "cat.unknown": "unknown",
+    "cat.no_data": "no data",
+    "kpi.title": "OEE",
+    "kpi.shift": "This shift",
+    "kpi.shift.named": "Shift {name}",
+    "kpi.today": "Today",
+    "kpi.range": "Shown range",
+    "kpi.oee": "OEE",
+    "kpi.availability": "Availability",
+    "kpi.performance": "Performance",
+    "kpi.quality": "Quality",
+    "kpi.nodata": "no data",
+    "kpi.parts": "{parts} parts",
+    "kpi.good": "{good} good",
+    "kpi.scrap": "{scrap} scrap",
+    "kpi.time": "Time per state",
+    "kpi.pph": "Parts per hour",
+    "kpi.pph.actual": "made",
+    "kpi.pph.ideal": "ideal {rate}",
+    "kpi.since": "since {time} ({age})",
+    "kpi.today.card": "OEE today",
+    "kpi.unavailable": "The OEE figures cannot be read now: {error}",
+    "kpi.span": "{from} – {to}",
+    "kpi.noshift": "no shift now",
+    "kpi.noparts": "no parts counter",
     "conn.title": "Connections",
     "conn.name": "Name",
     "conn.kind": "Kind",
@@ -87,6 +142,61 @@ const STRINGS = {
     "machine.current": "Valori attuali",
     "machine.time": "Ora",
     "machine.notfound": "Macchina sconosciuta",
+    "machine.range.fit": "Dall'inizio",
+    "machine.fit.note": "Tutti i dati disponibili: dalle {time} ({span})",
+    "machine.last.note": "Niente nell'ultima ora: mostrata l'ultima ora con dati, fino alle {time}",
+    "machine.states": "Stati",
+    "machine.trends": "Andamenti",
+    "machine.state.field": "Stato macchina",
+    "chart.summary": "ultimo {last} · min {min} · max {max}",
+    "chart.rate.summary": "ora {last} · {total} nell'intervallo",
+    "chart.rate.total": "{total} nell'intervallo",
+    "chart.rate.wait": "Per una cadenza serve almeno un minuto di dati",
+    "chart.rate.title": "{label} all'ora",
+    "chart.rate.unit": "/h",
+    "chart.keys": "Tasti freccia: scorri il grafico",
+    "band.nodata": "nessun dato",
+    "band.yes": "sì",
+    "band.no": "no",
+    "band.tip": "{value} · {duration}",
+    "band.summary": "{label}: {parts}",
+    "duration.s": "{s} s",
+    "duration.m": "{m} min",
+    "duration.ms": "{m} min {s} s",
+    "duration.h": "{h} h",
+    "duration.hm": "{h} h {m} min",
+    "duration.d": "{d} g",
+    "duration.dh": "{d} g {h} h",
+    "cat.running": "in lavoro",
+    "cat.idle": "ferma",
+    "cat.down": "guasto",
+    "cat.setup": "attrezzaggio",
+    "cat.planned_stop": "fermo programmato",
+    "cat.unknown": "sconosciuto",
+    "cat.no_data": "nessun dato",
+    "kpi.title": "OEE",
+    "kpi.shift": "Turno attuale",
+    "kpi.shift.named": "Turno {name}",
+    "kpi.today": "Oggi",
+    "kpi.range": "Intervallo mostrato",
+    "kpi.oee": "OEE",
+    "kpi.availability": "Disponibilità",
+    "kpi.performance": "Efficienza",
+    "kpi.quality": "Qualità",
+    "kpi.nodata": "nessun dato",
+    "kpi.parts": "{parts} pezzi",
+    "kpi.good": "{good} buoni",
+    "kpi.scrap": "{scrap} scarti",
+    "kpi.time": "Tempo per stato",
+    "kpi.pph": "Pezzi all'ora",
+    "kpi.pph.actual": "prodotti",
+    "kpi.pph.ideal": "ideale {rate}",
+    "kpi.since": "dalle {time} ({age})",
+    "kpi.today.card": "OEE oggi",
+    "kpi.unavailable": "I dati OEE non si possono leggere ora: {error}",
+    "kpi.span": "{from} – {to}",
+    "kpi.noshift": "fuori turno",
+    "kpi.noparts": "nessun contapezzi",
     "conn.title": "Connessioni",
     "conn.name": "Nome",
     "conn.kind": "Tipo di componente",
@@ -165,16 +275,80 @@ export function formatAge(seconds) {
   return `${Math.floor(s / 86400)} ${current === "it" ? "g" : "d"}`;
 }
 
+/** The page language's locale for Intl: numbers read 0,67 in Italian and 0.67 in English. */
+export function locale() { return current === "it" ? "it-IT" : "en-GB"; }
+
+const formatters = new Map();
+function numberFormat(options) {
+  const key = `${current}|${JSON.stringify(options)}`;
+  let format = formatters.get(key);
+  if (!format) { format = new Intl.NumberFormat(locale(), options); formatters.set(key, format); }
+  return format;
+}
+
 export function formatNumber(value, decimals = null) {
   if (typeof value === "boolean") return value ? "1" : "0";
   if (typeof value !== "number") return String(value);
-  const locale = current === "it" ? "it-IT" : "en-GB";
   if (Number.isInteger(decimals)) {
-    return new Intl.NumberFormat(locale, { minimumFractionDigits: decimals, maximumFractionDigits: decimals }).format(value);
+    return numberFormat({ minimumFractionDigits: decimals, maximumFractionDigits: decimals }).format(value);
   }
   const abs = Math.abs(value);
   const digits = abs >= 1000 ? 0 : abs >= 100 ? 1 : abs >= 1 ? 2 : 3;
-  return new Intl.NumberFormat(locale, { maximumFractionDigits: digits }).format(value);
+  return numberFormat({ maximumFractionDigits: digits }).format(value);
+}
+
+/** A ratio 0–1 as a percentage in the page's language ("66.7%", "66,7%"); null is "no data", never 0 %. */
+export function formatPercent(ratio, digits = 1) {
+  if (ratio === null || ratio === undefined || !Number.isFinite(ratio)) return t("kpi.nodata");
+  return numberFormat({ style: "percent", minimumFractionDigits: digits, maximumFractionDigits: digits }).format(ratio);
+}
+
+/** A duration for people: "45 s", "12 min", "1 h 05 min", "2 d 3 h" ("2 g 3 h" in Italian). */
+export function formatDuration(seconds) {
+  if (!Number.isFinite(seconds)) return "–";
+  if (seconds > 0 && seconds < 1) return t("duration.s", { s: "< 1" });
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return t("duration.s", { s });
+  if (s < 600) return s % 60 ? t("duration.ms", { m: Math.floor(s / 60), s: s % 60 }) : t("duration.m", { m: s / 60 });
+  const minutes = Math.round(s / 60);
+  if (minutes < 60) return t("duration.m", { m: minutes });
+  if (minutes < 1440) {
+    const h = Math.floor(minutes / 60);
+    const m = minutes % 60;
+    return m ? t("duration.hm", { h, m: String(m).padStart(2, "0") }) : t("duration.h", { h });
+  }
+  const hours = Math.round(minutes / 60);
+  const d = Math.floor(hours / 24);
+  const h = hours % 24;
+  return h ? t("duration.dh", { d, h }) : t("duration.d", { d });
+}
+
+/** The language of the label displayLabel() gives, for the element's lang attribute (hyphenation,
+ *  screen readers): the page's language when the config has it, else English for a configured
+ *  English label; null for a bare field name. */
+export function labelLang(d) {
+  const labels = d.labels || {};
+  if (labels[current]) return current;
+  if (labels.en) return "en";
+  const languages = Object.keys(labels);
+  return languages.length === 1 ? languages[0] : null;
+}
+
+/** "14:05" (or "12/07 14:05" when the time is not today); seconds on request. */
+export function formatClock(ms, { seconds = false, date = null } = {}) {
+  const d = new Date(ms);
+  const showDate = date ?? new Date().toDateString() !== d.toDateString();
+  const options = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  if (seconds) options.second = "2-digit";
+  if (showDate) { options.day = "2-digit"; options.month = "2-digit"; }
+  return dateFormat(options).format(d);
+}
+
+export function dateFormat(options) {
+  const key = `${current}|d|${JSON.stringify(options)}`;
+  let format = formatters.get(key);
+  if (!format) { format = new Intl.DateTimeFormat(locale(), options); formatters.set(key, format); }
+  return format;
 }
 
 /** A field's name for people: its label in the page's language (overview.fields), else the default. */
@@ -190,7 +364,5 @@ export function formatValue(value, d = {}) {
 }
 
 export function formatTime(ms) {
-  return new Intl.DateTimeFormat(current === "it" ? "it-IT" : "en-GB", {
-    dateStyle: "short", timeStyle: "medium",
-  }).format(new Date(ms));
+  return dateFormat({ dateStyle: "short", timeStyle: "medium" }).format(new Date(ms));
 }

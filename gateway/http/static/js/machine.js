@@ -1,13 +1,21 @@
-// Machine page: the machine's current values and one chart per numeric series over
-// 15 min / 1 h / 24 h / 7 days or a custom range; hover shows values; CSV of what is shown.
+// Machine page, as a production manager reads it: the state and (with `machines:` config) the
+// OEE of this shift, today and the shown range; the current values; the states over time as
+// coloured bands (the KPI states, enum and text fields); measured values as charts and counters
+// as rates per hour. The range opens on what fits the data there is; CSV of what is shown.
 
 import { getJSON, subscribe } from "./api.js";
 import { h, fill } from "./dom.js";
-import { t, formatNumber, formatValue, formatAge, formatTime, lang, displayLabel } from "./i18n.js";
+import { t, lang, formatAge, formatClock, formatDuration, displayLabel, labelLang } from "./i18n.js";
 import { valueCell } from "./overview.js";
+import { Chart, chartTitle, isCounter, counterPoints, bucketWidth } from "./charts.js";
+import { Timeline, segmentsFromBuckets, categoryOf } from "./timeline.js";
+import { findMachine, KpiPanel, fetchStates, stateBadge } from "./kpi.js";
 
 const RANGES = { "15m": 15 * 60e3, "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 };
-const REFRESH = { "15m": 5e3, "1h": 10e3, "24h": 60e3 };
+const REFRESH = { fit: 5e3, "15m": 5e3, "1h": 10e3, "24h": 60e3 };
+/** Integer fields with these words hold a state code, not a quantity: a band, not a plot. */
+const STATE_WORDS = /(^|_)(state|mode|status|phase|step)(_|$)/i;
+const STATE_FIELDS = ["state", "state_name", "mode_name", "status", "mode"];
 
 function parseCardId(id) {
   const tags = {};
@@ -23,9 +31,9 @@ function parseCardId(id) {
 }
 
 /** One series (measurement, field, every tag) as a text, to match a card's value to a series. */
-function seriesKey(s) {
+function seriesKey(s, field = s.field) {
   const tags = Object.entries(s.tags).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return JSON.stringify([s.measurement, s.field, tags]);
+  return JSON.stringify([s.measurement, field, tags]);
 }
 
 function toLocalInput(ms) {
@@ -33,39 +41,67 @@ function toLocalInput(ms) {
   return d.toISOString().slice(0, 16);
 }
 
+function isBand(s) {
+  if (s.kind === "str" || s.kind === "bool") return true;
+  if (typeof s.last_value === "string" || typeof s.last_value === "boolean") return true;
+  return s.kind === "int" && STATE_WORDS.test(s.field);
+}
+
 export function showMachine(root, cardId) {
   const { tags, measurement } = parseCardId(cardId);
-  const title = h("h1", {}, Object.values(tags).at(-1) || measurement || cardId);
+  const name = Object.values(tags).at(-1) || measurement || cardId;
+  const title = h("h1", {}, name);
   const badge = h("span", { class: "badge", id: "machine-state" }, "");
-  const current = h("dl", { class: "kv", id: "machine-values" });
+  const since = h("span", { class: "since muted", id: "machine-since" });
+  const current = h("dl", { class: "tiles", id: "machine-values" });
   const charts = h("div", { class: "charts", id: "charts" });
   const note = h("p", { class: "empty", hidden: true, id: "charts-note" });
+  const rangeNote = h("span", { class: "range-note muted", id: "range-note", "aria-live": "polite" });
   const fromInput = h("input", { type: "datetime-local", id: "range-from", "aria-label": t("machine.from") });
   const toInput = h("input", { type: "datetime-local", id: "range-to", "aria-label": t("machine.to") });
-  const custom = h("span", { hidden: true, id: "custom-range" },
+  const custom = h("span", { hidden: true, id: "custom-range", class: "custom-range" },
     h("label", {}, `${t("machine.from")} `, fromInput), " ",
     h("label", {}, `${t("machine.to")} `, toInput), " ",
     h("button", { type: "button", id: "range-apply", onclick: applyCustom }, t("machine.apply")));
-  const rangeButtons = [...Object.keys(RANGES), "custom"].map((key) =>
-    h("button", { type: "button", dataset: { range: key }, "aria-pressed": "false", onclick: () => select(key) },
+  const rangeButtons = ["fit", ...Object.keys(RANGES), "custom"].map((key) =>
+    h("button", { type: "button", dataset: { range: key }, "aria-pressed": "false", hidden: key === "fit", onclick: () => select(key, null, true) },
       t(`machine.range.${key}`)));
   const csvButton = h("button", { type: "button", id: "csv", onclick: downloadCsv }, t("machine.csv"));
+  const timeline = new Timeline();
+  const kpiBox = h("div", { id: "kpi-box" });
+  const trends = h("h2", { hidden: true, id: "trends-title" }, t("machine.trends"));
   root.append(
     h("div", { class: "toolbar" }, h("a", { class: "btn", href: "#/" }, t("machine.back"))),
-    h("div", { class: "card-head" }, title, badge),
+    h("div", { class: "machine-head" }, title, badge, since),
+    kpiBox,
     h("h2", {}, t("machine.current")), current,
-    h("div", { class: "toolbar" }, rangeButtons, custom, h("span", { class: "spacer" }), csvButton),
-    note, charts,
+    h("div", { class: "toolbar range-bar", role: "group", "aria-label": t("machine.trends") },
+      rangeButtons, custom, h("span", { class: "spacer" }), csvButton),
+    h("div", { class: "range-line" }, rangeNote),
+    note, timeline.el, trends, charts,
   );
 
-  let series = [];          // numeric series of this machine with a historian id
-  let plots = [];           // { info, plot, data, el }
-  let range = "1h";
+  let everything = [];      // every stored series of this machine
+  let bands = [];           // state-like series of this machine: drawn as bands
+  let plots = [];           // { info, chart, mode }
+  let range = null;
   let window_ = null;       // { from, to } in ms, what is shown
+  let fitStart = null;      // "since start": when this machine's data begins
+  let fitClicked = false;   // "since start" chosen by the user (it then grows past an hour)
   let refreshTimer = null;
   let retryTimer = null;
   let groupBy = ["line", "machine"];
   let disposed = false;
+  let offset = 0;           // server clock − browser clock (ms)
+  let lastSeen = 0;         // the machine's last update (ms, server clock)
+  let cardValues = [];
+  let machine = null;       // the machine's KPI configuration (api/machines), or null
+  let kpi = null;           // the KPI panel
+  let drawing = 0;          // draws started (a late answer of an older one is dropped)
+  const bandMemory = new Map(); // series id → { from, buckets, initial } of the last draw
+  let shown = [];           // what the CSV saves: { info, buckets }
+
+  const serverNow = () => Date.now() + offset;
 
   function belongs(s) {
     if (measurement !== null) return s.measurement === measurement && groupBy.every((k) => !(k in s.tags));
@@ -74,30 +110,60 @@ export function showMachine(root, cardId) {
 
   function showCurrent(overview) {
     groupBy = overview.group_by;
+    offset = overview.server_time * 1000 - Date.now();
     const card = overview.cards.find((c) => c.id === cardId);
     if (!card) { badge.textContent = t("machine.notfound"); return; }
-    badge.dataset.state = card.state;
-    badge.textContent = t(`state.${card.state}`);
-    badge.title = card.last_update ? t("age.updated", { age: formatAge(overview.server_time - card.last_update) }) : "";
-    fill(current, card.values.flatMap((v) => [h("dt", {}, displayLabel(v)), valueCell(v, { dataset: { field: v.field, quality: v.quality || "good" } })]));
+    lastSeen = card.last_update * 1000;
+    if (!machine) {
+      badge.dataset.state = card.state;
+      badge.textContent = t(`state.${card.state}`);
+      badge.title = card.last_update ? t("age.updated", { age: formatAge(overview.server_time - card.last_update) }) : "";
+    } else if (card.state === "offline") {
+      badge.dataset.state = "offline";
+      badge.removeAttribute("data-category");
+      badge.textContent = t("state.offline");
+    }
+    cardValues = card.values;
+    // Tiles are updated in place: nothing moves while values stream in.
+    const tiles = new Map([...current.children].map((el) => [el.dataset.key, el]));
+    const order = [];
+    for (const v of card.values) {
+      const key = seriesKey(v);
+      let tile = tiles.get(key);
+      const cell = valueCell(v, { dataset: { field: v.field, quality: v.quality || "good" } });
+      if (!tile) {
+        tile = h("div", { class: "tile", dataset: { key } }, h("dt", {}), cell);
+      } else {
+        tile.replaceChild(cell, tile.querySelector("dd"));
+      }
+      const dt = tile.querySelector("dt");
+      dt.textContent = displayLabel(v);
+      const language = labelLang(v);
+      if (language) dt.lang = language; else dt.removeAttribute("lang");
+      tiles.delete(key);
+      order.push(tile);
+    }
+    for (const gone of tiles.values()) gone.remove();
+    order.forEach((el, i) => { if (current.children[i] !== el) current.insertBefore(el, current.children[i] || null); });
   }
 
   async function load() {
-    const overview = await getJSON("/api/overview");
+    const [overview, found] = await Promise.all([getJSON("/api/overview"), findMachine(cardId, tags).catch(() => null)]);
     if (disposed) return;
     showCurrent(overview);
+    if (found && !machine) {
+      machine = found;
+      kpi = new KpiPanel(machine, { serverNow, onState: showKpiState });
+      kpiBox.append(kpi.el);
+      kpi.start();
+    }
     const query = measurement !== null
       ? `measurement=${encodeURIComponent(measurement)}`
       : Object.entries(tags).map(([k, v]) => `tag=${encodeURIComponent(`${k}=${v}`)}`).join("&");
-    const all = await getJSON(`/api/series?${query}`);
+    const all = (await getJSON(`/api/series?${query}`)).filter((s) => belongs(s) && s.id !== null);
     if (disposed) return;
-    series = all.filter((s) => belongs(s) && s.id !== null && s.kind !== "str" && typeof s.last_value !== "string");
-    // Charts in the card's order: key fields (overview.key_fields) first, then by label.
-    const card = overview.cards.find((c) => c.id === cardId);
-    const order = new Map((card ? card.values : []).map((v, i) => [seriesKey(v), i]));
-    const rank = (s) => order.get(seriesKey(s)) ?? order.size;
-    series.sort((a, b) => rank(a) - rank(b) || displayLabel(a).localeCompare(displayLabel(b)));
-    if (!series.length) {
+    classify(all);
+    if (!bands.length && !plots.length && !machine) {
       // No historian at all, or nothing of this machine stored yet (then look again shortly).
       note.textContent = t(overview.history ? "machine.waiting" : "machine.nohistory");
       note.hidden = false;
@@ -105,116 +171,246 @@ export function showMachine(root, cardId) {
       return;
     }
     note.hidden = true;
-    select(range);
+    await chooseRange(all);
   }
 
-  function select(key) {
+  /** A band's name: an enumeration's text (mode_name) is called like its code (mode); a state
+   *  field without a label of its own is the machine's state. */
+  function bandDisplay(s) {
+    if (s.field.endsWith("_name")) {
+      const code = everything.find((c) => seriesKey(c) === seriesKey(s, s.field.slice(0, -5)));
+      if (code && code.label !== code.field) return { ...s, label: code.label, labels: code.labels };
+    }
+    if (STATE_FIELDS.includes(s.field) && displayLabel(s) === s.field) {
+      return { ...s, label: t("machine.state.field"), labels: { [lang()]: t("machine.state.field") } };
+    }
+    return s;
+  }
+
+  function classify(all) {
+    everything = all;
+    const keys = new Set(all.map((s) => seriesKey(s)));
+    const order = new Map(cardValues.map((v, i) => [seriesKey(v), i]));
+    const rank = (s) => order.get(seriesKey(s)) ?? order.get(seriesKey(s, s.field.replace(/_name$/, ""))) ?? order.size;
+    const byCard = (a, b) => rank(a) - rank(b) || displayLabel(a).localeCompare(displayLabel(b));
+    const stateRank = (s) => { const i = STATE_FIELDS.indexOf(s.field); return i < 0 ? STATE_FIELDS.length : i; };
+    const nextBands = [];
+    const nextCharts = [];
+    for (const s of all) {
+      if (keys.has(seriesKey(s, `${s.field}_name`))) continue; // an enumeration: its name is the band
+      if (machine && machine.state_field && s.field === machine.state_field) continue; // the KPI row shows it
+      if (isBand(s)) nextBands.push(s);
+      else if (typeof s.last_value === "number" || s.last_value === null) nextCharts.push({ info: s, mode: isCounter(s) ? "rate" : "value" });
+    }
+    nextBands.sort((a, b) => stateRank(a) - stateRank(b) || byCard(a, b));
+    nextCharts.sort((a, b) => byCard(a.info, b.info));
+    bands = nextBands;
+    const keep = new Map(plots.map((p) => [p.info.id, p]));
+    plots = nextCharts.map(({ info, mode }) => {
+      const old = keep.get(info.id);
+      if (old && old.mode === mode) { keep.delete(info.id); return old; }
+      const chart = new Chart(info, {
+        mode, title: chartTitle(info, groupBy, mode), syncKey: `machine:${cardId}`,
+        onCursor: (time) => timeline.showCursor(time),
+      });
+      return { info, mode, chart };
+    });
+    for (const gone of keep.values()) gone.chart.destroy();
+    fill(charts, plots.map((p) => p.chart.el));
+    trends.hidden = plots.length === 0;
+  }
+
+  /** The range the page opens on: what fits the data there is. Data older than an hour: the
+   *  last hour. Younger: from its first value ("since start"), growing live. Nothing in the
+   *  last hour: the last hour that has data. */
+  async function chooseRange(all) {
+    const now = serverNow();
+    const lastTime = Math.max(0, ...all.map((s) => s.last_time || 0));
+    if (lastTime && lastTime < now - RANGES["1h"]) {
+      fromInput.value = toLocalInput(lastTime - RANGES["1h"]);
+      toInput.value = toLocalInput(lastTime + 60e3);
+      select("custom", { from: lastTime - RANGES["1h"], to: lastTime + 60e3 });
+      rangeNote.textContent = t("machine.last.note", { time: formatClock(lastTime) });
+      return;
+    }
+    // Is there data in the hour before the last one? (two series tell: a machine's series start
+    // together.) Asked while the last hour is fetched, which both answers need.
+    const win = { from: now - RANGES["1h"], to: now };
+    const [probes, data] = await Promise.all([
+      Promise.all(all.slice(0, 2).map((s) => range_(s, now - 2 * RANGES["1h"], now - RANGES["1h"], 2).then((b) => b.length > 0))),
+      fetchWindow(win),
+    ]);
+    if (disposed) return;
+    select(probes.some(Boolean) ? "1h" : "fit", null, false, { win, data });
+  }
+
+  function select(key, fixed = null, clicked = false, prefetched = null) {
     range = key;
+    fitClicked = key === "fit" && clicked;
     for (const b of rangeButtons) b.setAttribute("aria-pressed", String(b.dataset.range === key));
+    rangeButtons[0].hidden = key !== "fit" && fitStart === null;
     custom.hidden = key !== "custom";
+    rangeNote.textContent = "";
     clearInterval(refreshTimer);
     if (key === "custom") {
       const now = Date.now();
       if (!fromInput.value) fromInput.value = toLocalInput(now - 3600e3);
       if (!toInput.value) toInput.value = toLocalInput(now);
+      if (fixed) draw(fixed).catch(showError);
       return;
     }
-    draw();
-    if (REFRESH[key]) refreshTimer = setInterval(draw, REFRESH[key]);
+    draw(null, prefetched).catch(showError);
+    if (REFRESH[key]) refreshTimer = setInterval(() => draw().catch(showError), REFRESH[key]);
   }
 
   function applyCustom() {
     const from = new Date(fromInput.value).getTime();
     const to = new Date(toInput.value).getTime();
-    if (Number.isFinite(from) && Number.isFinite(to) && to > from) draw({ from, to });
+    if (Number.isFinite(from) && Number.isFinite(to) && to > from) draw({ from, to }).catch(showError);
   }
 
-  async function draw(fixed) {
-    const to = fixed ? fixed.to : Date.now();
-    const from = fixed ? fixed.from : to - RANGES[range];
-    window_ = { from, to };
-    const width = Math.max(240, (charts.clientWidth || root.clientWidth || 800));
-    const points = Math.min(1000, Math.max(100, Math.round(width)));
-    const results = await Promise.all(series.map((s) =>
-      getJSON(`/api/series/${encodeURIComponent(s.id)}/range?from=${Math.floor(from)}&to=${Math.ceil(to)}&points=${points}`)
-        .catch((e) => ({ error: String(e), series: s, buckets: [] }))));
-    if (disposed) return;
-    render(results);
-  }
-
-  // A chart's title: the field's label (overview.fields) in the page's language, the tags that
-  // tell two series of one machine apart, and the unit: "Coolant temperature · °C".
-  function label(s) {
-    const extra = Object.entries(s.tags).filter(([k]) => !groupBy.includes(k)).map(([, v]) => v);
-    return [displayLabel(s), ...extra, ...(s.unit ? [s.unit] : [])].join(" · ");
-  }
-
-  function render(results) {
-    const keep = new Map(plots.map((p) => [p.info.id, p]));
-    const next = [];
-    for (const result of results) {
-      const info = result.series;
-      const times = result.buckets.map((b) => b.time / 1000);
-      const data = [times, result.buckets.map((b) => b.mean), result.buckets.map((b) => b.min), result.buckets.map((b) => b.max)];
-      let entry = keep.get(info.id);
-      if (!entry) {
-        const el = h("div", { class: "chart", dataset: { series: info.id } }, h("h3", {}, label(info)));
-        charts.append(el);
-        entry = { info, el, plot: null, data, rows: result.buckets };
-      }
-      keep.delete(info.id);
-      entry.data = data;
-      entry.rows = result.buckets;
-      const empty = times.length === 0;
-      let nodata = entry.el.querySelector(".nodata");
-      if (empty && !nodata) { nodata = h("div", { class: "nodata" }, t("machine.nodata")); entry.el.append(nodata); }
-      if (!empty && nodata) nodata.remove();
-      entry.el.dataset.points = String(times.length);
-      if (!entry.plot) entry.plot = makePlot(entry.el, label(info), data, info);
-      else entry.plot.setData(data);
-      entry.plot.setScale("x", { min: window_.from / 1000, max: window_.to / 1000 });
-      next.push(entry);
+  function windowFor(fixed) {
+    if (fixed) return fixed;
+    const to = serverNow();
+    if (range === "fit") {
+      if (fitStart === null) return { from: to - RANGES["1h"], to };
+      // The data starts at the left edge; the first half-minute fills up from left to right.
+      const pad = Math.max(1e3, (to - fitStart) * 0.02);
+      return { from: fitStart - pad, to: Math.max(to, fitStart + 30e3) };
     }
-    for (const gone of keep.values()) { gone.plot?.destroy(); gone.el.remove(); }
-    plots = next;
+    return { from: to - RANGES[range], to };
   }
 
-  function makePlot(el, name, data, info) {
-    const width = Math.max(240, el.clientWidth - 12);
-    const shown = (u, v) => (v == null ? "–" : formatValue(v, info));
-    return new uPlot({
-      width, height: 220,
-      cursor: { drag: { x: false, y: false } },
-      scales: { x: { time: true } },
-      series: [
-        { label: t("machine.time"), value: (u, v) => (v == null ? "–" : formatTime(v * 1000)) },
-        { label: name, stroke: "#1d4ed8", width: 2, value: shown },
-        { label: "min", stroke: "#93c5fd", width: 1, value: shown },
-        { label: "max", stroke: "#93c5fd", width: 1, value: shown },
-      ],
-      bands: [{ series: [3, 2], fill: "rgba(29, 78, 216, 0.08)" }],
-      axes: [{ values: timeTicks }, { size: 60, values: (u, ticks) => ticks.map((v) => formatNumber(v)) }],
-    }, data, el);
+  function range_(s, from, to, points) {
+    return getJSON(`/api/series/${encodeURIComponent(s.id)}/range?from=${Math.floor(from)}&to=${Math.ceil(to)}&points=${points}`)
+      .then((r) => r.buckets)
+      .catch(() => []);
   }
 
-  function timeTicks(u, ticks) {
-    const span = (u.scales.x.max ?? 0) - (u.scales.x.min ?? 0);
-    const options = span > 2 * 86400 ? { day: "2-digit", month: "2-digit" }
-      : span > 86400 ? { day: "2-digit", month: "2-digit", hour: "2-digit", minute: "2-digit" }
-      : { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
-    const format = new Intl.DateTimeFormat(lang() === "it" ? "it-IT" : "en-GB", options);
-    return ticks.map((v) => format.format(new Date(v * 1000)));
+  /** The band's value in force at ``from``: from the last draw when it covers it, else the last
+   *  value before ``from`` (looking back as far as the window is long, at least an hour). */
+  async function initialValue(s, from, to) {
+    const memory = bandMemory.get(s.id);
+    if (memory && memory.from <= from) {
+      let value = memory.initial;
+      for (const b of memory.buckets) { if (b.time <= from) value = b.last; else break; }
+      return value;
+    }
+    const back = Math.max(to - from, RANGES["1h"]);
+    const before = await range_(s, from - back, from - 1, 2);
+    return before.length ? before.at(-1).last : null;
+  }
+
+  function bucketPoints() {
+    const width = Math.max(240, charts.clientWidth || root.clientWidth || 800);
+    return Math.min(1000, Math.max(100, Math.round(width)));
+  }
+
+  /** Everything the window shows: each chart's and band's buckets, the KPI states. */
+  async function fetchWindow({ from, to }) {
+    const points = bucketPoints();
+    const cpoints = counterPoints(from, to);
+    const [values, bandData, states] = await Promise.all([
+      Promise.all(plots.map((p) => range_(p.info, from, to, p.mode === "rate" ? cpoints : points))),
+      Promise.all(bands.map(async (s) => {
+        // (a band needs no more than a bucket every 2 px: each bucket's last value costs a lookup)
+        const [buckets, initial] = await Promise.all([range_(s, from, to, Math.ceil(points / 2)), initialValue(s, from, to)]);
+        return { buckets, initial };
+      })),
+      machine ? fetchStates(machine, from, to).catch(() => null) : Promise.resolve(null),
+    ]);
+    return { values, bandData, states, points, cpoints };
+  }
+
+  async function draw(fixed, prefetched = null) {
+    const ticket = ++drawing;
+    let win = prefetched ? prefetched.win : windowFor(fixed);
+    const { from, to } = win;
+    const data = prefetched ? prefetched.data : await fetchWindow(win);
+    if (disposed || ticket !== drawing) return;
+    let { values, bandData } = data;
+    const { states, points, cpoints } = data;
+    if (range === "fit" && !fixed) {
+      // Where the data starts: the first bucket of the measured values and bands (a bucket
+      // starts at or before its first value; finer buckets of the next draws bring it closer).
+      const firsts = [...values.filter((b, i) => plots[i].mode === "value"), ...bandData.map((d) => d.buckets)]
+        .filter((b) => b.length).map((b) => b[0].time);
+      const counters = values.filter((b, i) => plots[i].mode === "rate" && b.length).map((b) => b[0].time);
+      const first = Math.min(...(firsts.length ? firsts : counters.length ? counters : [to - RANGES["15m"]]));
+      if (fitStart === null) {
+        fitStart = first;
+        rangeButtons[0].hidden = false;
+        win = windowFor();
+      } else if (firsts.length && first > fitStart && first < to) {
+        fitStart = first;
+        win = windowFor();
+      }
+      if (to - fitStart > RANGES["1h"] && !fitClicked) {
+        select("1h"); // opened on young data that is an hour old now: the usual sliding hour
+        return;
+      }
+      rangeNote.textContent = t("machine.fit.note", { time: formatClock(fitStart), span: formatDuration((to - fitStart) / 1000) });
+    }
+    window_ = win;
+    charts.dataset.from = String(Math.round(win.from));
+    charts.dataset.to = String(Math.round(win.to));
+    timeline.setWindow(win.from, win.to);
+    const end = Math.max(lastSeen || 0, 0) || win.to;
+    const rows = [];
+    if (states) {
+      rows.push({ id: "kpi-states", label: t("machine.state.field"), kind: "category", segments: states });
+      // The machine's state field is the KPI row (its raw value on hover): not a second band.
+      const raw = new Set(states.map((s) => s.value).filter((v) => v !== null && v !== undefined).map(String));
+      const same = bands.map((s, i) => {
+        const values = bandData[i].buckets.map((b) => b.last).filter((v) => v !== null && v !== undefined);
+        return values.length > 0 && values.every((v) => raw.has(String(v)));
+      });
+      if (same.some(Boolean)) {
+        bands = bands.filter((s, i) => !same[i]);
+        bandData = bandData.filter((d, i) => !same[i]);
+      }
+    }
+    shown = [];
+    bands.forEach((s, i) => {
+      const { buckets, initial } = bandData[i];
+      bandMemory.set(s.id, { from: win.from, buckets, initial });
+      const named = bandDisplay(s);
+      rows.push({
+        id: s.id, label: chartTitle(named, groupBy, "band"), lang: labelLang(named), kind: "value",
+        segments: segmentsFromBuckets(buckets, initial, win.from, win.to, Math.max(end, buckets.length ? buckets.at(-1).time : 0)),
+      });
+      shown.push({ info: s, buckets });
+    });
+    timeline.setRows(rows);
+    bands.forEach((s, i) => { timeline.rows.get(s.id).el.dataset.buckets = String(bandData[i].buckets.length); });
+    plots.forEach((p, i) => {
+      p.chart.update(values[i], win, bucketWidth(from, to, p.mode === "rate" ? cpoints : points));
+      shown.push({ info: p.info, buckets: values[i] });
+    });
+    if (kpi) kpi.setRange(win.from, win.to, range === "custom");
+  }
+
+  function showKpiState(state) {
+    if (!state || badge.dataset.state === "offline") return;
+    const category = state.category || categoryOf(state.value) || "unknown";
+    const { text, title } = stateBadge(state);
+    badge.dataset.state = category;
+    badge.dataset.category = category;
+    badge.textContent = text;
+    badge.title = title;
+    since.textContent = state.since ? t("kpi.since", { time: formatClock(state.since), age: formatDuration((serverNow() - state.since) / 1000) }) : "";
   }
 
   function downloadCsv() {
     if (!window_) return;
-    const lines = ["time,measurement,tags,field,mean,min,max,count,label,unit"];
+    const lines = ["time,measurement,tags,field,mean,min,max,count,label,unit,last"];
     const quote = (text) => `"${String(text).replace(/"/g, '""')}"`;
-    for (const p of plots) {
-      const tagText = Object.entries(p.info.tags).map(([k, v]) => `${k}=${v}`).join(";");
-      for (const b of p.rows) {
-        lines.push([new Date(b.time).toISOString(), quote(p.info.measurement), quote(tagText), quote(p.info.field),
-          b.mean ?? "", b.min ?? "", b.max ?? "", b.count, quote(displayLabel(p.info)), quote(p.info.unit || "")].join(","));
+    for (const { info, buckets } of shown) {
+      const tagText = Object.entries(info.tags).map(([k, v]) => `${k}=${v}`).join(";");
+      for (const b of buckets) {
+        lines.push([new Date(b.time).toISOString(), quote(info.measurement), quote(tagText), quote(info.field),
+          b.mean ?? "", b.min ?? "", b.max ?? "", b.count, quote(displayLabel(info)), quote(info.unit || ""),
+          b.last === null || b.last === undefined ? "" : quote(b.last)].join(","));
       }
     }
     const blob = new Blob([lines.join("\r\n") + "\r\n"], { type: "text/csv;charset=utf-8" });
@@ -225,11 +421,14 @@ export function showMachine(root, cardId) {
     setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
   }
 
-  function onResize() {
-    for (const p of plots) p.plot?.setSize({ width: Math.max(240, p.el.clientWidth - 12), height: 220 });
-  }
-
-  window.addEventListener("resize", onResize);
+  // Charts and bands follow the page's width (a scrollbar appearing, a rotated tablet).
+  let resizeFrame = 0;
+  const observer = new ResizeObserver(() => {
+    cancelAnimationFrame(resizeFrame);
+    resizeFrame = requestAnimationFrame(() => { for (const p of plots) p.chart.resize(); timeline.resize(); });
+  });
+  observer.observe(charts);
+  timeline.onHover((time) => { for (const p of plots) p.chart.showTime(time); });
   const unsubscribe = subscribe("overview", showCurrent);
   function showError(e) { note.textContent = String(e); note.hidden = false; }
   load().catch(showError);
@@ -238,7 +437,8 @@ export function showMachine(root, cardId) {
     clearInterval(refreshTimer);
     clearTimeout(retryTimer);
     unsubscribe();
-    window.removeEventListener("resize", onResize);
-    for (const p of plots) p.plot?.destroy();
+    observer.disconnect();
+    kpi?.stop();
+    for (const p of plots) p.chart.destroy();
   };
 }

@@ -2,7 +2,8 @@
 
 import { getJSON, subscribe } from "./api.js";
 import { h, fill } from "./dom.js";
-import { t, formatAge, formatValue, displayLabel } from "./i18n.js";
+import { t, formatAge, formatValue, formatPercent, displayLabel, labelLang } from "./i18n.js";
+import { machines, matches, currentState, todayOee } from "./kpi.js";
 
 const MAX_VALUES = 8;
 
@@ -24,6 +25,7 @@ export function showOverview(root) {
   root.append(h("h1", {}, t("overview.title")), empty, grid);
   let latest = null;
   let offset = 0; // server clock − browser clock, in ms
+  let configured = []; // machines with KPIs (api/machines): their state category and today's OEE
 
   function render(data) {
     latest = data;
@@ -52,13 +54,21 @@ export function showOverview(root) {
     const keyed = card.values.filter((v) => v.key);
     const shown = keyed.length ? keyed : card.values;
     const values = shown.slice(0, MAX_VALUES);
+    const machine = configured.find((m) => matches(m, card.id, card.tags));
+    const state = machine ? currentState(machine) : null;
+    el.dataset.category = state && state.category ? state.category : "";
+    el.dataset.rawState = state && state.value !== undefined && state.value !== null ? String(state.value) : "";
+    const oee = machine ? todayOee(machine) : undefined;
     fill(el,
       h("div", { class: "card-head" },
         h("span", { class: "card-title" }, card.title),
         h("span", { class: "badge", dataset: { state: card.state } }, t(`state.${card.state}`))),
       sub ? h("div", { class: "card-sub" }, sub) : null,
+      machine ? h("div", { class: "card-kpi", dataset: { oee: oee ?? "" } },
+        h("span", { class: "muted" }, t("kpi.today.card")), " ",
+        h("strong", { class: "card-oee" }, formatPercent(oee ?? null))) : null,
       h("dl", { class: "kv" }, values.flatMap((v) => [
-        h("dt", {}, displayLabel(v)),
+        h("dt", { lang: labelLang(v) }, displayLabel(v)),
         valueCell(v, { dataset: { field: v.field, quality: v.quality || "good" } }),
       ])),
       card.values.length > values.length ? h("div", { class: "muted more" }, t("overview.more", { n: card.values.length - values.length })) : null,
@@ -74,19 +84,36 @@ export function showOverview(root) {
     for (const el of grid.children) {
       const last = Number(el.dataset.lastUpdate);
       const age = now - last;
-      const state = last > 0 && age > latest.offline_after ? "offline" : el.dataset.reported;
+      const offline = last > 0 && age > latest.offline_after;
+      const state = offline ? "offline" : el.dataset.reported;
       el.dataset.state = state;
       const badge = el.querySelector(".badge");
       badge.dataset.state = state;
-      badge.textContent = t(`state.${state}`);
+      // A machine with KPIs: its state category (running, down, setup, planned stop …).
+      const category = offline ? "" : el.dataset.category;
+      if (category) badge.dataset.category = category; else delete badge.dataset.category;
+      badge.textContent = category ? t(`cat.${category}`) : t(`state.${state}`);
+      badge.title = category && el.dataset.rawState && el.dataset.rawState !== category ? el.dataset.rawState : "";
       // Meters and sensors have no state: their card only shows a badge when offline.
-      badge.hidden = state === "unknown" && el.dataset.hasState !== "true";
+      badge.hidden = state === "unknown" && el.dataset.hasState !== "true" && !category;
       el.querySelector(".age").textContent = last > 0 ? t("age.updated", { age: formatAge(age) }) : t("age.never");
     }
   }
 
+  // What a card shows of a configured machine; the cards are redrawn only when it changes.
+  const shownOf = (list) => JSON.stringify(list.map((m) => [m.name, m.category, m.value, todayOee(m)]));
+  function setMachines(list) {
+    const before = shownOf(configured);
+    configured = list;
+    if (latest && shownOf(list) !== before) render(latest);
+  }
+
   const timer = setInterval(tick, 1000);
+  // The kpi event (every 2 s with machines: configured) carries every machine as /api/machines does.
+  const unsubscribeKpi = subscribe("kpi", (list) => { if (Array.isArray(list)) setMachines(list); });
+  const machinesTimer = setInterval(() => machines({ fresh: true }).then(setMachines), 60e3);
   const unsubscribe = subscribe("overview", render);
   getJSON("/api/overview").then((data) => { if (!latest) render(data); }).catch((e) => console.error(e));
-  return () => { clearInterval(timer); unsubscribe(); };
+  machines({ fresh: true }).then(setMachines);
+  return () => { clearInterval(timer); clearInterval(machinesTimer); unsubscribe(); unsubscribeKpi(); };
 }
