@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real servers the integration tests start (each on a free port, by a fixture):
 # Mosquitto, InfluxDB 1.x, VictoriaMetrics and Chromium from Debian's packages, and the
-# node-opcua peer server from npm. Installs with apt when run as root; otherwise says exactly
-# what to install.
+# node-opcua, modbus-serial and Sparkplug B (sparkplug-payload) peers from npm. Installs with apt
+# when run as root; otherwise says exactly what to install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,5 +50,14 @@ if [ -f tests/modbus_peer/package.json ]; then
   if [ ! -d tests/modbus_peer/node_modules/modbus-serial ]; then
     command -v npm >/dev/null || { echo "npm is needed for the Modbus peer tests: apt-get install npm" >&2; exit 1; }
     (cd tests/modbus_peer && npm ci --no-audit --no-fund --silent --omit=optional)
+  fi
+fi
+
+# The independent Sparkplug B peer: Eclipse Tahu's JavaScript payload library (sparkplug-payload)
+# over MQTT.js, an edge node and a host/decoder for the Sparkplug connector's and sink's tests.
+if [ -f tests/sparkplug_peer/package.json ]; then
+  if [ ! -d tests/sparkplug_peer/node_modules/sparkplug-payload ]; then
+    command -v npm >/dev/null || { echo "npm is needed for the Sparkplug B peer tests: apt-get install npm" >&2; exit 1; }
+    (cd tests/sparkplug_peer && npm ci --no-audit --no-fund --silent)
   fi
 fi
