@@ -40,8 +40,11 @@ PLUGIN_MODULES: tuple[str, ...] = (
     "connectors.opcua",
     "connectors.modbus",
     "connectors.s7",
+    "connectors.sparkplug",
     "gateway.sinks.historian",
     "gateway.sinks.influxdb",
+    "gateway.sinks.mqtt",
+    "gateway.sinks.sparkplug",
     "gateway.kpi",
 )
 
