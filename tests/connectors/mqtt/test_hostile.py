@@ -197,7 +197,12 @@ def test_thousands_of_hostile_payloads_cost_nothing_but_their_count(
     gateway = GatewayRun(write_gateway_config(tmp_path, mosquitto, http_port), http_port, tmp_path / "gateway.log")
     gateway_run.append(gateway)
     gateway.start()
-    wait_until(lambda: (gateway.component("plant") or {}).get("state") == "running", timeout=60, message="connected")
+    # Subscribed, not only connected: what is published before the SUBACK never reaches a new session.
+    wait_until(
+        lambda: len((gateway.component("plant") or {}).get("detail", {}).get("subscribed", [])) == len(TOPICS),
+        timeout=60,
+        message="the connector subscribed to its three filters",
+    )
 
     with Publisher(mosquitto, max_inflight=200) as publisher:
         for topic, payload in warm_up:
