@@ -487,9 +487,13 @@ async def test_machines_with_kpis_show_oee_states_and_parts_per_hour_from_the_en
             f"{report['parts']} parts · {report['good']} good · {report['scrap']} scrap"
         )
         # Time per category: every category with time, in words, with its duration.
-        names = await page.locator("#kpi-range .catlist .cat-name").all_inner_texts()
+        # (every category is listed, so that one appearing moves nothing; those without time are muted)
+        assert await page.locator("#kpi-range .catlist li").count() == len(report["seconds"])
+        names = await page.locator('#kpi-range .catlist li[data-zero="false"] .cat-name').all_inner_texts()
         expected = [c.replace("_", " ") for c, s in report["seconds"].items() if s > 0]
         assert names == expected, (names, report["seconds"])
+        running = page.locator('#kpi-range .catlist li[data-cat="running"] .cat-time')
+        assert await running.inner_text() == f"{round(report['seconds']['running'] / 60)} min"
         # The shift and today: as /api/machines gives them.
         assert await page.locator("#kpi-shift h2").inner_text() == "Shift A"
         shift = machines["imm-07"]["shift"]["kpi"]

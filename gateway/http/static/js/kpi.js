@@ -136,11 +136,11 @@ export class KpiPanel {
     const parts = h("div", { class: "kpi-parts", dataset: { kpi: "parts" } }, "");
     const catbar = h("div", { class: "catbar", "aria-hidden": "true" });
     const catlist = h("ul", { class: "catlist", "aria-label": t("kpi.time") });
-    const warning = h("p", { class: "kpi-warning", lang: "en", hidden: true });
+    const warning = h("span", { class: "kpi-warning", lang: "en", role: "img", tabindex: "0", hidden: true }, "⚠");
     const el = h("article", { class: "kpi-card", id: `kpi-${period}`, dataset: { period, state: "loading" } },
-      h("header", {}, title, when),
+      h("header", {}, h("span", { class: "kpi-title" }, title, warning), when),
       h("div", { class: "oee" }, h("span", { class: "oee-label" }, t("kpi.oee")), oee),
-      apq, parts, catbar, catlist, warning);
+      apq, parts, catbar, catlist);
     return { el, title, when, oee, meters, parts, catbar, catlist, warning };
   }
 
@@ -234,14 +234,19 @@ export class KpiPanel {
     const present = CATEGORIES.filter((c) => seconds[c] > 0);
     fill(card.catbar, present.map((c) =>
       h("span", { class: "catbar-seg", dataset: { cat: c }, style: `width:${((seconds[c] / total) * 100).toFixed(2)}%`, title: t(`cat.${c}`) })));
-    fill(card.catlist, present.map((c) =>
-      h("li", { dataset: { cat: c } }, h("i", { class: "swatch", dataset: { cat: c } }),
+    // Every category, always (a category appearing must not move the page); those without time muted.
+    fill(card.catlist, CATEGORIES.map((c) => {
+      const value = seconds[c] || 0;
+      return h("li", { dataset: { cat: c, zero: String(value === 0) } }, h("i", { class: "swatch", dataset: { cat: c } }),
         h("span", { class: "cat-name" }, t(`cat.${c}`)),
-        h("span", { class: "cat-time" }, formatDuration(seconds[c])),
-        h("span", { class: "cat-share muted" }, formatPercent(seconds[c] / total, 0)))));
+        h("span", { class: "cat-time" }, value ? formatDuration(value) : "–"),
+        h("span", { class: "cat-share muted" }, !value || !total ? "" : value / total < 0.005 ? `< ${formatPercent(0.01, 0)}` : formatPercent(value / total, 0)));
+    }));
+    // What a plant engineer should know about these numbers (the engine's words, in English).
     const warnings = data && data.warnings ? data.warnings : [];
     card.warning.hidden = warnings.length === 0;
-    card.warning.textContent = warnings.join(" · ");
+    card.warning.title = warnings.join("\n");
+    card.warning.setAttribute("aria-label", warnings.join(". "));
   }
 
   /** Parts per hour, hour by hour, against the ideal rate: the shown range when it is 3 h or

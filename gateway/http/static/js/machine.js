@@ -131,6 +131,7 @@ export function showMachine(root, cardId) {
       const key = seriesKey(v);
       let tile = tiles.get(key);
       const cell = valueCell(v, { dataset: { field: v.field, quality: v.quality || "good" } });
+      if (!cell.title) cell.title = cell.textContent; // (a long text is cut with … in its tile)
       if (!tile) {
         tile = h("div", { class: "tile", dataset: { key } }, h("dt", {}), cell);
       } else {
