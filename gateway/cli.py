@@ -506,6 +506,51 @@ def read(
     _run(run_read_command(options, sys.stdout))
 
 
+@simulate_app.command("sparkplug")
+def simulate_sparkplug(
+    broker: Annotated[
+        str, typer.Option(help="Broker URL: mqtt://host:1883 or mqtts://host:8883.")
+    ] = "mqtt://localhost:1883",
+    group: Annotated[str, typer.Option(help="Sparkplug group id.")] = "Plant",
+    node: Annotated[str, typer.Option(help="Edge node id.")] = "Line-1",
+    devices: Annotated[int, typer.Option(min=1, help="Presses (devices) of the edge node.")] = 2,
+    interval: Annotated[str, typer.Option(help="Time between two DDATA of a press (e.g. 1s, 200ms).")] = "1s",
+    duration: Annotated[
+        str | None, typer.Option(help="Stop after this long (e.g. 10m); default: run until Ctrl-C.")
+    ] = None,
+    count: Annotated[int, typer.Option(help="Stop after this many DDATA (0: no limit).")] = 0,
+    seed: Annotated[int | None, typer.Option(help="Seed for a reproducible run.")] = None,
+    protocol: Annotated[str, typer.Option(help="MQTT protocol version: 5 or 3.1.1.")] = "5",
+    username: Annotated[str | None, typer.Option(help="User name, if the broker asks for one.")] = None,
+    password: Annotated[
+        str | None, typer.Option(envvar="MQTT_PASSWORD", help="Password (or set MQTT_PASSWORD).")
+    ] = None,
+) -> None:
+    """A Sparkplug B edge node with two presses: births, data, a rebirth when a host asks."""
+    from gateway.logs import setup_logging
+    from gateway.simulators.sparkplug import SparkplugSimulatorSettings, run_sparkplug_simulator
+    from gateway.units import parse_duration
+
+    setup_logging("text", "info")
+    try:
+        settings = SparkplugSimulatorSettings(
+            broker=broker,
+            group=group,
+            node=node,
+            devices=devices,
+            interval=parse_duration(interval),
+            duration=parse_duration(duration) if duration else None,
+            count=count,
+            seed=seed,
+            protocol=protocol,
+            username=username,
+            password=password,
+        )
+    except ValueError as exc:
+        raise _fail(f"error: {exc}") from None
+    _run(run_sparkplug_simulator(settings), (GatewayError, ValueError))
+
+
 @simulate_app.command("s7")
 def simulate_s7(
     port: Annotated[int, typer.Option(help="TCP port (102 needs root; the default does not).")] = 1102,
