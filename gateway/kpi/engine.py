@@ -53,9 +53,12 @@ from gateway.kpi.timeline import (
     runs_of,
 )
 from gateway.latest import LatestValues
+from gateway.logs import component_logger
 from gateway.point import FieldValue, Point
 
 __all__ = ["Bucket", "KpiEngine", "KpiUnavailable", "MachineNotFound"]
+
+log = component_logger("kpi", "engine")
 
 #: Hours kept compact in memory per machine (35 days), least recently used first out.
 CACHE_HOURS: Final = 24 * 35
@@ -311,6 +314,7 @@ class KpiEngine:
         self._index = _Index(self.machines.values())
         self._latest: LatestValues | None = None
         self._overview: tuple[float, list[dict[str, Any]]] | None = None
+        self.observe_errors = 0
         self.started_at = now()
 
     # --- following the live values ---------------------------------------------------------------------
@@ -330,7 +334,18 @@ class KpiEngine:
             self._latest = None
 
     def observe(self, points: Sequence[Point]) -> None:
-        """One emitted batch (called by :class:`~gateway.latest.LatestValues` for every batch)."""
+        """One emitted batch (called by :class:`~gateway.latest.LatestValues` for every batch).
+
+        It runs inside every connector's ``emit``: a bug here is logged and counted, never raised,
+        so it can never stop the collection of data."""
+        try:
+            self._observe(points)
+        except Exception:
+            self.observe_errors += 1
+            if self.observe_errors == 1:
+                log.exception("following the live values failed (a bug: please report it); the KPIs may lag")
+
+    def _observe(self, points: Sequence[Point]) -> None:
         find = self._index.find
         reloadable: bool | None = None
         for point in points:
@@ -370,6 +385,7 @@ class KpiEngine:
             "machines": len(self.machines),
             "cached_hours": sum(len(m.hours) for m in self.machines.values()),
             "late_samples": sum(m.late_samples for m in self.machines.values()),
+            "observe_errors": self.observe_errors,
         }
 
     # --- the hours of a range ----------------------------------------------------------------------------

@@ -278,3 +278,21 @@ async def test_without_a_history_the_engine_says_what_it_knows() -> None:
     assert result["seconds"]["idle"] == 50 and result["seconds"]["no_data"] == 10
     assert "no sink keeps a history" in result["warnings"][0]
     engine.detach()
+
+
+async def test_a_bug_while_following_the_live_values_never_stops_the_collection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = KpiEngine(machines(), lambda: None, now=lambda: T0 + 60 * S)
+    latest = LatestValues()
+    engine.attach(latest)
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("planted bug")
+
+    monkeypatch.setattr(engine_module._Machine, "add", broken)
+    point = Point("machine", {"state": "IDLE"}, {"machine": "imm-07"}, T0 + 10 * S)
+    latest.update([point])  # does not raise: the connector's emit goes on
+    latest.update([point])
+    assert latest.points_seen == 2 and engine.stats()["observe_errors"] == 2
+    engine.detach()
