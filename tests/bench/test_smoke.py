@@ -29,7 +29,7 @@ SMOKE = {
     "bench_web": (["--quick"], r"\bfirst chart with data\b"),
     "bench_modbus": (["--quick"], r"\b0 read errors\b"),
     "bench_s7": (["--quick"], r"\b0 read errors\b"),
-    "bench_sparkplug": (["--quick"], r"\bmetrics/s \(\d+ % of the ceiling"),
+    "bench_sparkplug": (["--quick"], r"\bmetrics/s\s+\(\d+ % of the ceiling"),
 }
 
 
