@@ -8,11 +8,13 @@ Grafana on InfluxDB shows the numbers the API gives.
 **The points** (measurement ``kpi``, every field a float; docs/KPI.md):
 
 - every minute, one per machine, at the minute's start: tags ``machine``, ``shift`` (the shift
-  the minute is in, ``none`` outside shifts or without shifts) and ``period=minute``; fields: the
-  seconds of that minute per category (``running_s`` … ``no_data_s``), ``planned_s``, ``parts``,
-  ``scrap``, ``good`` (with counters); and ``availability``, ``performance``, ``quality``, ``oee``
-  **of the current shift so far** (of the local day so far outside shifts and without shifts), so
-  the last minute point is the current shift's OEE. A ratio that is null is left out;
+  the minute is in; ``none`` outside every shift; ``all`` for a machine without shifts, whose
+  every minute is planned) and ``period=minute``; fields: the seconds of that minute per
+  category (``running_s`` … ``no_data_s``), ``planned_s``, ``parts``, ``scrap``, ``good``, and
+  ``ideal_s`` (ideal cycle time * parts: performance over any range is Σ ideal_s / Σ running_s of
+  its planned minutes); and ``availability``, ``performance``, ``quality``, ``oee`` **of the
+  current shift so far** (of the local day so far outside shifts and without shifts), so the last
+  minute point is the current shift's OEE. A ratio that is null is left out;
 - at the end of every shift, one per machine at the shift's start, ``period=shift``: the shift's
   totals and ratios; at every local midnight, one per machine at the day's start, ``period=day``,
   ``shift=all``: the day's.
@@ -64,6 +66,8 @@ def kpi_fields(kpi: Kpi, ratios: Kpi | None = None) -> dict[str, float]:
     for name, value in (("parts", kpi.parts), ("scrap", kpi.scrap), ("good", kpi.good)):
         if value is not None:
             fields[name] = float(value)
+    if kpi.ideal_ns is not None and kpi.parts_planned is not None:
+        fields["ideal_s"] = kpi.ideal_ns * kpi.parts_planned / NS
     source = kpi if ratios is None else ratios
     for name, ratio in (
         ("availability", source.availability),
@@ -213,7 +217,8 @@ class KpiSource(Source):
                     so_far = None
             so_far = kpi if so_far is None else so_far.merge(kpi)
             progress.period, progress.so_far = period, so_far
-            tags = {"machine": name, "shift": shift.name if shift and shift.name else "none", "period": "minute"}
+            label = shift.name if shift is not None and shift.name else "none" if calendar.shifts else "all"
+            tags = {"machine": name, "shift": label, "period": "minute"}
             points.append(Point(KPI_MEASUREMENT, kpi_fields(kpi, so_far), tags, minute))
             for window in self._ending(machine, minute + MINUTE_NS):
                 [total] = await self.engine.measure(name, [(window.start, window.end)])

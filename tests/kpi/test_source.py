@@ -85,12 +85,18 @@ async def test_minute_points_after_a_restart_add_up_to_the_apis_numbers(
     await source._write_due(collected)
     minutes = collected.of("imm-07", "minute")
     assert [p.time for p in minutes] == list(range(T0, T0 + 9000 * S, MINUTE))  # from the last stored one on
-    assert all(p.tags["shift"] == "none" for p in minutes)
+    assert all(p.tags["shift"] == "all" for p in minutes)  # no shifts: every minute is planned
     seconds = {c: sum(number(p, f"{c}_s") for p in minutes) for c in EXPECTED_IMM07["seconds"]}
     assert seconds == EXPECTED_IMM07["seconds"]
     assert sum(number(p, "planned_s") for p in minutes) == EXPECTED_IMM07["planned_seconds"]
     for name in ("parts", "scrap", "good"):
         assert sum(number(p, name) for p in minutes) == EXPECTED_IMM07[name]
+    # What Grafana adds up from the minute points gives the API's ratios over the range.
+    running, planned = seconds["running"], sum(number(p, "planned_s") for p in minutes)
+    ideal, good, parts = (sum(number(p, f) for p in minutes) for f in ("ideal_s", "good", "parts"))
+    assert round(running / planned, 4) == EXPECTED_IMM07["availability"]
+    assert round(ideal / running, 4) == EXPECTED_IMM07["performance"]
+    assert round(ideal * good / (planned * parts), 4) == EXPECTED_IMM07["oee"]
     assert all(isinstance(v, float) for p in minutes for v in p.fields.values())  # one type per field, always
     # The ratios of a minute point are the day's so far: the last one is the API's for the day.
     for name in ("availability", "performance", "quality", "oee"):
