@@ -175,7 +175,9 @@ class SparkplugSink(Sink):
                 async with asyncio.timeout(self.config.timeout):
                     await link.publish_many(messages, qos=self.config.qos)
             except TimeoutError:
-                # What was not sent is withdrawn, so seq numbers were skipped: hosts ask for a rebirth.
+                # What was not sent is withdrawn: seq numbers were skipped and a DBIRTH may be among
+                # them, so the edge node is born again before the batch is written again.
+                self._start_births("a write was not acknowledged in time")
                 raise SinkUnavailable(
                     f"the broker at {self.config.broker} did not acknowledge {len(messages)} messages within "
                     f"{format_duration(self.config.timeout)}; the points stay in the buffer"

@@ -260,3 +260,28 @@ async def test_with_a_primary_host_nothing_is_published_until_its_state_says_onl
     await wait_messages(host, 2, "NBIRTH")  # born again for the host that came back
     await write_when_ready(out, [press("P-1", 2)])
     await wait_messages(host, 2, "DDATA")
+
+
+async def test_a_write_not_acknowledged_in_time_is_written_again_after_new_births(
+    mosquitto: Mosquitto, sink: Callable[..., SparkplugSink], sparkplug_host: Callable[..., PeerProcess]
+) -> None:
+    host = await asyncio.to_thread(sparkplug_host, mosquitto)
+    out = sink(timeout="1s")
+    await out.open()
+    await write_when_ready(out, [press("P-1", 1)])
+    await wait_messages(host, 1, "DDATA")
+    process = mosquitto.process
+    assert process is not None
+    os.kill(process.pid, signal.SIGSTOP)  # no PUBACK within the timeout
+    try:
+        with pytest.raises(SinkUnavailable, match="did not acknowledge 1 messages within 1s"):
+            await out.write([press("P-1", 2)])
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    await write_when_ready(out, [press("P-1", 2)])  # as the route retries the batch
+    births = await wait_messages(host, 2, "NBIRTH")
+    assert births[1]["payload"]["seq"] == "0"
+    data = await wait_messages(host, 2, "DDATA")
+    kinds = [m["topic"].split("/")[2] for m in host.messages()]
+    assert kinds.index("NBIRTH", 1) < len(kinds) - 1 - kinds[::-1].index("DDATA")  # the births before the data
+    assert data[-1]["payload"]["raw"]["metrics"][0]["doubleValue"] == 202.0
