@@ -12,7 +12,7 @@ Three measurements against a real Mosquitto started in a temp folder:
    gateway stored at, and the loss counted from the historian.
 3. **Steady 1,000 msg/s** (QoS 1): ``gateway run`` as its own process; CPU % of one core and RSS.
 4. **Publishing** (QoS 1, what the MQTT sink will do): N messages of one point each through the
-   link (``connectors/mqtt/_client.py``) to the broker, as ``publish_many`` batches, as
+   link (``gateway/mqtt/link.py``) to the broker, as ``publish_many`` batches, as
    concurrent ``publish`` calls and as one awaited ``publish`` at a time; beside a bare paho
    publisher (its network thread, ≤ 1,000 in flight) and the raw publisher below.
 
@@ -490,7 +490,7 @@ def paho_publisher(port: int, count: int) -> float:
 
 
 async def link_publisher(port: int, count: int, mode: str, batch: int = 5000) -> float:
-    from connectors.mqtt._client import LinkOptions, MqttLink
+    from gateway.mqtt.link import LinkOptions, MqttLink
 
     messages = [(f"bench/out/{i % 100:03d}", payload(i)) for i in range(count)]
     async with MqttLink(LinkOptions("127.0.0.1", port, f"bench-link-{mode}", clean_start=True)) as link:

@@ -11,5 +11,7 @@
 Why here and not under ``connectors/mqtt/``: the MQTT connector, the MQTT sink
 (``gateway/sinks/mqtt``) and Sparkplug B all use the same link, and a sink must not import a
 connector (the import contracts in pyproject.toml). This package sits below both in the
-layers and imports nothing but the core.
+layers and imports nothing but the core. ``connectors/mqtt/_client.py`` (which keeps the
+connector's ``LinkOptions.from_config``) and ``_wire.py`` re-export it for code written against
+the old paths.
 """

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
-from connectors.mqtt import _wire as wire
 from connectors.mqtt import source as source_module
-from connectors.mqtt._client import Incoming, LinkOptions, MqttLink, _Connection
+from connectors.mqtt._client import Incoming, LinkOptions, MqttLink
 from connectors.mqtt.config import MqttConfig
 from connectors.mqtt.source import MqttSource
 from gateway.component import OnStored, RuntimeContext
 from gateway.logs import component_logger
+from gateway.mqtt import wire
+from gateway.mqtt.link import _Connection
 from gateway.point import Point
 
 

@@ -1,4 +1,4 @@
-"""The MQTT link (connectors/mqtt/_client.py) against a real Mosquitto, an independent paho peer and a TCP proxy.
+"""The MQTT link (gateway/mqtt/link.py) against a real Mosquitto, an independent paho peer and a TCP proxy.
 
 What is proved here, each with the broker's own behaviour as the witness:
 
@@ -31,8 +31,8 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from connectors.mqtt import _wire as wire
-from connectors.mqtt._client import (
+from gateway.mqtt import wire
+from gateway.mqtt.link import (
     Incoming,
     LinkClosed,
     LinkOptions,

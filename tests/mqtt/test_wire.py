@@ -1,5 +1,5 @@
 # mypy: disable-error-code="no-untyped-call"
-"""The MQTT codec (connectors/mqtt/_wire.py) against independent peers: paho's parser and client, and Mosquitto.
+"""The MQTT codec (gateway/mqtt/wire.py) against independent peers: paho's parser and client, and Mosquitto.
 
 - properties: ours → paho's ``Properties.unpack``, paho's ``pack`` → ours, and ours → ours;
 - PUBLISH both ways through a real paho client connected to a socket the test serves (QoS 0, 1
@@ -29,8 +29,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties as PahoProperties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from connectors.mqtt import _wire as wire
-from connectors.mqtt._wire import MQTT_5, MQTT_311, Ack, ProtocolError, Publish, Subscription
+from gateway.mqtt import wire
+from gateway.mqtt.wire import MQTT_5, MQTT_311, Ack, ProtocolError, Publish, Subscription
 from tests.fixtures.mosquitto import Mosquitto
 from tests.helpers import examples
 

@@ -17,10 +17,10 @@ import signal
 
 import pytest
 
-from connectors.mqtt._client import ConnectionLost, MqttLink, Will
-from tests.connectors.mqtt.test_link import Recorder, Subscriber, options
+from gateway.mqtt.link import ConnectionLost, MqttLink, Will
 from tests.fixtures.mosquitto import Mosquitto
 from tests.helpers import async_wait_until
+from tests.mqtt.test_link import Recorder, Subscriber, options
 
 
 async def test_a_will_given_as_a_function_is_asked_for_at_every_connect(mosquitto: Mosquitto) -> None:
@@ -35,7 +35,8 @@ async def test_a_will_given_as_a_function_is_asked_for_at_every_connect(mosquitt
         link_options = options(mosquitto, "gw-will-fn", will=will, clean_start=True)
         async with MqttLink(link_options, events := Recorder()) as link:
             for expected in (b"1", b"2"):
-                await async_wait_until(lambda: link.connected and len(made) == int(expected), timeout=30)
+                wills = int(expected)
+                await async_wait_until(lambda: link.connected and len(made) == wills, timeout=30)  # noqa: B023 - awaited in this iteration
                 conn = link._conn
                 assert conn is not None and conn.transport is not None
                 conn.transport.abort()  # the connection dies: the broker publishes its will
