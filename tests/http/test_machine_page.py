@@ -505,6 +505,8 @@ async def test_machines_with_kpis_show_oee_states_and_parts_per_hour_from_the_en
         cats = await row.locator(".seg").evaluate_all("(els) => els.map((e) => e.dataset.cat)")
         assert cats == [i["category"] for i in states["intervals"]]
         assert {"running", "idle", "down", "setup", "planned_stop"} <= set(cats)
+        # The shift the window lies in, named under the axis.
+        assert await page.locator(".tl-shifts .tl-shift").all_inner_texts() == ["Shift A"]
         down = row.locator('.seg[data-cat="down"]')
         await row.scroll_into_view_if_needed()
         box = await down.bounding_box()
@@ -523,6 +525,9 @@ async def test_machines_with_kpis_show_oee_states_and_parts_per_hour_from_the_en
         await page.wait_for_function("() => Number(document.querySelector('#kpi-pph').dataset.points) > 0")
         assert abs(float(await page.locator("#kpi-pph").get_attribute("data-ideal") or "0") - 360) < 1
         assert await page.locator("#pph-ideal").inner_text() == "ideal 360/h"
+        assert await page.locator(".tl-row .tl-edge").count() >= 1  # where shift A starts (and ends)
+        await page.evaluate("() => window.scrollTo(0, 0)")
+        await page.screenshot(path=str(screenshot_path("machine-kpi-24h", "en")), full_page=True)
 
         # press-09 has no parts counter: performance, quality and OEE are "no data", never 0 %.
         italian = await page_factory(locale="it-IT")

@@ -356,6 +356,12 @@ export function showMachine(root, cardId) {
     charts.dataset.from = String(Math.round(win.from));
     charts.dataset.to = String(Math.round(win.to));
     timeline.setWindow(win.from, win.to);
+    // (a machine with shifts has its KPIs "in_shifts" too; the shift line is there even when the
+    // window holds no shift, so that it does not come and go)
+    const hasShifts = Boolean(machine && machine.today && machine.today.in_shifts);
+    timeline.setShifts(states && hasShifts
+      ? (states.shifts || []).map((w) => ({ from: w.from, to: w.to, label: t("kpi.shift.named", { name: w.name }) }))
+      : null);
     const end = Math.max(lastSeen || 0, 0) || win.to;
     const rows = [];
     if (states) {

@@ -91,11 +91,20 @@ export class Timeline {
     this.tip = h("div", { class: "tl-tip", role: "status", "aria-live": "polite", id: `${this.id}-tip`, hidden: true });
     this.body = h("div", { class: "tl-rows" });
     this.axis = h("div", { class: "tl-axis", "aria-hidden": "true" });
+    this.marks = h("div", { class: "tl-shifts", hidden: true });
+    this.markers = []; // shifts: { from, to, label }
     this.el = h("section", { class: "timeline", id: "timeline", hidden: true }, this.body,
-      h("div", { class: "tl-axis-row" }, h("div"), this.axis), this.tip);
+      h("div", { class: "tl-axis-row" }, h("div"), h("div", {}, this.axis, this.marks)), this.tip);
   }
 
   setWindow(from, to) { this.from = from; this.to = Math.max(to, from + 1); }
+
+  /** Shifts to mark on every band (a line where one starts or ends, its name under the axis);
+   *  null: none (a machine without shifts). */
+  setShifts(shifts) {
+    this.markers = shifts || [];
+    this.marks.hidden = shifts === null;
+  }
 
   /** rows: [{ id, label, lang, kind: "category"|"value", segments: [{ from, to, value, category?, text? }] }] */
   setRows(rows) {
@@ -118,6 +127,7 @@ export class Timeline {
     }
     for (const [id, entry] of this.rows) if (!keep.has(id)) { entry.el.remove(); this.rows.delete(id); }
     this.drawAxis();
+    this.drawShifts();
   }
 
   makeRow(row) {
@@ -189,6 +199,12 @@ export class Timeline {
       if (px >= s.text.length * 7 + 10) seg.textContent = s.text;
       nodes.push(seg);
     }
+    for (const m of this.markers) {
+      for (const edge of [m.from, m.to]) {
+        if (edge <= this.from || edge >= this.to) continue;
+        nodes.push(h("div", { class: "tl-edge", style: `left:${(((edge - this.from) / span) * 100).toFixed(3)}%` }));
+      }
+    }
     fill(entry.segs, nodes);
     const parts = data.totals.map((s) => `${s.text} ${formatDuration(s.seconds)}`);
     entry.track.setAttribute("aria-label", t("band.summary", { label: data.label, parts: parts.join(", ") || t("band.nodata") }));
@@ -205,7 +221,17 @@ export class Timeline {
       tickLabel(tick, step, span))));
   }
 
-  resize() { for (const entry of this.rows.values()) if (entry.data) this.drawRow(entry); this.drawAxis(); }
+  drawShifts() {
+    const span = this.to - this.from;
+    fill(this.marks, this.markers.filter((m) => m.to > this.from && m.from < this.to).map((m) => {
+      const left = Math.max(0, (m.from - this.from) / span);
+      const right = Math.min(1, (m.to - this.from) / span);
+      return h("span", { class: "tl-shift", title: `${m.label}: ${formatClock(m.from)} – ${formatClock(m.to)}`,
+        style: `left:${(left * 100).toFixed(3)}%;width:${((right - left) * 100).toFixed(3)}%` }, m.label);
+    }));
+  }
+
+  resize() { for (const entry of this.rows.values()) if (entry.data) this.drawRow(entry); this.drawAxis(); this.drawShifts(); }
 
   segmentAt(entry, time) {
     const segs = entry.data.segments;
