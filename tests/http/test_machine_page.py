@@ -20,6 +20,9 @@ from typing import Any
 import yaml
 
 from gateway.config import load_config
+from gateway.http.app import AppContext
+from gateway.http.config import HttpSettings
+from gateway.http.server import HttpServer
 from gateway.point import Point
 from gateway.runtime import Gateway
 from gateway.simulators.mqtt import SimulatorSettings, run_mqtt_simulator
@@ -568,3 +571,58 @@ async def test_machines_with_kpis_show_oee_states_and_parts_per_hour_from_the_en
         await open_machine(page, url, "line=A,machine=cnc-A2")
         assert await page.locator("#kpi").count() == 0
         assert await page.locator(".tl-row .tl-label").first.inner_text() == "Machine state"
+
+
+async def test_the_pages_rules_for_rates_axes_durations_and_percentages(page_factory: Any) -> None:
+    """The page's own arithmetic, run in Chromium on its modules (no data needed)."""
+    ctx = AppContext(name="gw", settings=HttpSettings(listen="127.0.0.1:0"), statuses=list)
+    async with HttpServer(ctx) as server:
+        page = await page_factory(locale="it-IT")
+        await page.goto(server.url + "/")
+        result = await page.evaluate(
+            """async () => {
+                const charts = await import('/static/js/charts.js');
+                const i18n = await import('/static/js/i18n.js');
+                const timeline = await import('/static/js/timeline.js');
+                const minute = 60e3;
+                // A counter: +2 a minute, reset to 0 in the 4th minute, then +2 again; a gap after.
+                const lasts = [10, 12, 14, 1, 3, 5];
+                const buckets = lasts.map((last, i) => ({ time: i * minute, last, min: i === 3 ? 0 : last - 2 }));
+                buckets.push({ time: 9 * minute, last: 7, min: 5 });
+                const rates = charts.counterRates(buckets, minute, 10 * minute);
+                const it = {
+                    rates: rates.rates, times: rates.times.map((t) => t / minute), total: rates.total,
+                    ranges: [[3, 3, true], [0, 0, false], [3, 3, false], [-5, -5, false], [10, 20, false],
+                             [null, null, false]].map((args) => charts.yRange(...args)),
+                    widths: [charts.bucketWidth(0, 3600e3, 1000), charts.bucketWidth(0, 86400e3, 1000)],
+                    counters: ['parts', 'packs_good', 'cycle_count', 'shots', 'cycle_time', 'part_number', 'scrap']
+                        .map((field) => charts.isCounter({ field, kind: 'int' })),
+                    durations: [0.4, 45, 125, 600, 3900, 90000].map(i18n.formatDuration),
+                    percents: [0.6667, null, 0, 1].map((r) => i18n.formatPercent(r)),
+                    categories: ['RUNNING', 'Idle', 'e-stop', 'changeover', 2, 'warmup'].map(timeline.categoryOf),
+                    segments: timeline.segmentsFromBuckets(
+                        [{ time: 10, last: 'a' }, { time: 20, last: 'a' }, { time: 30, last: 'b' }], 'z', 0, 100, 50),
+                };
+                i18n.setLanguage('en');
+                it.english = [i18n.formatDuration(90000), i18n.formatPercent(0.6667), i18n.formatPercent(null)];
+                return it;
+            }"""
+        )
+    # Rates per hour: +2 a minute is 120/h; the reset counts from zero (1 - 0 = +1: 60/h); the
+    # gap leaves a hole (null); the last, partly filled bucket is in the total only.
+    assert result["rates"] == [120, 120, 120, 60, 120, 120, None, 120, 120]
+    assert result["times"] == [0, 1, 2, 3, 4, 5, 6, 9, 10]  # (the last point closes the last step)
+    assert result["total"] == 2 + 2 + 2 + 1 + 2 + 2 + 2
+    assert result["ranges"] == [[2, 4], [0, 1], [2.7, 3.3], [-5.5, -4.5], [9.2, 20.8], [0, 1]]
+    assert result["widths"] == [3604, 120000]  # (rollup buckets are whole minutes)
+    assert result["counters"] == [True, True, True, True, False, False, True]
+    assert result["durations"] == ["< 1 s", "45 s", "2 min 5 s", "10 min", "1 h 05 min", "1 g 1 h"]
+    assert result["percents"] == ["66,7%", "nessun dato", "0,0%", "100,0%"]
+    assert result["english"] == ["1 d 1 h", "66.7%", "no data"]
+    assert result["categories"] == ["running", "idle", "down", "setup", "down", None]
+    # A value holds until the next one; the band stops where the data stops (50), not at 100.
+    assert result["segments"] == [
+        {"from": 0, "to": 10, "value": "z"},
+        {"from": 10, "to": 30, "value": "a"},
+        {"from": 30, "to": 50, "value": "b"},
+    ]
