@@ -81,9 +81,11 @@ class SinkUnauthorized(SinkError):
 class SinkRejected(SinkError):
     """The store rejected the points themselves (bad type, bad name): they are dropped and counted.
 
-    ``rejected`` is how many points were dropped.
+    ``rejected`` is how many points were dropped. ``logged``: the sink has said why in the log
+    already (once per cause, not once per batch), so the route only counts them.
     """
 
-    def __init__(self, message: str, *, rejected: int) -> None:
+    def __init__(self, message: str, *, rejected: int, logged: bool = False) -> None:
         super().__init__(message)
         self.rejected = rejected
+        self.logged = logged

@@ -126,7 +126,8 @@ class SinkWriter:
             self.status.count("points_written", max(0, count - exc.rejected))  # the rest was stored
             self.status.count("batches_written")
             self.status.record_error(str(exc))
-            self.log.error("the store rejected %d points, dropped: %s", exc.rejected, exc)
+            if not exc.logged:
+                self.log.error("the store rejected %d points, dropped: %s", exc.rejected, exc)
             self._recovered()
             return None
         except SinkUnauthorized as exc:

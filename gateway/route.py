@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 from gateway.component import OnStored, Sink, State, Status
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, SinkUnauthorized
 from gateway.lineprotocol import parse
 from gateway.pipeline import Backoff, SinkWriter
 from gateway.point import Point
@@ -300,7 +300,7 @@ class Route:
                         return False
                     await asyncio.sleep(delay)  # (the interrupt stays set while stopping)
                     continue
-                self.status.set_state(State.BACKOFF)
+                self.status.set_state(State.UNAUTHORIZED if isinstance(exc, SinkUnauthorized) else State.BACKOFF)
                 await first_of([self._interrupt.wait()], delay)
                 self._clear_interrupt()
                 continue
