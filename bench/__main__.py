@@ -19,6 +19,7 @@ BENCHMARKS = (
     "bench.bench_web",
     "bench.bench_modbus",
     "bench.bench_s7",
+    "bench.bench_kpi",
     "bench.bench_sparkplug",
 )
 

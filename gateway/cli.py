@@ -284,6 +284,12 @@ def kpi(
     reader = _history_reader(settings, sink)
 
     async def main() -> None:
+        import logging
+
+        from gateway.kpi.rollups import RollupStore
+
+        cache = settings.gateway.data_dir / "kpi" / "rollups.db"  # the gateway's compact hours, read-only
+        rollups = RollupStore(cache, logging.LoggerAdapter(logging.getLogger("gateway.kpi"), {}), readonly=True)
         try:
             await run_kpi_command(
                 machines,
@@ -294,8 +300,10 @@ def kpi(
                 by=by.value if by is not None else None,
                 output=output.value,
                 out=sys.stdout,
+                rollups=rollups,
             )
         finally:
+            await rollups.aclose()
             close = getattr(reader, "aclose", None)
             if close is not None:
                 await close()

@@ -21,24 +21,34 @@ sample for an hour already compacted (a backlog after an outage: a broker's queu
 buffer) drops that hour from the cache; it is read again from the history once the sinks had
 :data:`RELOAD_DELAY` seconds to store the backlog.
 
-**Without a history** (no historian sink) the engine knows what it observed since it started,
-and says so in every answer's warnings.
+**Across restarts** the compact hours are kept in ``<data_dir>/kpi/rollups.db``
+(:mod:`gateway.kpi.rollups`, a cache: an hour is written once it is over, and dropped when a
+backlog reaches it), so a restarted gateway answers for last week without reading it again.
+
+**Without a history** (no historian sink) the engine knows what it observed since it started
+(and what its rollups file kept), and says so in every answer's warnings.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
+import zlib
+from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
+
+import orjson
 
 from gateway.errors import GatewayError
 from gateway.history import HistoryReader
 from gateway.kpi.calendar import HOUR_NS, NS, Calendar, Window
 from gateway.kpi.compute import CATEGORIES, Kpi, measure
 from gateway.kpi.config import MachineConfig, state_key
+from gateway.kpi.rollups import RollupStore
 from gateway.kpi.timeline import (
     CounterKind,
     CounterLine,
@@ -134,6 +144,16 @@ class _Machine:
         self.lock = asyncio.Lock()
         self.late_samples = 0
         self.late_ignored = 0
+        #: hours to write to the rollups file, and rows to delete from it (a backlog reached them)
+        self.unsaved: set[int] = set()
+        self.to_drop: set[int] = set()
+        #: what decides the compact hours: rows of the rollups file made under another key are ignored
+        self.key = hashlib.sha256(
+            orjson.dumps(
+                {"tags": self.tags, "fields": self.fields, "kinds": self.kinds, "timeout": self.timeout},
+                option=orjson.OPT_SORT_KEYS,
+            )
+        ).hexdigest()[:16]
 
     def matches(self, tags: Mapping[str, str]) -> bool:
         return all(tags.get(key) == value for key, value in self.tags.items())
@@ -195,6 +215,8 @@ class _Machine:
         self.hours.pop(index, None)
         self.dirty[index] = time.monotonic() + RELOAD_DELAY
         self.revised.add(index)
+        self.unsaved.discard(index)
+        self.to_drop.add(index)
 
     def settle(self, now_ns: int, history: bool) -> None:
         """Compact the hours that ended more than SETTLE_NS ago (their raw samples are dropped)."""
@@ -202,6 +224,7 @@ class _Machine:
             if hour.raw is not None and (hour.loaded or not history) and (index + 1) * HOUR_NS + SETTLE_NS <= now_ns:
                 self.freshen(hour)
                 hour.raw = None
+                self.unsaved.add(index)
 
     def store(self, index: int, hour: _Hour) -> None:
         self.hours[index] = hour
@@ -257,6 +280,30 @@ class _Index:
         return by_value.get(value, self._NONE) if value is not None else self._NONE
 
 
+def encode(hour: _Hour) -> bytes:
+    """An hour's compact form for the rollups file."""
+    pieces = {
+        role: [p.kind, p.first, p.last, p.times.tolist(), p.amounts.tolist(), p.not_numeric]
+        for role, p in hour.pieces.items()
+    }
+    return zlib.compress(orjson.dumps({"r": [[r.first, r.last, r.value] for r in hour.runs], "p": pieces}), 6)
+
+
+def decode(data: bytes) -> _Hour:
+    body = orjson.loads(zlib.decompress(data))
+    hour = _Hour(runs=[Run(first, last, value) for first, last, value in body["r"]])
+    for role, (kind, first, last, times, amounts, not_numeric) in body["p"].items():
+        hour.pieces[role] = CounterPiece(
+            kind,
+            None if first is None else (first[0], first[1]),
+            None if last is None else (last[0], last[1]),
+            array("q", times),
+            array("d", amounts),
+            not_numeric,
+        )
+    return hour
+
+
 # --- results ---------------------------------------------------------------------------------------------
 
 
@@ -307,8 +354,11 @@ class KpiEngine:
         history: Callable[[], HistoryReader | None],
         *,
         now: Callable[[], int] = time.time_ns,
+        rollups: RollupStore | None = None,
     ) -> None:
         self.machines = {m.name: _Machine(m) for m in machines}
+        #: the compact hours on disk (None: kept in memory only)
+        self.rollups = rollups
         self._history = history
         self._now = now
         self._index = _Index(self.machines.values())
@@ -411,6 +461,8 @@ class KpiEngine:
             missing = [i for i in range(first, last + 1) if (h := machine.hours.get(i)) is None or not h.loaded]
             scratch: dict[int, _Hour] = {}
             history = self._history()
+            if missing and self.rollups is not None:
+                missing = await self._from_rollups(machine, missing)
             if missing and history is not None:
                 for span in _spans(missing, READ_HOURS):
                     samples = await self._read(history, machine, span[0], span[-1])
@@ -432,6 +484,8 @@ class KpiEngine:
                         else:
                             machine.dirty.pop(index, None)
                             machine.store(index, hour)
+                            if (index + 1) * HOUR_NS + SETTLE_NS <= self._now():
+                                machine.unsaved.add(index)
             result = []
             for index in range(first, last + 1):
                 known = machine.hours.get(index) or scratch.get(index)
@@ -444,6 +498,37 @@ class KpiEngine:
                     machine.freshen(known)
                 result.append(known)
             return result
+
+    async def _from_rollups(self, machine: _Machine, missing: list[int]) -> list[int]:
+        """Take what the rollups file has of ``missing`` hours; return those still missing."""
+        assert self.rollups is not None
+        wanted = [i for i in missing if i not in machine.hours and i not in machine.dirty]
+        if not wanted:
+            return missing
+        rows = await self.rollups.load(machine.name, machine.key, wanted[0], wanted[-1])
+        still = []
+        for index in missing:
+            data = rows.get(index)
+            if data is None or index in machine.hours or index in machine.dirty:
+                still.append(index)
+                continue
+            machine.store(index, decode(data))
+        return still
+
+    async def flush(self) -> None:
+        """Write the hours that are over to the rollups file, delete those a backlog reached."""
+        if self.rollups is None:
+            return
+        for machine in self.machines.values():
+            drop, machine.to_drop = machine.to_drop, set()
+            await self.rollups.drop(machine.name, sorted(drop))
+            unsaved, machine.unsaved = machine.unsaved, set()
+            rows = [
+                (index, encode(machine.freshen(hour)))
+                for index in sorted(unsaved)
+                if (hour := machine.hours.get(index)) is not None and hour.raw is None and index not in machine.dirty
+            ]
+            await self.rollups.save(machine.name, machine.key, rows)
 
     async def _read(
         self, history: HistoryReader, machine: _Machine, first: int, last: int

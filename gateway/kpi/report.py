@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal, TextIO
 
 from gateway.history import HistoryReader
 from gateway.kpi.compute import CATEGORIES
 from gateway.kpi.config import MachineConfig
 from gateway.kpi.engine import Bucket, KpiEngine
+from gateway.kpi.rollups import RollupStore
 
 __all__ = ["print_report", "run_kpi_command"]
 
@@ -32,10 +33,12 @@ async def run_kpi_command(
     by: Bucket | None,
     output: Output,
     out: TextIO,
-    now: Callable[[], int] | None = None,
+    rollups: RollupStore | None = None,
 ) -> None:
-    """Compute and print; ``names`` empty: every machine. Raises GatewayError / ValueError in words."""
-    engine = KpiEngine(machines, lambda: reader) if now is None else KpiEngine(machines, lambda: reader, now=now)
+    """Compute and print; ``names`` empty: every machine. Raises GatewayError / ValueError in words.
+
+    ``rollups``: the gateway's compact hours (read-only), so last week is not read again raw."""
+    engine = KpiEngine(machines, lambda: reader, rollups=rollups)
     chosen = list(names) or [m.name for m in machines]
     results = [await engine.kpi(name, start, end, by) for name in chosen]
     print_report(results, output, out, single=len(names) == 1)

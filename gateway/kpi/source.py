@@ -42,6 +42,7 @@ from gateway.kpi.calendar import HOUR_NS, MINUTE_NS, NS, Window
 from gateway.kpi.compute import CATEGORIES, Kpi
 from gateway.kpi.config import KPI_MEASUREMENT, MachineConfig
 from gateway.kpi.engine import KpiEngine
+from gateway.kpi.rollups import RETENTION_HOURS, RollupStore
 from gateway.latest import LatestValues
 from gateway.point import Point
 
@@ -117,6 +118,9 @@ class KpiSource(Source):
 
     async def run(self, emit: Emit) -> None:
         self._stop.clear()
+        rollups = RollupStore(self.context.data_dir / "kpi" / "rollups.db", self.log)
+        await rollups.prune(self._now() // HOUR_NS - RETENTION_HOURS)
+        self.engine.rollups = rollups
         self.engine.attach(self._latest)
         self.status.set_state(State.RUNNING)
         self.status.detail.update(self.engine.stats())
@@ -129,6 +133,10 @@ class KpiSource(Source):
                     warm.cancel()
         finally:
             self.engine.detach()
+            self.engine.settle()
+            await self.engine.flush()
+            self.engine.rollups = None
+            await rollups.aclose()
 
     async def _warm(self) -> None:
         """Read today and yesterday into the engine's cache, so the first views come at once."""
@@ -156,6 +164,7 @@ class KpiSource(Source):
                     self._failing = True
                     self.log.warning("kpi points delayed: %s (trying again every minute)", exc)
             self.engine.settle()
+            await self.engine.flush()
             self.status.detail.update(self.engine.stats())
             now = self._now()
             wake = (now // MINUTE_NS + 1) * MINUTE_NS + round(EMIT_DELAY * NS)
