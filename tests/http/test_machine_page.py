@@ -281,6 +281,8 @@ async def test_history_opens_on_the_last_hour_and_an_offline_machine_on_its_last
         window = await page.evaluate("() => [Number(charts.dataset.from), Number(charts.dataset.to)]")
         assert window[1] < time.time() * 1000 - 4.5 * 3600e3
         assert await page.locator(".tl-row .seg").count() > 3
+        # Its parts rate: one every 40 s was 90 an hour (not 0 in the bucket after its last sample).
+        assert (await page.locator('.chart[data-field="parts"] .readout').inner_text()).startswith("last 90/h · +")
         await page.screenshot(path=str(screenshot_path("machine-offline", "en")), full_page=True)
 
 

@@ -102,14 +102,15 @@ export class Chart {
     this.area.addEventListener("blur", () => this.plot?.setCursor({ left: -10, top: -10 }));
   }
 
-  /** New data for the window { from, to } (ms). */
-  update(buckets, window, width) {
+  /** New data for the window { from, to } (ms); ``dataEnd``: where the machine's data ends (its
+   *  last update), so a counter's last bucket is not read as a rate of 0 after it. */
+  update(buckets, window, width, dataEnd = Infinity) {
     this.window = window;
     this.rows = buckets;
     this.el.dataset.buckets = String(buckets.length); // rows of this chart in the CSV
     let data;
     if (this.mode === "rate") {
-      const rates = counterRates(buckets, width, Math.min(window.to, Date.now()));
+      const rates = counterRates(buckets, width, Math.min(window.to, Date.now(), dataEnd));
       this.rates = rates;
       data = [rates.times.map((x) => x / 1000), rates.rates];
       const total = `+${formatNumber(rates.total, 0)}`;

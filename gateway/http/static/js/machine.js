@@ -346,11 +346,11 @@ export function showMachine(root, cardId) {
         fitStart = first;
         win = windowFor();
       }
-      if (to - fitStart > RANGES["1h"] && !fitClicked) {
+      if (serverNow() - fitStart > RANGES["1h"] && !fitClicked) {
         select("1h"); // opened on young data that is an hour old now: the usual sliding hour
         return;
       }
-      rangeNote.textContent = t("machine.fit.note", { time: formatClock(fitStart), span: formatDuration((to - fitStart) / 1000) });
+      rangeNote.textContent = t("machine.fit.note", { time: formatClock(fitStart), span: formatDuration((serverNow() - fitStart) / 1000) });
     }
     window_ = win;
     charts.dataset.from = String(Math.round(win.from));
@@ -391,7 +391,7 @@ export function showMachine(root, cardId) {
     timeline.setRows(rows);
     bands.forEach((s, i) => { timeline.rows.get(s.id).el.dataset.buckets = String(bandData[i].buckets.length); });
     plots.forEach((p, i) => {
-      p.chart.update(values[i], win, bucketWidth(from, to, p.mode === "rate" ? cpoints : points));
+      p.chart.update(values[i], win, bucketWidth(from, to, p.mode === "rate" ? cpoints : points), lastSeen ? lastSeen + 1e3 : Infinity);
       shown.push({ info: p.info, buckets: values[i] });
     });
     if (kpi) kpi.setRange(win.from, win.to, range === "custom");
