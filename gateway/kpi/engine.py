@@ -57,7 +57,6 @@ from gateway.kpi.timeline import (
     Run,
     append_run,
     counter_piece,
-    increases,
     intervals,
     numeric,
     runs_of,
@@ -601,7 +600,7 @@ class KpiEngine:
         for role in machine.kinds:
             pieces = [hour.pieces[role] for hour in hours]
             baseline = await self._baseline(machine, role, first) if machine.kinds[role] == "total" else None
-            counters[role] = CounterLine.of(increases(pieces, baseline))
+            counters[role] = CounterLine.of_pieces(pieces, baseline)
         warnings = []
         if self._history() is None:
             warnings.append(

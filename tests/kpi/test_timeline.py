@@ -188,3 +188,6 @@ def test_the_hourly_compact_form_gives_exactly_what_the_raw_samples_give(
         pieces.setdefault(t // chunk, []).append((t, v))
     chunked = list(increases([counter_piece(pieces[k], "total") for k in sorted(pieces)]))
     assert chunked == list(increases([counter_piece(counted.items(), "total")]))
+    line = CounterLine.of_pieces([counter_piece(pieces[k], "total") for k in sorted(pieces)], baseline=7)
+    whole = CounterLine.of(increases([counter_piece(counted.items(), "total")], baseline=7))
+    assert line.amount(start, end) == whole.amount(start, end) and len(line) == len(whole)
