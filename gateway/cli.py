@@ -370,6 +370,12 @@ def demo(
     port: Annotated[int, typer.Option(help="Port of the web page (another free port if it is taken).")] = 8080,
     data_dir: Annotated[Path, typer.Option(help="Where the demo keeps its data.")] = Path("data/demo"),
     duration: Annotated[str | None, typer.Option(help="Stop after this long (default: until Ctrl-C).")] = None,
+    uns: Annotated[
+        bool,
+        typer.Option(
+            "--uns", help="Also republish every value to the demo's MQTT broker as a unified namespace (lab/…)."
+        ),
+    ] = False,
 ) -> None:
     """Run simulators and the gateway together, into the embedded historian: no external service needed."""
     from gateway.demo import run_demo
@@ -377,7 +383,7 @@ def demo(
     from gateway.units import parse_duration
 
     setup_logging("text", "info")
-    _run(run_demo(data_dir=data_dir, port=port, duration=parse_duration(duration) if duration else None))
+    _run(run_demo(data_dir=data_dir, port=port, duration=parse_duration(duration) if duration else None, uns=uns))
 
 
 @app.command(short_help="Show what an OPC UA server offers; --yaml writes a connector.")

@@ -22,10 +22,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from gateway.config import load_config
+from gateway.config import GatewayConfig, load_config
 from gateway.errors import GatewayError
 from gateway.logs import component_logger
 from gateway.ports import free_ports
+from gateway.registry import component_types
 from gateway.runtime import Gateway
 
 __all__ = ["DEMO_CONFIG", "run_demo"]
@@ -76,8 +77,37 @@ async def _broker() -> AsyncIterator[tuple[str, str]]:
         await broker.shutdown()
 
 
-async def run_demo(data_dir: Path, port: int = 8080, duration: float | None = None) -> None:
-    """Run simulators and the gateway until Ctrl-C (or ``duration`` seconds)."""
+#: The demo's unified namespace (``gateway demo --uns``): every point republished to the demo's
+#: broker under lab/<machine, meter or sensor>/<measurement>/<field>, one message per value. (Not
+#: lab/{line}/…: the KPI engine's points name the machine and the shift, not the line.)
+UNS_TOPIC = "lab/{machine|meter|sensor}/{measurement}/{field}"
+
+
+def _with_uns(config: GatewayConfig, broker_url: str, protocol: str) -> GatewayConfig:
+    """The demo's config with an MQTT sink republishing everything to the demo's broker as a UNS.
+
+    The same block, commented out, is in configs/demo.yaml; its topics (lab/…) match none of the
+    MQTT connector's filters (factory/…), so nothing comes back in.
+    """
+    model = component_types("sink")["mqtt"].config_model
+    uns = model.model_validate(
+        {
+            "name": "uns",
+            "type": "mqtt",
+            "broker": broker_url,
+            "protocol": protocol,
+            "client_id": "gw-demo-uns",
+            "qos": 1,
+            "retain": True,  # a dashboard opened later shows every current value at once
+            "topic": UNS_TOPIC,
+        }
+    )
+    return config.model_copy(update={"sinks": [*config.sinks, uns]})
+
+
+async def run_demo(data_dir: Path, port: int = 8080, duration: float | None = None, *, uns: bool = False) -> None:
+    """Run simulators and the gateway until Ctrl-C (or ``duration`` seconds); ``uns``: also
+    republish every point to the demo's broker as a unified namespace."""
     from gateway.simulators.modbus import modbus_simulator
     from gateway.simulators.mqtt import SimulatorSettings, run_mqtt_simulator
     from gateway.simulators.opcua import OpcUaSimulatorSettings, opcua_simulator
@@ -119,10 +149,14 @@ async def run_demo(data_dir: Path, port: int = 8080, duration: float | None = No
             DEMO_HTTP=f"127.0.0.1:{port}",
         )
         config = load_config(DEMO_CONFIG)
+        if uns:
+            config = _with_uns(config, broker_url, protocol)
         simulator = SimulatorSettings(broker=broker_url, rate=12.0, protocol=protocol, seed=None, qos=1)
         async with Gateway(config) as gateway:
             sim_task = asyncio.create_task(run_mqtt_simulator(simulator, stop), name="simulator:mqtt")
             _print_guide(data_dir, config, port)
+            if uns:
+                _print_uns_guide(broker_url)
             started = time.monotonic()
             while not stop.is_set():
                 if duration is not None and time.monotonic() - started >= duration:
@@ -176,5 +210,16 @@ def _print_guide(data_dir: Path, config: Any, port: int) -> None:
         f"    {query} --measurement energy --since 5m\n"
         f"    {query} --measurement machine --since 5m --format json\n"
         f"    {query} --measurement press --since 5m\n",
+        flush=True,
+    )
+
+
+def _print_uns_guide(broker_url: str) -> None:
+    host, _, port = broker_url.removeprefix("mqtt://").partition(":")
+    print(
+        f"  Unified namespace: every value is republished to {broker_url} under\n"
+        f"    {UNS_TOPIC}\n"
+        "  (retained: a new subscriber gets each current value at once). Watch it with\n"
+        f"    mosquitto_sub -h {host} -p {port} -t 'lab/#' -v\n",
         flush=True,
     )

@@ -41,6 +41,14 @@ from tests.mqtt.packets import split_packets
 
 
 @dataclass(frozen=True)
+class BrokerAddress:
+    """A broker the tests did not start (the demo's embedded one)."""
+
+    host: str
+    plain_port: int
+
+
+@dataclass(frozen=True)
 class Received:
     topic: str
     payload: bytes
@@ -57,30 +65,37 @@ class Witness:
 
     def __init__(
         self,
-        broker: Mosquitto,
+        broker: Mosquitto | BrokerAddress,
         topic: str = "lab/#",
         *,
         client_id: str = "witness",
         persistent: bool = False,
         qos: int = 2,
+        protocol: int = 5,
     ) -> None:
         self.topic = topic
         self.lock = threading.Lock()
         self.messages: list[Received] = []
         self.subscriptions = 0
         self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5, reconnect_on_failure=True
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=paho.MQTTv5 if protocol == 5 else paho.MQTTv311,
+            reconnect_on_failure=True,
         )
         self.client.reconnect_delay_set(1, 1)
         self.client.max_inflight_messages_set(65535)
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self.client.on_connect = lambda client, userdata, flags, rc, props: client.subscribe(topic, qos=qos)
-        properties = None
-        if persistent:
-            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-            properties.SessionExpiryInterval = 3600
-        self.client.connect(broker.host, broker.plain_port, clean_start=not persistent, properties=properties)
+        if protocol == 5:
+            properties = None
+            if persistent:
+                properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+                properties.SessionExpiryInterval = 3600
+            self.client.connect(broker.host, broker.plain_port, clean_start=not persistent, properties=properties)
+        else:
+            self.client.connect(broker.host, broker.plain_port)
         self.client.loop_start()
         deadline = time.monotonic() + 30
         while not self.subscriptions:
