@@ -292,6 +292,9 @@ class HostSession:
 
     def _hold(self, node: _Node, queue: deque[_Held], held: _Held) -> None:
         self.counters["before_birth"] += 1
+        if self.max_held <= 0:  # holding nothing: dropped at once
+            self.counters["held_dropped"] += 1
+            return
         if sum(len(d.held) for d in node.devices.values()) + len(node.held) >= self.max_held:
             oldest = node.held if node.held else max(node.devices.values(), key=lambda d: len(d.held)).held
             oldest.popleft()

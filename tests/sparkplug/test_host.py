@@ -169,6 +169,12 @@ def test_held_data_is_bounded_and_released_by_name_only() -> None:
     assert (host.counters["held"], host.counters["discarded"], host.counters["unknown_alias"]) == (0, 3, 0)
 
 
+def test_with_max_held_0_data_before_its_birth_is_dropped_and_counted() -> None:
+    host, _ = session(max_held=0)
+    host.handle(DEVICE.format("DDATA"), payload(0, {"name": "Nozzle/Temp", "double_value": 1.0}), 1)
+    assert (host.counters["held"], host.counters["held_dropped"], host.rebirths) == (0, 1, [("G", "E")])
+
+
 def test_a_dbirth_before_the_nbirth_waits_for_it_and_its_values_are_kept() -> None:
     host, _ = session()
     assert host.handle(DEVICE.format("DBIRTH"), dbirth(4), 1) == []
