@@ -169,7 +169,7 @@ class HostSession:
         self.units: MutableMapping[tuple[str, str], str] = units if units is not None else {}
         self.rebirths: list[tuple[str, str]] = []
         self.nodes: dict[tuple[str, str], _Node] = {}
-        self._tags: dict[tuple[str, str, str | None], dict[str, str]] = {}
+        self._tags: dict[tuple[str, str, str | None, str | None], dict[str, str]] = {}
 
     # --- messages ---------------------------------------------------------------------------------
 
@@ -391,7 +391,7 @@ class HostSession:
     # --- points -----------------------------------------------------------------------------------------
 
     def _tags_of(self, node: _Node, device: str | None, quality: str | None = None) -> dict[str, str]:
-        key = (node.group, node.node, device if quality is None else f"{device}\x00{quality}")
+        key = (node.group, node.node, device, quality)
         tags = self._tags.get(key)
         if tags is None:
             tags = {"group": node.group, "edge_node": node.node}
