@@ -14,6 +14,7 @@ BENCHMARKS = (
     "bench.bench_lineprotocol",
     "bench.bench_historian",
     "bench.bench_mqtt",
+    "bench.bench_mqtt_sink",
     "bench.bench_opcua",
     "bench.bench_influx",
     "bench.bench_web",

@@ -24,6 +24,7 @@ SMOKE = {
     "bench_lineprotocol": (["--rounds", "1", "--points", "20000"], r"\bpoints/s\b"),
     "bench_historian": (["--quick"], r"\bpoints/s\b"),
     "bench_mqtt": (["--quick"], r"\b0 missing\b"),
+    "bench_mqtt_sink": (["--quick"], r"(?<![\d,])0 left in the buffer\b"),
     "bench_opcua": (["--items", "1000", "--seconds", "3", "--servers", "1"], r'"values_lost": 0\b'),
     "bench_influx": (["--quick"], r"\blive steady-state ceiling\b"),
     "bench_web": (["--quick"], r"\bfirst chart with data\b"),
