@@ -478,6 +478,11 @@ class KpiEngine:
                             current.loaded = True
                             continue
                         hour = machine.build(found, ordered=True)  # (the history gives them oldest first)
+                        if machine.live_from is not None and index >= machine.live_from:
+                            # An hour followed live: it stays open (raw) for the samples still to come.
+                            hour.raw = {role: dict(values) for role, values in found.items()}
+                            machine.store(index, hour)
+                            continue
                         if machine.dirty.get(index, 0.0) > clock:
                             scratch[index] = hour  # a backlog may not be stored yet: use, do not keep
                         else:

@@ -296,3 +296,29 @@ async def test_a_bug_while_following_the_live_values_never_stops_the_collection(
     latest.update([point])
     assert latest.points_seen == 2 and engine.stats()["observe_errors"] == 2
     engine.detach()
+
+
+async def test_an_hour_read_before_its_live_samples_stays_open_for_them(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    tags = {"machine": "imm-07"}
+    with HistorianStore(path) as store:  # what was stored before the gateway started, in this hour
+        store.write(
+            [Point("machine", {"state": "IDLE", "cycle_count": 1}, tags, T0 + t * S) for t in range(0, 100, 10)]
+        )
+    reader = ThreadedHistory(lambda: HistorianStore(path, readonly=True), "local")
+    clock = [T0 + 100 * S]
+    engine = KpiEngine(machines(), lambda: reader, now=lambda: clock[0])
+    latest = LatestValues()
+    engine.attach(latest)
+    try:
+        await engine.preload("imm-07", T0, clock[0])  # the warm-up reads this hour first
+        latest.update(
+            [Point("machine", {"state": "PRODUCING", "cycle_count": 2}, tags, T0 + t * S) for t in (100, 110)]
+        )
+        clock[0] = T0 + 120 * S
+        result = await engine.kpi("imm-07", T0, T0 + 120 * S)
+        assert (result["seconds"]["idle"], result["seconds"]["running"], result["parts"]) == (100, 20, 1)
+        assert engine.stats()["late_samples"] == 0 and engine.take_revised() == {}
+    finally:
+        engine.detach()
+        await reader.aclose()
