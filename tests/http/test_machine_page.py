@@ -597,6 +597,11 @@ async def test_the_pages_rules_for_rates_axes_durations_and_percentages(page_fac
                     ranges: [[3, 3, true], [0, 0, false], [3, 3, false], [-5, -5, false], [10, 20, false],
                              [null, null, false]].map((args) => charts.yRange(...args)),
                     widths: [charts.bucketWidth(0, 3600e3, 1000), charts.bucketWidth(0, 86400e3, 1000)],
+                    counterWidths: [71e3, 3600e3, 86400e3, 7 * 86400e3].map((span) => {
+                        const w = charts.counterWindow(1796600000000 - span, 1796600000000);
+                        return [span, w.width, w.to - w.from];
+                    }),
+                    decimals: [0.05, 0.1, 0.2, 1, 2.5, 1000].map(charts.tickDecimals),
                     counters: ['parts', 'packs_good', 'cycle_count', 'shots', 'cycle_time', 'part_number', 'scrap']
                         .map((field) => charts.isCounter({ field, kind: 'int' })),
                     durations: [0.4, 45, 125, 600, 3900, 90000].map(i18n.formatDuration),
@@ -616,7 +621,16 @@ async def test_the_pages_rules_for_rates_axes_durations_and_percentages(page_fac
     assert result["times"] == [0, 1, 2, 3, 4, 5, 6, 9, 10]  # (the last point closes the last step)
     assert result["total"] == 2 + 2 + 2 + 1 + 2 + 2 + 2
     assert result["ranges"] == [[2, 4], [0, 1], [2.7, 3.3], [-5.5, -4.5], [9.2, 20.8], [0, 1]]
-    assert result["widths"] == [3604, 120000]  # (rollup buckets are whole minutes)
+    assert result["widths"] == [3603.603604, 120000]  # (in ns like the historian; rollups: whole minutes)
+    # A counter's buckets: a whole number of minutes (just under one minute from raw samples),
+    # about 60 over the window, which they cover (to the millisecond).
+    assert [(round(width), asked >= span - 1) for span, width, asked in result["counterWidths"]] == [
+        (60000, True),
+        (60000, True),
+        (24 * 60000, True),
+        (168 * 60000, True),
+    ]
+    assert result["decimals"] == [2, 1, 1, 0, 0, 0]
     assert result["counters"] == [True, True, True, True, False, False, True]
     assert result["durations"] == ["< 1 s", "45 s", "2 min 5 s", "10 min", "1 h 05 min", "1 g 1 h"]
     assert result["percents"] == ["66,7%", "nessun dato", "0,0%", "100,0%"]

@@ -20,18 +20,31 @@ export function isCounter(s) {
   return words.some((w) => COUNTER_WORDS.has(w)) && !words.some((w) => NOT_COUNTER.has(w));
 }
 
-/** Buckets for a counter: about 60 over the window, never narrower than a minute. */
-export function counterPoints(from, to) {
-  const span = to - from;
-  const width = Math.max(60e3, span / 60);
-  return Math.max(2, Math.min(61, Math.floor(span / width) + 1));
+/** The request for a counter's buckets over [from, to]: about 60 buckets of one width — a whole
+ *  number of minutes, at least one — ending at ``to``. The historian's width is
+ *  (to − from) / (points − 1) + 1 ns, rounded up to whole minutes from a minute on; asking for a span
+ *  of n widths less 1 ms makes it exactly the width wanted (just under a minute for one-minute
+ *  buckets: read from raw samples), so a part every 30 s reads 120/h in every bucket, not 61 and 122. */
+export function counterWindow(from, to) {
+  const end = Math.ceil(to);
+  const span = end - Math.floor(from);
+  const target = Math.max(60e3, Math.ceil(span / 60 / 60e3) * 60e3);
+  const n = Math.max(1, Math.ceil(span / target));
+  const start = end - (n * target - 1);
+  return { from: start, to: end, points: n + 1, width: bucketWidth(start, end, n + 1) };
 }
 
-/** The bucket width the historian uses for [from, to] in ``points`` buckets (gateway/sinks/historian/_range.py). */
+/** Digits a tick label needs for ticks ``incr`` apart (0.05 → 2), so no two labels read the same. */
+export function tickDecimals(incr) {
+  return incr > 0 && incr < 1 ? Math.min(6, Math.ceil(-Math.log10(incr) - 1e-9)) : 0;
+}
+
+/** The bucket width (ms) the historian uses for [from, to] (integer ms) in ``points`` buckets
+ *  (gateway/sinks/historian/_range.py, in nanoseconds). */
 export function bucketWidth(from, to, points) {
   if (points <= 1) return to - from;
-  const width = Math.floor((to - from) / (points - 1)) + 1;
-  return width >= 60e3 ? Math.ceil(width / 60e3) * 60e3 : width;
+  const ns = Math.floor(((to - from) * 1e6) / (points - 1)) + 1;
+  return ns >= 60e9 ? Math.ceil(ns / 60e9) * 60e3 : ns / 1e6;
 }
 
 /** A counter's increase per bucket as a rate per hour: steps at bucket starts, null over gaps.
@@ -152,7 +165,7 @@ export class Chart {
 
   make(data) {
     const integer = this.mode === "value" && (this.info.kind === "int" || this.info.kind === "bool");
-    const shown = (v) => formatNumber(v, integer ? 0 : null);
+    const shown = (v, incr) => formatNumber(v, integer ? 0 : tickDecimals(incr));
     const width = Math.max(240, this.area.clientWidth || 400);
     const series = this.mode === "rate"
       ? [{}, { stroke: "#1d4ed8", width: 2, fill: "rgba(29, 78, 216, 0.15)", paths: uPlot.paths.stepped({ align: 1 }), points: { show: false } }]
@@ -177,7 +190,10 @@ export class Chart {
       bands: this.mode === "value" ? [{ series: [3, 2], fill: "rgba(29, 78, 216, 0.10)" }] : [],
       axes: [
         { values: (u, ticks) => axisTimes(u, ticks), grid: { stroke: "#eef0f3" } },
-        { size: 64, values: (u, ticks) => ticks.map(shown), incrs: integer ? INTEGER_INCRS : undefined, grid: { stroke: "#eef0f3" } },
+        {
+          size: 64, values: (u, ticks, axis, space, incr) => ticks.map((v) => shown(v, incr)),
+          incrs: integer ? INTEGER_INCRS : undefined, grid: { stroke: "#eef0f3" },
+        },
       ],
       hooks: {
         setCursor: [(u) => this.cursorMoved(u)],

@@ -7,6 +7,7 @@ import { getJSON, subscribe } from "./api.js";
 import { h, fill } from "./dom.js";
 import { t, formatPercent, formatNumber, formatDuration, formatClock, dateFormat } from "./i18n.js";
 import { CATEGORIES, categoryOf } from "./timeline.js";
+import { tickDecimals } from "./charts.js";
 
 /** A time from the API as Unix ms: the ``*_ms`` twin when there is one, else ms, seconds or ISO 8601. */
 export function toMs(value) {
@@ -288,7 +289,7 @@ export class KpiPanel {
     this.pphRange = [from / 1000, Math.max(to, from + 3600e3) / 1000];
     this.idealNow = ideal;
     if (!this.plot) {
-      const format = (v) => formatNumber(v);
+      const format = (v, incr) => formatNumber(v, tickDecimals(incr));
       this.plot = new uPlot({
         width: Math.max(240, this.pphArea.clientWidth || 600),
         height: 180,
@@ -304,7 +305,7 @@ export class KpiPanel {
         }, { stroke: "#111827", width: 2, dash: [6, 4], points: { show: false } }],
         axes: [
           { values: (u, ticks) => ticks.map((v) => dateFormat({ hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(new Date(v * 1000))) },
-          { size: 56, values: (u, ticks) => ticks.map(format) },
+          { size: 56, values: (u, ticks, axis, space, incr) => ticks.map((v) => format(v, incr)) },
         ],
       }, data, this.pphArea);
     } else {

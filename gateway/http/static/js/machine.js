@@ -5,9 +5,9 @@
 
 import { getJSON, subscribe } from "./api.js";
 import { h, fill } from "./dom.js";
-import { t, lang, formatAge, formatClock, formatDuration, displayLabel, labelLang } from "./i18n.js";
+import { t, lang, formatAge, formatClock, formatDuration, formatValue, displayLabel, labelLang } from "./i18n.js";
 import { valueCell } from "./overview.js";
-import { Chart, chartTitle, isCounter, counterPoints, bucketWidth } from "./charts.js";
+import { Chart, chartTitle, isCounter, counterWindow, bucketWidth } from "./charts.js";
 import { Timeline, segmentsFromBuckets, categoryOf } from "./timeline.js";
 import { findMachine, KpiPanel, fetchStates, stateBadge } from "./kpi.js";
 
@@ -39,6 +39,19 @@ function seriesKey(s, field = s.field) {
 function toLocalInput(ms) {
   const d = new Date(ms - new Date(ms).getTimezoneOffset() * 60e3);
   return d.toISOString().slice(0, 16);
+}
+
+/** A tile's value: the number, and its unit smaller beside it ("1,520.41 kWh"); a bad or uncertain
+ *  value as on the cards; a long text cut with … (the whole of it on hover). */
+function tileValue(v) {
+  const attrs = { dataset: { field: v.field, quality: v.quality || "good" } };
+  if ((v.quality || "good") !== "good" || typeof v.value !== "number" || !v.unit) {
+    const cell = valueCell(v, attrs);
+    if (!cell.title) cell.title = cell.textContent;
+    return cell;
+  }
+  const text = formatValue(v.value, { ...v, unit: "" });
+  return h("dd", { ...attrs, title: `${text} ${v.unit}` }, text, h("span", { class: "unit" }, ` ${v.unit}`));
 }
 
 function isBand(s) {
@@ -130,8 +143,7 @@ export function showMachine(root, cardId) {
     for (const v of card.values) {
       const key = seriesKey(v);
       let tile = tiles.get(key);
-      const cell = valueCell(v, { dataset: { field: v.field, quality: v.quality || "good" } });
-      if (!cell.title) cell.title = cell.textContent; // (a long text is cut with … in its tile)
+      const cell = tileValue(v);
       if (!tile) {
         tile = h("div", { class: "tile", dataset: { key } }, h("dt", {}), cell);
       } else {
@@ -310,9 +322,11 @@ export function showMachine(root, cardId) {
   /** Everything the window shows: each chart's and band's buckets, the KPI states. */
   async function fetchWindow({ from, to }) {
     const points = bucketPoints();
-    const cpoints = counterPoints(from, to);
+    const counter = counterWindow(from, to);
     const [values, bandData, states] = await Promise.all([
-      Promise.all(plots.map((p) => range_(p.info, from, to, p.mode === "rate" ? cpoints : points))),
+      Promise.all(plots.map((p) => (p.mode === "rate"
+        ? range_(p.info, counter.from, counter.to, counter.points)
+        : range_(p.info, from, to, points)))),
       Promise.all(bands.map(async (s) => {
         // (a band needs no more than a bucket every 2 px: each bucket's last value costs a lookup)
         const [buckets, initial] = await Promise.all([range_(s, from, to, Math.ceil(points / 2)), initialValue(s, from, to)]);
@@ -320,7 +334,7 @@ export function showMachine(root, cardId) {
       })),
       machine ? fetchStates(machine, from, to).catch(() => null) : Promise.resolve(null),
     ]);
-    return { values, bandData, states, points, cpoints };
+    return { values, bandData, states, points, counter };
   }
 
   async function draw(fixed, prefetched = null) {
@@ -330,7 +344,7 @@ export function showMachine(root, cardId) {
     const data = prefetched ? prefetched.data : await fetchWindow(win);
     if (disposed || ticket !== drawing) return;
     let { values, bandData } = data;
-    const { states, points, cpoints } = data;
+    const { states, points, counter } = data;
     if (range === "fit" && !fixed) {
       // Where the data starts: the first bucket of the measured values and bands (a bucket
       // starts at or before its first value; finer buckets of the next draws bring it closer).
@@ -391,7 +405,8 @@ export function showMachine(root, cardId) {
     timeline.setRows(rows);
     bands.forEach((s, i) => { timeline.rows.get(s.id).el.dataset.buckets = String(bandData[i].buckets.length); });
     plots.forEach((p, i) => {
-      p.chart.update(values[i], win, bucketWidth(from, to, p.mode === "rate" ? cpoints : points), lastSeen ? lastSeen + 1e3 : Infinity);
+      const width = p.mode === "rate" ? counter.width : bucketWidth(Math.floor(from), Math.ceil(to), points);
+      p.chart.update(values[i], win, width, lastSeen ? lastSeen + 1e3 : Infinity);
       shown.push({ info: p.info, buckets: values[i] });
     });
     if (kpi) kpi.setRange(win.from, win.to, range === "custom");
