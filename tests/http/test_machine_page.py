@@ -601,7 +601,7 @@ async def test_the_pages_rules_for_rates_axes_durations_and_percentages(page_fac
                         const w = charts.counterWindow(1796600000000 - span, 1796600000000);
                         return [span, w.width, w.to - w.from];
                     }),
-                    decimals: [0.05, 0.1, 0.2, 1, 2.5, 1000].map(charts.tickDecimals),
+                    decimals: [0.05, 0.1, 0.2, 0.25, 1, 2.5, 1000].map(charts.tickDecimals),
                     counters: ['parts', 'packs_good', 'cycle_count', 'shots', 'cycle_time', 'part_number', 'scrap']
                         .map((field) => charts.isCounter({ field, kind: 'int' })),
                     durations: [0.4, 45, 125, 600, 3900, 90000].map(i18n.formatDuration),
@@ -630,7 +630,7 @@ async def test_the_pages_rules_for_rates_axes_durations_and_percentages(page_fac
         (24 * 60000, True),
         (168 * 60000, True),
     ]
-    assert result["decimals"] == [2, 1, 1, 0, 0, 0]
+    assert result["decimals"] == [2, 1, 1, 2, 0, 1, 0]
     assert result["counters"] == [True, True, True, True, False, False, True]
     assert result["durations"] == ["< 1 s", "45 s", "2 min 5 s", "10 min", "1 h 05 min", "1 g 1 h"]
     assert result["percents"] == ["66,7%", "nessun dato", "0,0%", "100,0%"]

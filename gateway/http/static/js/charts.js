@@ -34,9 +34,15 @@ export function counterWindow(from, to) {
   return { from: start, to: end, points: n + 1, width: bucketWidth(start, end, n + 1) };
 }
 
-/** Digits a tick label needs for ticks ``incr`` apart (0.05 → 2), so no two labels read the same. */
+/** Digits a tick label needs for ticks ``incr`` apart (0.05 → 2, 0.25 → 2, 2.5 → 1), so every
+ *  label reads as the value it marks. */
 export function tickDecimals(incr) {
-  return incr > 0 && incr < 1 ? Math.min(6, Math.ceil(-Math.log10(incr) - 1e-9)) : 0;
+  if (!(incr > 0)) return 0;
+  for (let digits = 0; digits < 6; digits++) {
+    const scaled = incr * 10 ** digits;
+    if (Math.abs(scaled - Math.round(scaled)) < 1e-6 * scaled) return digits;
+  }
+  return 6;
 }
 
 /** The bucket width (ms) the historian uses for [from, to] (integer ms) in ``points`` buckets
