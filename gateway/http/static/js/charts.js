@@ -195,7 +195,7 @@ export class Chart {
       series,
       bands: this.mode === "value" ? [{ series: [3, 2], fill: "rgba(29, 78, 216, 0.10)" }] : [],
       axes: [
-        { values: (u, ticks) => axisTimes(u, ticks), grid: { stroke: "#eef0f3" } },
+        { values: (u, ticks) => axisTimes(u, ticks), space: 72, grid: { stroke: "#eef0f3" } },
         {
           size: 64, values: (u, ticks, axis, space, incr) => ticks.map((v) => shown(v, incr)),
           incrs: integer ? INTEGER_INCRS : undefined, grid: { stroke: "#eef0f3" },

@@ -304,7 +304,7 @@ export class KpiPanel {
           paths: uPlot.paths.bars({ size: [0.8, 48], align: 1 }), points: { show: false },
         }, { stroke: "#111827", width: 2, dash: [6, 4], points: { show: false } }],
         axes: [
-          { values: (u, ticks) => ticks.map((v) => dateFormat({ hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(new Date(v * 1000))) },
+          { space: 60, values: (u, ticks) => ticks.map((v) => dateFormat({ hour: "2-digit", minute: "2-digit", hourCycle: "h23" }).format(new Date(v * 1000))) },
           { size: 56, values: (u, ticks, axis, space, incr) => ticks.map((v) => format(v, incr)) },
         ],
       }, data, this.pphArea);
