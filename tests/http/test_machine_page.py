@@ -592,8 +592,11 @@ async def test_the_pages_rules_for_rates_axes_durations_and_percentages(page_fac
                 const buckets = lasts.map((last, i) => ({ time: i * minute, last, min: i === 3 ? 0 : last - 2 }));
                 buckets.push({ time: 9 * minute, last: 7, min: 5 });
                 const rates = charts.counterRates(buckets, minute, 10 * minute);
+                // The data ends 36 s into the last bucket: drawn, but "last" is the last full one.
+                const cut = charts.counterRates(buckets.slice(0, 4), minute, 3.6 * minute);
                 const it = {
                     rates: rates.rates, times: rates.times.map((t) => t / minute), total: rates.total,
+                    cut: [cut.rates, cut.lastRate],
                     ranges: [[3, 3, true], [0, 0, false], [3, 3, false], [-5, -5, false], [10, 20, false],
                              [null, null, false]].map((args) => charts.yRange(...args)),
                     widths: [charts.bucketWidth(0, 3600e3, 1000), charts.bucketWidth(0, 86400e3, 1000)],
@@ -620,6 +623,7 @@ async def test_the_pages_rules_for_rates_axes_durations_and_percentages(page_fac
     assert result["rates"] == [120, 120, 120, 60, 120, 120, None, 120, 120]
     assert result["times"] == [0, 1, 2, 3, 4, 5, 6, 9, 10]  # (the last point closes the last step)
     assert result["total"] == 2 + 2 + 2 + 1 + 2 + 2 + 2
+    assert result["cut"] == [[120, 120, 120, 100, 100], 120]  # (+1 in 36 s: 100/h, drawn, not "last")
     assert result["ranges"] == [[2, 4], [0, 1], [2.7, 3.3], [-5.5, -4.5], [9.2, 20.8], [0, 1]]
     assert result["widths"] == [3603.603604, 120000]  # (in ns like the historian; rollups: whole minutes)
     # A counter's buckets: a whole number of minutes (just under one minute from raw samples),
