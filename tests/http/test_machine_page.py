@@ -360,6 +360,10 @@ def kpi_history(path: Path, last_ns: int) -> None:
         points.append(
             Point("machine", {"state": press, "pressure_bar": 120.0 + minute}, {"line": "C", "machine": "press-09"}, at)
         )
+    # A kpi point carrying the machine's tags (as with group_by: [machine]): the engine's output,
+    # for the OEE cards, not a chart of its own.
+    kpi_tags = {"line": "C", "machine": "imm-07", "period": "minute", "shift": "A"}
+    points.append(Point("kpi", {"running_s": 60.0, "oee": 0.5}, kpi_tags, last_ns - 60 * SECOND))
     store.write(points)
     store.close()
 
@@ -519,6 +523,7 @@ async def test_machines_with_kpis_show_oee_states_and_parts_per_hour_from_the_en
         await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         await page.wait_for_function("() => document.querySelector('.tl-tip').dataset.category === 'down'")
         assert "down (ALARM) · 5 min" in await page.locator(".tl-tip").inner_text()
+        assert await page.locator('.chart[data-field="running_s"], .chart[data-field="oee"]').count() == 0
         # The raw state field is not drawn twice (the KPI row shows it), the counters are rates.
         assert await page.locator('.chart[data-field="cycle_count"]').get_attribute("data-mode") == "rate"
         await page.mouse.move(0, 0)

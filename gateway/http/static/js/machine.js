@@ -11,6 +11,8 @@ import { Chart, chartTitle, isCounter, counterWindow, bucketWidth } from "./char
 import { Timeline, segmentsFromBuckets, categoryOf } from "./timeline.js";
 import { findMachine, KpiPanel, fetchStates, stateBadge } from "./kpi.js";
 
+/** Where the gateway writes the machines' KPIs (gateway/kpi/config.py). */
+const KPI_MEASUREMENT = "kpi";
 const RANGES = { "15m": 15 * 60e3, "1h": 3600e3, "24h": 86400e3, "7d": 7 * 86400e3 };
 const REFRESH = { fit: 5e3, "15m": 5e3, "1h": 10e3, "24h": 60e3 };
 /** Integer fields with these words hold a state code, not a quantity: a band, not a plot. */
@@ -173,7 +175,9 @@ export function showMachine(root, cardId) {
     const query = measurement !== null
       ? `measurement=${encodeURIComponent(measurement)}`
       : Object.entries(tags).map(([k, v]) => `tag=${encodeURIComponent(`${k}=${v}`)}`).join("&");
-    const all = (await getJSON(`/api/series?${query}`)).filter((s) => belongs(s) && s.id !== null);
+    // (the kpi measurement is the KPI engine's own output: the OEE cards show it, not charts)
+    const all = (await getJSON(`/api/series?${query}`))
+      .filter((s) => belongs(s) && s.id !== null && s.measurement !== KPI_MEASUREMENT);
     if (disposed) return;
     classify(all);
     if (!bands.length && !plots.length && !machine) {
