@@ -150,6 +150,7 @@ class Route:
         self._deadline = float("inf")
         self._sending = asyncio.Lock()  # held while a batch is being delivered
         self._sink_open = sink_open
+        self._flush_now = False  # write what waits without waiting out the flush interval (once)
         self._replacing = False
         self._removed = False
         self._writer = self._make_writer()
@@ -229,7 +230,7 @@ class Route:
                     await first_of(waits, None)
                     self._clear_interrupt()
                 continue
-            if not self._closing.is_set() and queue.unread_points < self.batch_size:
+            if not self._closing.is_set() and queue.unread_points < self.batch_size and not self._flush_now:
                 since = queue.oldest_unread()
                 remaining = (since if since is not None else time.monotonic()) + self.flush_interval - time.monotonic()
                 if remaining > 0:
@@ -244,6 +245,7 @@ class Route:
             if self._closing.is_set() and time.monotonic() >= self._deadline:
                 self._give_up()
                 return
+            self._flush_now = False
             async with self._sending:
                 if not self._sink_open:
                     continue
@@ -380,6 +382,15 @@ class Route:
             sink.log.warning("error while closing: %s", exc)
 
     # --- stop and reconfiguration -----------------------------------------------------------------
+
+    def flush_soon(self) -> None:
+        """Write what waits now rather than at the end of the flush interval (once).
+
+        A connector restarted or removed by a reload waits for its last batches to be stored (so
+        they are acknowledged before it disconnects): this keeps that wait short.
+        """
+        self._flush_now = True
+        self._interrupt.set()
 
     async def drain(self, deadline: float, *, removed: bool = False) -> None:
         """Stop: write what waits until ``deadline`` (monotonic) — a disk queue keeps on disk what

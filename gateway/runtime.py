@@ -423,6 +423,10 @@ class Gateway:
         """Stop one connector while the rest runs: what it emitted is stored (and acknowledged) first."""
         self._request_connector_stop(slot)
         await _wait_tasks([slot.task] if slot.task else [], deadline)
+        if slot.inflight:  # its last batches are written now, not at the end of a flush interval
+            for sink in slot.fanout.routes:
+                if isinstance(sink, _SinkSlot):
+                    sink.route.flush_soon()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(slot.idle.wait(), max(0.0, deadline - time.monotonic()))
         if slot.inflight:
@@ -632,8 +636,11 @@ class Gateway:
     async def _apply_connectors(self, plan: ReloadPlan, deadline: float) -> None:
         """Removed and restarted connectors stop once what they emitted is stored; every fan-out follows."""
         configs = {c.name: c for c in self.config.connectors}
-        stopping = [self._connectors.pop(name) for name in (*plan.connectors_removed, *plan.connectors_restarted)]
+        # They stay in the status (state "stopping") until they are stopped or replaced.
+        stopping = [self._connectors[name] for name in (*plan.connectors_removed, *plan.connectors_restarted)]
         await asyncio.gather(*(self._stop_connector(slot, deadline) for slot in stopping))
+        for slot in stopping:
+            del self._connectors[slot.config.name]
         for slot in stopping:
             if slot.config.name in plan.connectors_restarted:
                 self._start_connector(configs[slot.config.name], carry=slot.source.status)
