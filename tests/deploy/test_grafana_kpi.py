@@ -86,6 +86,7 @@ def test_the_kpi_panels_are_there(dashboard: dict[str, Any]) -> None:
     assert panels == {
         "OEE, current shift": "stat",
         "Availability, performance, quality (current shift)": "bargauge",
+        "OEE, availability, performance, quality over the time range": "bargauge",
         "OEE and availability per shift": "timeseries",
         "State category (minute by minute)": "state-timeline",
         "Time per category, hour by hour": "timeseries",
@@ -137,6 +138,55 @@ def test_the_category_timeline_names_every_category_in_the_pages_colours(dashboa
         for o in per_hour["fieldConfig"]["overrides"]
     }
     assert colours == {c: mapping["options"][c]["color"] for c in CATEGORIES}
+
+
+def minute(running: int, idle: int, parts: float, scrap: float) -> Kpi:
+    """One planned minute of a machine with a 10 s ideal cycle time."""
+    ns = dict.fromkeys(CATEGORIES, 0)
+    ns["running"], ns["idle"] = running * NS, idle * NS
+    return Kpi(
+        start=0,
+        end=60 * NS,
+        ns=ns,
+        window_ns=60 * NS,
+        planned_ns_by=dict(ns),
+        parts=parts,
+        scrap=scrap,
+        parts_planned=parts,
+        scrap_planned=scrap,
+        ideal_ns=10 * NS,
+    )
+
+
+def test_the_range_figures_are_the_engines_from_the_sums_of_minutes(dashboard: dict[str, Any]) -> None:
+    """The 'over the time range' panel's Flux arithmetic, evaluated on the kpi fields the engine
+    writes for two minutes, gives the ratios the engine computes for the two together."""
+    [panel] = [p for p in kpi_panels(dashboard) if p["title"].endswith("over the time range")]
+    first, second = minute(40, 20, 3.0, 1.0), minute(60, 0, 4.0, 0.0)
+    sums: dict[str, float] = {}
+    for kpi in (first, second):
+        for name, value in kpi_fields(kpi).items():
+            sums[name] = sums.get(name, 0.0) + value
+    both = first.merge(second)
+    expected: dict[str, float | None] = {
+        "oee": both.oee,
+        "availability": both.availability,
+        "performance": both.performance,
+        "quality": both.quality,
+    }
+    found: dict[str, float] = {}
+    for target in panel["targets"]:
+        query = target["query"]
+        assert 'r.shift != "none"' in query  # planned minutes only
+        assert "|> sum()" in query
+        [(name, formula)] = re.findall(r'_field: "(\w+)", _value: (.+?)\}\)\)', query)
+        [condition] = re.findall(r"\|> filter\(fn: \(r\) => (r\.\w+ > 0\.0(?: and r\.\w+ > 0\.0)?)\)", query)
+        record = type("Row", (), dict(sums))  # (the expressions are our own dashboard's, evaluated as Python)
+        assert eval(condition.replace("r.", "record."), {"record": record})
+        found[name] = eval(formula.replace("r.", "record."), {"record": record})
+    assert set(found) == set(expected)
+    for name, ratio in expected.items():
+        assert ratio is not None and abs(found[name] - ratio) < 1e-9, (name, found[name], ratio)
 
 
 def test_flux_is_well_formed(dashboard: dict[str, Any]) -> None:
