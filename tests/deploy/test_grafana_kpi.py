@@ -8,6 +8,7 @@ exactly as the KPI engine writes it (checked without Grafana, like tests/deploy/
 - the category timeline names every category of the API, in the colours of the built-in page
   (``gateway/http/static/app.css``), so Grafana and the page read alike;
 - the raw state timeline (the machines' state field) is still there;
+- the kit's gateway config has ``machines:``, so the panels have data;
 - the Flux is well formed as far as can be told without a Flux engine: brackets balance, a
   package is imported where it is used, template variables exist.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gateway.kpi.calendar import NS
 from gateway.kpi.compute import CATEGORIES, Kpi
@@ -29,6 +31,7 @@ from gateway.kpi.source import kpi_fields
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "machines.json"
 PAGE_CSS = ROOT / "gateway" / "http" / "static" / "app.css"
+LAB_CONFIG = ROOT / "configs" / "lab-compose.yaml"
 #: The ``period`` tag values of the kpi points (gateway.kpi.source).
 PERIODS = {"minute", "shift", "day"}
 KPI_TAGS = {"machine", "shift", "period"}
@@ -116,6 +119,14 @@ def test_kpi_queries_read_what_the_engine_writes(dashboard: dict[str, Any]) -> N
     assert "kpi_machine" in names
     [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == "kpi_machine"]
     assert f'measurement: "{KPI_MEASUREMENT}", tag: "machine"' in variable["query"]
+
+
+def test_the_lab_kit_computes_kpis_for_its_machines() -> None:
+    """The kit's gateway has machines: (else the KPI panels would stay empty), named as the
+    machines the dashboard's other panels show."""
+    config = yaml.safe_load(LAB_CONFIG.read_text())
+    names = {m["name"] for m in config.get("machines") or []}
+    assert {"cnc-A1", "cnc-01", "press-01"} <= names, names
 
 
 def test_the_category_timeline_names_every_category_in_the_pages_colours(dashboard: dict[str, Any]) -> None:
