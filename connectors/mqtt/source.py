@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from connectors.mqtt._client import Incoming, LinkOptions, MqttLink
 from connectors.mqtt.config import MqttConfig
@@ -285,6 +288,8 @@ class MqttSource(Source):
             return self._link
         await self._close_link()
         options = LinkOptions.from_config(self.config, self.client_id)  # SourceError for unusable TLS files
+        if self.config.persistent:
+            options = dataclasses.replace(options, stale_filters=tuple(self._remembered_filters()))
         self.status.set_state(State.CONNECTING)
         link = MqttLink(options, self)
         self._link = link
@@ -362,6 +367,34 @@ class MqttSource(Source):
         self.status.detail["subscribed"] = filters
         if filters:
             self.log.info("subscribed to %s", ", ".join(repr(f) for f in filters))
+        if self.config.persistent:
+            self._remember_filters(filters)
+
+    # --- the filters a persistent session holds -----------------------------------------------
+
+    @property
+    def _filters_file(self) -> Path:
+        # One file per client id: the broker keys the session, and its subscriptions, by it.
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.client_id)
+        return self.context.data_dir / "mqtt" / f"{safe}.subscriptions.json"
+
+    def _remembered_filters(self) -> list[str]:
+        """The filters this client id subscribed to last time (its session at the broker still has them)."""
+        try:
+            filters = json.loads(self._filters_file.read_text())
+        except (OSError, ValueError):
+            return []
+        return [f for f in filters if isinstance(f, str)] if isinstance(filters, list) else []
+
+    def _remember_filters(self, filters: list[str]) -> None:
+        path = self._filters_file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(sorted(filters)))
+            tmp.replace(path)
+        except OSError as exc:  # not fatal: at worst an old filter stays in the session
+            self.log.warning("cannot record the subscribed filters in %s: %s", path, exc)
 
     def dropped(self, count: int) -> None:
         self.status.count("dropped", count)

@@ -261,6 +261,10 @@ class LinkOptions:
     connect_timeout: float = 10.0
     max_buffered: int = 200_000
     subscriptions: tuple[Subscription, ...] = ()
+    #: filters a resumed session may still hold from an earlier configuration: unsubscribed when the
+    #: broker says the session is present (a persistent session keeps every subscription it ever
+    #: had; a message matching an old and a new filter would otherwise arrive twice)
+    stale_filters: tuple[str, ...] = ()
     #: the will of every CONNECT, or a function giving the will of each CONNECT (called right before it)
     will: Will | Callable[[], Will] | None = None
     #: False: publishes unacknowledged when a connection ends fail (ConnectionLost), not sent again
@@ -558,7 +562,11 @@ class MqttLink:
             conn.reason = "closed by the gateway"
             conn.flush()
             conn.transport.write(wire.encode_disconnect(version=self.options.version))
-            conn.transport.close()  # sends what is buffered, then closes
+            # The broker closes the connection once it has read DISCONNECT, so it has read the
+            # acknowledgements before it too. Closing first instead would race a new connection
+            # with the same client id (a reload restarting the connector): the broker takes the
+            # session over and drops what it had not read yet of the old socket, and redelivers
+            # those messages although they were stored (hundreds at 1,000 msg/s, measured).
             done, _ = await asyncio.wait({conn.lost}, timeout=timeout)
             if not done and conn.transport is not None:
                 conn.transport.abort()
@@ -792,6 +800,8 @@ class MqttLink:
             self._qos2_pending.clear()
         reconnect = self._ever_connected
         self._ever_connected = True
+        if connack.session_present:
+            self._unsubscribe_stale(conn)
         self._subscribe(conn)
         self._resend(conn, connack.session_present)
         self.events.connected(connack.session_present, reconnect)
@@ -813,7 +823,19 @@ class MqttLink:
             )
         elif isinstance(packet, ConnAck):
             raise ProtocolError("the broker sent a second CONNACK on one connection")
-        # PINGRESP: its arrival (last_in) is all that matters; UNSUBACK: the link never unsubscribes.
+        # PINGRESP: its arrival (last_in) is all that matters; UNSUBACK: unsubscribing stale
+        # filters needs no answer (a filter the session did not hold is no error).
+
+    def _unsubscribe_stale(self, conn: _Connection) -> None:
+        current = {sub.filter for sub in self.options.subscriptions}
+        stale = [f for f in self.options.stale_filters if f not in current]
+        if stale:
+            conn.write(wire.encode_unsubscribe(self._allocate_id(), stale, version=self.options.version))
+            log.info(
+                "client id %r: unsubscribed %s, left in its session at the broker by an earlier configuration",
+                self.options.client_id,
+                ", ".join(repr(f) for f in stale),
+            )
 
     def _subscribe(self, conn: _Connection) -> None:
         subscriptions = self.options.subscriptions

@@ -639,3 +639,29 @@ async def test_connection_failures_are_reported_in_words_with_the_brokers_addres
         for server in (closing, silent):
             server.close()
             await server.wait_closed()
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_filters_an_earlier_configuration_left_in_the_session_are_unsubscribed(
+    mosquitto: Mosquitto, protocol: str
+) -> None:
+    # A persistent session keeps every subscription it ever had: after the filter changed from
+    # plant/L0/+ to plant/+/+, a message on plant/L0/x would match both and arrive twice.
+    old = options(mosquitto, "gw-stale", protocol=protocol, subscriptions=(Subscription("plant/L0/+", 1),))
+    first = Recorder()
+    async with MqttLink(old, first) as link:
+        await subscribed(link, first)
+    new_subs = (Subscription("plant/+/+", 1),)
+    events = Recorder()
+    new = options(mosquitto, "gw-stale", protocol=protocol, subscriptions=new_subs, stale_filters=("plant/L0/+",))
+    async with MqttLink(new, events) as link:
+        await subscribed(link, events)
+        assert events.of("connected") == [(True, False)]  # the old session, with its old filter
+        with Publisher(mosquitto, protocol=5 if protocol == "5" else 311) as publisher:
+            for i in range(20):
+                publisher.publish("plant/L0/x", str(i).encode(), qos=1)
+            publisher.wait()
+        got = await collect(link, 20)
+        link.ack([(m.generation, m.mid, m.qos) for m in got])
+        assert sorted(int(m.payload) for m in got) == list(range(20))
+        assert await nothing_before_marker(link, mosquitto, "plant/L1/marker") == [], "each message once"
