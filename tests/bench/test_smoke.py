@@ -32,6 +32,7 @@ SMOKE = {
     "bench_s7": (["--quick"], r"\b0 read errors\b"),
     "bench_kpi": (["--quick"], r"\boverview of 10 machines, from the rollups\b"),
     "bench_sparkplug": (["--quick"], r"\bmetrics/s\s+\(\d+ % of the ceiling"),
+    "bench_runtime": (["--quick"], r"(?<![\d,])0 missing\b"),
 }
 
 
