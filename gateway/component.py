@@ -101,11 +101,15 @@ class Status:
     counters: dict[str, int] = field(default_factory=dict)
     detail: dict[str, Any] = field(default_factory=dict)
     histograms: dict[str, Histogram] = field(default_factory=dict)
+    #: called after every change of state (the runtime records connectors' states in the link journal)
+    on_change: Callable[[Status], None] | None = field(default=None, repr=False, compare=False)
 
     def set_state(self, state: State) -> None:
         if state is not self.state:
             self.state = state
             self.since = time.time()
+            if self.on_change is not None:
+                self.on_change(self)
 
     def record_error(self, message: str) -> None:
         self.last_error = message

@@ -43,6 +43,7 @@ from gateway.kpi import machines_of
 from gateway.kpi.engine import KpiEngine
 from gateway.kpi.source import KPI_COMPONENT, KpiSource
 from gateway.latest import LatestValues, seed_from_history
+from gateway.linkjournal import ALIVE_SECONDS, LinkJournal
 from gateway.logs import component_logger
 from gateway.pipeline import Backoff, Fanout
 from gateway.point import Point
@@ -157,6 +158,8 @@ class Gateway:
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
         self._restart_required: tuple[str, ...] = ()
+        #: when each connector was connected (<data_dir>/link/), for the interconnection report
+        self.link_journal = LinkJournal(self.config.gateway.data_dir)
 
     def _spawn(self, work: Coroutine[Any, Any, Any], name: str, status: Status | None = None) -> asyncio.Task[None]:
         """A task of the gateway's task group that never takes the others down: an unexpected
@@ -241,6 +244,8 @@ class Gateway:
         await self._tasks.__aenter__()
         try:
             self.config.gateway.data_dir.mkdir(parents=True, exist_ok=True)
+            self.link_journal.open()
+            self._spawn(self._note_alive(), "link:alive")
             await self._start_http(self.config)
             for sink_config in self.config.sinks:
                 self._start_sink(sink_config)
@@ -339,6 +344,9 @@ class Gateway:
             for key, value in carry.counters.items():
                 source.status.counters[key] = source.status.counters.get(key, 0) + value
         slot = _ConnectorSlot(config, source, Fanout(self._fanout_routes(config)))
+        journal = self.link_journal
+        journal.state(config.name, config.type, source.status.state.value)
+        source.status.on_change = lambda status: journal.state(config.name, config.type, status.state.value)
         slot.task = self._spawn(self._supervise(slot), f"connector:{config.name}", source.status)
         self._connectors[config.name] = slot
         return slot
@@ -686,7 +694,16 @@ class Gateway:
             await self._close_connector(slot, deadline)
         # 4. The web page last, so /readyz and /metrics show the whole shutdown.
         await self._stop_http()
+        await asyncio.to_thread(self.link_journal.close)
         log.info("stopped")
+
+    async def _note_alive(self) -> None:
+        """Note in the link journal, every ALIVE_SECONDS, that the gateway runs (bounds an unclean stop's time)."""
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), ALIVE_SECONDS)
+            if not self._stop.is_set():
+                self.link_journal.alive()
 
 
 async def _wait_tasks(tasks: Sequence[asyncio.Task[None]], deadline: float) -> None:
