@@ -8,11 +8,17 @@
 //   Ramp (Double, +1 every 100 ms: deadband tests), BrokenSensor (always BadSensorFailure),
 //   FlakySensor (Good and BadSensorFailure by turns, 1 s each), Tags/Tag0000… (--items N Doubles,
 //   changing every second).
+// Writable, for the gateway's writes: Setpoint (Double, the machine takes 0..300 and refuses
+//   anything else with BadOutOfRange), RecipeSelected (String), Clamped (Double: the machine
+//   keeps at most 100, so a higher value reads back as 100). Refusing: SerialNumber (String,
+//   read-only: BadNotWritable), Locked (Double, writable but not by this user: BadUserAccessDenied).
 //
 // Options: --port P, --pki DIR, --extra-namespaces K (shifts the namespace index),
 // --items N, --max-nodes-per-read N, --max-monitored-items-per-call N, --max-sessions N,
 // --user name:password (repeatable; anonymous is then refused), --status-file FILE (live
-// session / subscription / monitored item counts as JSON). Prints "ready <url>" when listening.
+// session / subscription / monitored item counts as JSON), --log-sessions (one line per session
+// created, activated or closed, with the number of sessions open then, and one per session
+// refused). Prints "ready <url>" when listening.
 "use strict";
 
 const fs = require("fs");
@@ -48,6 +54,7 @@ function parseArgs(argv) {
             case "--max-monitored-items-per-call": args.maxMonitoredItemsPerCall = parseInt(take(), 10); break;
             case "--max-sessions": args.maxSessions = parseInt(take(), 10); break;
             case "--status-file": args.statusFile = take(); break;
+            case "--log-sessions": args.logSessions = true; break;
             case "--user": {
                 const [name, password] = take().split(":");
                 args.users[name] = password;
@@ -94,6 +101,31 @@ function writeStatus(file, engine) {
     fs.renameSync(file + ".tmp", file);
 }
 
+// What a reconnect storm test reads: the sessions this server holds, from its own events (a set
+// of its own, so the count does not depend on when the engine updates its diagnostics).
+function logSessions(server, maxSessions) {
+    const open = new Set();
+    const id = (session) => session.nodeId.toString();
+    server.on("create_session", (session) => {
+        open.add(id(session));
+        console.log(`session created ${id(session)} open=${open.size}`);
+    });
+    server.on("session_activated", (session) => console.log(`session activated ${id(session)} open=${open.size}`));
+    server.on("session_closed", (session, deleteSubscriptions) => {
+        open.delete(id(session));
+        console.log(`session closed ${id(session)} deleteSubscriptions=${deleteSubscriptions} open=${open.size}`);
+    });
+    // node-opcua counts a CreateSession refused for want of room (BadTooManySessions) with the
+    // security rejections; this server has no security, so with every session in use it is that.
+    const engine = server.engine;
+    const refuse = engine.incrementSecurityRejectedSessionCount.bind(engine);
+    engine.incrementSecurityRejectedSessionCount = () => {
+        const why = open.size >= maxSessions ? "BadTooManySessions" : "a security check";
+        console.log(`session refused (${why}) open=${open.size}`);
+        refuse();
+    };
+}
+
 async function main() {
     const args = parseArgs(process.argv.slice(2));
     const pki = args.pki || path.join(require("os").tmpdir(), "gateway-opcua-peer-pki");
@@ -138,6 +170,40 @@ async function main() {
     const ramp = variable(namespace, line, "Ramp", DataType.Double, 0.0);
     const broken = variable(namespace, line, "BrokenSensor", DataType.Double, 0.0);
     const flaky = variable(namespace, line, "FlakySensor", DataType.Double, 1.0);
+    // Writable variables: each keeps what a client wrote, as a controller's parameter does.
+    const written = { Setpoint: 180.0, RecipeSelected: "PP-CAP-28", Clamped: 50.0, Locked: 1.0 };
+    const held = (name, dataType, check) =>
+        namespace.addVariable({
+            componentOf: line,
+            browseName: name,
+            nodeId: `s=PressLine.${name}`,
+            dataType,
+            accessLevel: "CurrentRead | CurrentWrite",
+            userAccessLevel: name === "Locked" ? "CurrentRead" : "CurrentRead | CurrentWrite",
+            value: {
+                get: () => new Variant({ dataType, value: written[name] }),
+                set: (variant) => {
+                    const status = check ? check(variant.value) : StatusCodes.Good;
+                    if (status === StatusCodes.Good) {
+                        written[name] = name === "Clamped" ? Math.min(variant.value, 100) : variant.value;
+                    }
+                    return status;
+                },
+            },
+        });
+    held("Setpoint", DataType.Double, (v) => (v >= 0 && v <= 300 ? StatusCodes.Good : StatusCodes.BadOutOfRange));
+    held("RecipeSelected", DataType.String);
+    held("Clamped", DataType.Double);
+    held("Locked", DataType.Double);
+    namespace.addVariable({
+        componentOf: line,
+        browseName: "SerialNumber",
+        nodeId: "s=PressLine.SerialNumber",
+        dataType: DataType.String,
+        accessLevel: "CurrentRead",
+        userAccessLevel: "CurrentRead",
+        value: new Variant({ dataType: DataType.String, value: "NP-2024-0815" }),
+    });
     const pressure = namespace.addAnalogDataItem({
         componentOf: line,
         browseName: "Pressure",
@@ -193,6 +259,9 @@ async function main() {
         setInterval(() => writeStatus(args.statusFile, server.engine), 200);
     }
 
+    if (args.logSessions) {
+        logSessions(server, args.maxSessions);
+    }
     await server.start();
     const url = server.getEndpointUrl();
     console.log(`ready ${url} namespace ${NAMESPACE} = ns=${namespace.index}`);
