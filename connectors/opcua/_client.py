@@ -6,7 +6,9 @@ behind a small typed surface (:class:`Connection`), so the rest of the connector
 asyncua's types, its star imports or its configuration by attribute mutation.
 
 One :class:`Connection` is one session, always. asyncua's supervisor watches it (a read of
-the server state every ``watchdog_interval``) and, when the transport is lost, reconnects
+the server state every half ``watchdog_interval``, to be answered within the other half, so a
+connection that died without closing is found within ``watchdog_interval``; the warning says
+the connection is frozen and names the endpoint) and, when the transport is lost, reconnects
 with capped backoff by *re-activating the same session* on a new channel when the server
 still holds it, or closing it before creating a new one when it does not — so reconnect
 storms cannot pile up sessions on the server. Subscriptions are not restored by asyncua (it
@@ -388,7 +390,10 @@ class Connection:
         client = Client(
             s.endpoint,
             timeout=s.request_timeout,
-            watchdog_intervall=s.watchdog_interval,
+            # asyncua waits one `watchdog_intervall`, then reads the server state and waits at most
+            # as long again for the answer: half the configured interval each, so that a connection
+            # that went dead (a frozen network, a hung server) is found within the interval itself.
+            watchdog_intervall=s.watchdog_interval / 2,
             auto_reconnect=True,
             reconnect_max_delay=s.reconnect_max_delay,
             reconnect_request_timeout=max(s.request_timeout, s.reconnect_max_delay * 2),
@@ -468,7 +473,18 @@ class Connection:
                 client.disconnect_socket()
 
     async def _connection_lost(self, exc: Exception) -> None:
-        self._lost_reason = str(explain(exc, self.settings))
+        s = self.settings
+        if isinstance(exc, TimeoutError):
+            # Only the watchdog's read times out here (a request's own timeout does not end the
+            # connection): the socket is open and nothing gets through, as behind a network that
+            # drops packets without closing the connection.
+            self._lost_reason = (
+                f"no answer from {s.endpoint} to the watchdog's read of the server state within "
+                f"{min(s.watchdog_interval, s.session_timeout) / 2:g}s (reconnect.watchdog_interval "
+                f"{s.watchdog_interval:g}s): the connection is frozen"
+            )
+        else:
+            self._lost_reason = str(explain(exc, s))
 
     async def _watch(self) -> None:
         client = self._client

@@ -233,7 +233,10 @@ class ReconnectConfig(StrictModel):
     initial_delay: Duration = Field(default=1.0, gt=0, description="First wait before reconnecting.")
     max_delay: Duration = Field(default=30.0, gt=0, description="Longest wait between two attempts (capped backoff).")
     watchdog_interval: Duration = Field(
-        default=5.0, gt=0, description="How often the session is checked (a read of the server state)."
+        default=5.0,
+        gt=0,
+        description="The longest a connection that died without closing (a frozen network, a hung server) goes "
+        "unnoticed: the server state is read every half of it and must answer within the other half.",
     )
     request_timeout: Duration = Field(default=10.0, gt=0, description="How long one request may take.")
     session_timeout: Duration = Field(
