@@ -5,6 +5,9 @@ Every problem is reported at once, one line each, as ``file:line: key.path: what
     configs/cell.yaml:14: connectors[0].brokr: unknown key 'brokr' (did you mean 'broker'?)
 
 ``${VAR}`` and ``${VAR:-default}`` in values read the environment (``$${`` is a literal ``${``).
+No message ever quotes a secret: a value at a secret-typed key (``SecretStr``) or under a key
+whose name says it is one (``password``, ``token``…) is left out of "(got …)" and masked as
+``***`` wherever a message would repeat it (see :mod:`gateway.secrets`).
 The models themselves live beside their components; :func:`config_model` assembles the whole
 file's model from the registered connector and sink types and the registered top-level
 sections (``machines:``, see :func:`gateway.registry.register_section`).
@@ -31,6 +34,7 @@ from pydantic_core import ErrorDetails
 
 from gateway.errors import ConfigError, ConfigProblem
 from gateway.registry import component_types, sections
+from gateway.secrets import SecretRegistry, is_secret_annotation, is_secret_key, secret_values
 from gateway.settings import ComponentConfig, ConnectorConfig, GatewaySettings, SinkConfig, StrictModel
 
 __all__ = [
@@ -558,9 +562,50 @@ def _message(error: ErrorDetails, model: type[BaseModel], data: Any, loc: Loc) -
     message = error["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
-    if kind not in ("value_error", "assertion_error") and not isinstance(error.get("input"), dict | list):
+    if (
+        kind not in ("value_error", "assertion_error")
+        and not isinstance(error.get("input"), dict | list)
+        and not _secret_at(model, data, loc)
+    ):
         message += f" (got {error.get('input')!r:.60})"
     return loc, message
+
+
+def _secret_at(model: type[BaseModel], data: Any, loc: Loc) -> bool:
+    """True when the value at ``loc`` is (or is inside) a secret: a key so named, or a SecretStr field."""
+    for end in range(len(loc)):
+        part = loc[end]
+        if isinstance(part, int):
+            continue
+        if is_secret_key(part):
+            return True
+        parent = _model_at(model, data, loc[:end])
+        field = parent.model_fields.get(part) if parent is not None else None
+        if field is not None and is_secret_annotation(field.annotation):
+            return True
+    return False
+
+
+def _raw_secrets(model: type[BaseModel], data: Any) -> set[str]:
+    """The secret values in plain data as read from YAML: under secret-named keys (any type, since
+    the value may be the wrong one) and at SecretStr fields, and passwords written inside URLs."""
+    found = secret_values(data)
+
+    def walk(value: Any, loc: Loc) -> None:
+        if isinstance(value, dict):
+            parent = _model_at(model, data, loc)
+            for key, child in value.items():
+                field = parent.model_fields.get(str(key)) if parent is not None else None
+                if field is not None and is_secret_annotation(field.annotation):
+                    found.update(secret_values({"secret": child}))
+                else:
+                    walk(child, (*loc, str(key)))
+        elif isinstance(value, list):
+            for index, child in enumerate(value):
+                walk(child, (*loc, index))
+
+    walk(data, ())
+    return found
 
 
 def validate_data(
@@ -595,10 +640,13 @@ def validate_data(
             if section.check is not None:
                 found.extend(section.check(config))
     if found:
+        # The last line: a validator's own message may quote a value (a URL with a password in it).
+        secrets = SecretRegistry()
+        secrets.add(_raw_secrets(model, data))
         problems = []
         for loc, message in found:
             file, line = _locate(locations, loc, default_file)
-            problems.append(ConfigProblem(file, line, format_loc(loc), message))
+            problems.append(ConfigProblem(file, line, format_loc(loc), secrets.mask(message)))
         raise ConfigError(problems)
     assert config is not None
     return config

@@ -27,7 +27,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -143,7 +143,7 @@ class ConnectionSettings:
     private_key: str | None = None
     pki: Pki | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a repr (tracebacks, debug logs)
     user_certificate: str | None = None
     user_private_key: str | None = None
     request_timeout: float = 10.0

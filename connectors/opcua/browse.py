@@ -43,7 +43,7 @@ class BrowseOptions:
     start: str = "Objects"
     security: str = "None"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a repr (tracebacks, debug logs)
     yaml: bool = False
     data_dir: Path = Path("data")
     name: str | None = None

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import Discriminator, Field, SecretStr, Tag, field_validator, model_validator
 
 from connectors.opcua.nodes import NodeRef, is_node_id, parse_browse_path, parse_node_id
 from gateway.settings import ConnectorConfig, StrictModel
@@ -192,7 +192,9 @@ class AuthConfig(StrictModel):
     """Who the gateway is on the server: anonymous (no auth block), user name and password, or X.509."""
 
     username: str | None = Field(default=None, description="User name (write ${OPC_USER} to read it from the env).")
-    password: str | None = Field(default=None, description="Password (write ${OPC_PASSWORD}).")
+    password: SecretStr | None = Field(
+        default=None, description="Password (write ${OPC_PASSWORD}); never shown or logged."
+    )
     certificate: Path | None = Field(default=None, description="X.509 user certificate (instead of a password).")
     private_key: Path | None = Field(default=None, description="Private key of the X.509 user certificate.")
 

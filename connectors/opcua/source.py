@@ -144,7 +144,7 @@ class OpcUaSource(Source):
             private_key=private_key,
             pki=pki,
             username=auth.username if auth else None,
-            password=auth.password if auth else None,
+            password=auth.password.get_secret_value() if auth and auth.password is not None else None,
             user_certificate=str(auth.certificate) if auth and auth.certificate else None,
             user_private_key=str(auth.private_key) if auth and auth.private_key else None,
             request_timeout=config.reconnect.request_timeout,

@@ -73,7 +73,9 @@ from gateway.http.models import (
 )
 from gateway.http.overview import build_cards
 from gateway.http.rates import RateTracker
+from gateway.http.security import LoginLimit, SecurityHeaders
 from gateway.latest import LatestValues
+from gateway.secrets import masked_dump
 from gateway.units import parse_duration
 
 __all__ = ["AppContext", "create_app", "parse_time"]
@@ -91,7 +93,6 @@ TIME_LIMIT_NS = 2**62
 _TIME_LIMITS = " and ".join(
     (_EPOCH + timedelta(microseconds=sign * TIME_LIMIT_NS // 1000)).strftime("%Y-%m-%d") for sign in (-1, 1)
 )
-_SECRET_KEY = re.compile(r"password|token|secret|private_key|passphrase", re.IGNORECASE)
 
 
 def _no_history() -> HistoryReader | None:
@@ -172,16 +173,6 @@ def parse_time(text: str | None, now_ns: int, default_ns: int) -> int:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return (parsed - _EPOCH) // timedelta(microseconds=1) * 1000  # exact: timestamp() is a float
-
-
-def _mask(value: Any, key: str = "") -> Any:
-    if isinstance(value, dict):
-        return {k: _mask(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask(v, key) for v in value]
-    if key and _SECRET_KEY.search(key) and value not in (None, ""):
-        return "***"
-    return value
 
 
 class _AuthMiddleware:
@@ -331,7 +322,11 @@ def create_app(ctx: AppContext) -> FastAPI:
     async def whoami(request: Request) -> WhoAmI:
         """The caller's role (the page hides admin-only parts for viewers)."""
         role = _role(request)
-        return WhoAmI(role="admin" if role is Role.ADMIN else "viewer", auth=ctx.settings.auth.configured)
+        return WhoAmI(
+            role="admin" if role is Role.ADMIN else "viewer",
+            auth=ctx.settings.auth.configured,
+            plain_http=ctx.settings.plain_credentials,
+        )
 
     def config_state(role: Role) -> ConfigOut | None:
         if ctx.config_state is None:
@@ -373,7 +368,7 @@ def create_app(ctx: AppContext) -> FastAPI:
                 ComponentDetailOut(
                     **_component(s, ctx.rates),
                     detail=json.loads(json.dumps(s.detail, default=str)),
-                    config=_mask(config.model_dump(mode="json")) if config is not None else None,
+                    config=masked_dump(config) if config is not None else None,
                 )
             )
         return result
@@ -658,4 +653,8 @@ def create_app(ctx: AppContext) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(GZipMiddleware, minimum_size=1024)
     app.add_middleware(_AuthMiddleware, settings=ctx.settings)
+    # Outside the authentication: failed logins are counted from its 401s, and every answer
+    # (401 and 429 included) gets the security headers.
+    app.add_middleware(LoginLimit, settings=ctx.settings)
+    app.add_middleware(SecurityHeaders)
     return app

@@ -5,7 +5,8 @@
   ``Authorization: Bearer <token>``, or HTTP Basic with the role's username and password
   (the browser asks for them), or HTTP Basic with any username and the token as password.
 
-Secrets are compared in constant time. A refused request gets 401 with a ``WWW-Authenticate``
+Secrets are compared in constant time, as SHA-256 digests (so not even their length shows in the
+time an answer takes). A refused request gets 401 with a ``WWW-Authenticate``
 header (so the browser shows its login prompt); a viewer asking for admin data gets 403.
 """
 
@@ -14,7 +15,10 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import secrets
+import hashlib
+import hmac
+
+from pydantic import SecretStr
 
 from gateway.http.config import AuthSettings, Credential
 
@@ -27,8 +31,11 @@ class Role(enum.IntEnum):
     ADMIN = 2
 
 
-def _same(given: str, expected: str) -> bool:
-    return bool(expected) and secrets.compare_digest(given.encode(), expected.encode())
+def _same(given: str, expected: str | SecretStr) -> bool:
+    value = expected.get_secret_value() if isinstance(expected, SecretStr) else expected
+    # Equal-length digests: compare_digest's time depends on neither value nor its length.
+    given_digest = hashlib.sha256(given.encode()).digest()
+    return bool(value) and hmac.compare_digest(given_digest, hashlib.sha256(value.encode()).digest())
 
 
 def _matches(credential: Credential, token: str | None, user: str | None, password: str | None) -> bool:

@@ -14,45 +14,53 @@ accident::
 
 A **viewer** sees the overview, charts, series, the connections page and /metrics; an **admin**
 also sees each connector's and sink's details and its configuration (secrets masked).
+
+Credentials beyond loopback should travel encrypted: ``tls: {cert: …, key: …}`` serves the page
+and the API over HTTPS (without it the gateway warns at start and shows the admin a banner).
 """
 
 from __future__ import annotations
 
 import ipaddress
+from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator, model_validator
 
 from gateway.http.display import DisplayCatalogue, FieldDisplay
 from gateway.units import Duration
 
-__all__ = ["AuthSettings", "Credential", "HttpSettings", "OverviewSettings", "is_loopback"]
+__all__ = ["AuthSettings", "Credential", "HttpSettings", "HttpTls", "OverviewSettings", "is_loopback"]
 
 #: Shortest token or password accepted: guessable secrets would defeat the point of requiring one.
 MIN_SECRET = 12
 
 
 class _Strict(BaseModel):
-    # Same policy as gateway.settings.StrictModel (imported from there it would be a cycle).
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Same policy as gateway.settings.StrictModel (imported from there it would be a cycle): a
+    # number where text is expected is its text (``password: ${PW}`` with PW=918273645501234).
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
 
 
 class Credential(_Strict):
     """One role's credentials: a bearer token, a username and password, or both."""
 
-    token: str = Field(
-        default="",
+    token: SecretStr = Field(
+        default=SecretStr(""),
         description="Bearer token (Authorization: Bearer …), also accepted as the password of any username. "
-        "Read it from the environment, e.g. ${GATEWAY_ADMIN_TOKEN}. Empty: no token.",
+        "Read it from the environment, e.g. ${GATEWAY_ADMIN_TOKEN}. Empty: no token. Never shown or logged.",
     )
     username: str = Field(default="", description="Username for the browser's login prompt (HTTP Basic).")
-    password: str = Field(default="", description="Password for that username, from the environment.")
+    password: SecretStr = Field(
+        default=SecretStr(""), description="Password for that username, from the environment. Never shown or logged."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Credential:
-        if bool(self.username) != bool(self.password):
+        if bool(self.username) != bool(self.password.get_secret_value()):
             raise ValueError("give both username and password, or neither")
-        for what, secret in (("token", self.token), ("password", self.password)):
+        for what, value in (("token", self.token), ("password", self.password)):
+            secret = value.get_secret_value()
             if secret and len(secret) < MIN_SECRET:
                 raise ValueError(
                     f"the {what} is too short ({len(secret)} characters, at least {MIN_SECRET}); "
@@ -62,7 +70,7 @@ class Credential(_Strict):
 
     @property
     def configured(self) -> bool:
-        return bool(self.token or self.username)
+        return bool(self.token.get_secret_value() or self.username)
 
 
 class AuthSettings(_Strict):
@@ -115,6 +123,27 @@ class OverviewSettings(_Strict):
         return self._catalogue
 
 
+class HttpTls(_Strict):
+    """HTTPS for the page, the API and /metrics: the server's certificate and its private key."""
+
+    cert: Path = Field(
+        description="PEM file of the server's certificate (followed by its intermediate CAs, if any).",
+        examples=["/etc/gateway/tls/gateway.crt"],
+    )
+    key: Path = Field(
+        description="PEM file of the certificate's private key.", examples=["/etc/gateway/tls/gateway.key"]
+    )
+    key_password: SecretStr | None = Field(
+        default=None, description="Password of the key file, if it is encrypted (write ${GATEWAY_TLS_KEY_PASSWORD})."
+    )
+
+    @field_validator("key_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # `key_password: ${GATEWAY_TLS_KEY_PASSWORD:-}` with the variable unset: the key is not encrypted.
+        return None if value == "" else value
+
+
 class HttpSettings(_Strict):
     listen: str = Field(
         default="127.0.0.1:8080",
@@ -125,6 +154,17 @@ class HttpSettings(_Strict):
     )
     overview: OverviewSettings = Field(default=OverviewSettings(), description="How the overview page groups cards.")
     enabled: bool = Field(default=True, description="Set to false to run without the web page, API and /metrics.")
+    tls: HttpTls | None = Field(
+        default=None,
+        description="Serve over HTTPS with this certificate and key: {cert: server.crt, key: server.key}. "
+        "Without it, credentials sent to a listen address beyond loopback travel in clear text.",
+    )
+    trusted_proxies: list[str] = Field(
+        default=[],
+        description="Addresses (or networks, 10.0.0.0/8) of reverse proxies whose X-Forwarded-For header names "
+        "the real client, for the limit on failed logins. Empty (the default): the header is ignored and the "
+        "client is the peer address (behind a proxy, the proxy's).",
+    )
 
     @field_validator("listen")
     @classmethod
@@ -132,6 +172,16 @@ class HttpSettings(_Strict):
         host, sep, port = value.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
             raise ValueError(f"{value!r} is not host:port, e.g. 127.0.0.1:8080 or 0.0.0.0:8080")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)") from None
         return value
 
     @model_validator(mode="after")
@@ -142,6 +192,11 @@ class HttpSettings(_Strict):
                 "e.g. auth: {viewer: {token: ${GATEWAY_VIEWER_TOKEN}}} (or listen on 127.0.0.1)"
             )
         return self
+
+    @property
+    def plain_credentials(self) -> bool:
+        """Credentials are required and would cross the network unencrypted (no TLS, beyond loopback)."""
+        return self.enabled and self.auth.configured and self.tls is None and not is_loopback(self.host)
 
     @property
     def host(self) -> str:

@@ -58,6 +58,11 @@ class Readiness(BaseModel):
 class WhoAmI(BaseModel):
     role: Literal["viewer", "admin"]
     auth: bool = Field(description="False when no credential is configured (loopback only).")
+    plain_http: bool = Field(
+        default=False,
+        description="True when credentials cross the network unencrypted: listening beyond loopback "
+        "without gateway.http.tls (the page shows the admin a warning).",
+    )
 
 
 class ReloadOut(BaseModel):

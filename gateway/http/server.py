@@ -5,6 +5,10 @@
 closes: live streams end at once, open requests get a few seconds to finish. uvicorn's own
 signal handling is switched off — SIGINT/SIGTERM/SIGHUP belong to the gateway. The runtime
 builds the :class:`~gateway.http.app.AppContext`: this package never imports the runtime.
+
+With ``gateway.http.tls`` the listening socket speaks HTTPS (the certificate is loaded before
+binding: an unusable one is a clear error, like a taken port). Credentials required beyond
+loopback over plain HTTP are worth one warning at start.
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Generator
+import ssl
+from collections.abc import Callable, Generator
 from types import TracebackType
 from typing import Self
 
@@ -20,6 +25,7 @@ import uvicorn
 
 from gateway.errors import GatewayError
 from gateway.http.app import AppContext, create_app
+from gateway.http.security import server_tls_context
 from gateway.logs import component_logger
 
 __all__ = ["HttpServer"]
@@ -54,6 +60,13 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _fixed_context(context: ssl.SSLContext) -> Callable[[uvicorn.Config, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
+    def factory(config: uvicorn.Config, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        return context
+
+    return factory
+
+
 class HttpServer:
     """The web page, API and /metrics.
 
@@ -81,11 +94,13 @@ class HttpServer:
         host = self.settings.host
         if host in ("0.0.0.0", "::"):
             host = "127.0.0.1"
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        scheme = "https" if self.settings.tls is not None else "http"
+        return f"{scheme}://{f'[{host}]' if ':' in host else host}:{self.port}"
 
     async def run(self, started: asyncio.Future[None]) -> None:
         """Serve until :meth:`request_stop`; ``started`` resolves once listening (or fails with why not)."""
         try:
+            tls = server_tls_context(self.settings.tls) if self.settings.tls is not None else None
             self._socket = _bind(self.settings.host, self.settings.port)
         except GatewayError as exc:
             started.set_exception(exc)
@@ -99,6 +114,8 @@ class HttpServer:
             ws="none",
             timeout_graceful_shutdown=3,
             server_header=False,
+            # uvicorn wraps the socket it is given with this context (asyncio's create_server(ssl=…)).
+            ssl_context_factory=_fixed_context(tls) if tls is not None else None,
         )
         server = self._server = _Server(config)
         try:
@@ -114,6 +131,13 @@ class HttpServer:
                     return
                 rates = tasks.create_task(self._sample_rates(), name="http:rates")
                 log.info("web page, API and /metrics on %s", self.url)
+                if self.settings.plain_credentials:
+                    log.warning(
+                        "the web page listens on %s over plain HTTP: passwords and tokens cross the network "
+                        "unencrypted; set gateway.http.tls: {cert: …, key: …} (or listen on 127.0.0.1 behind "
+                        "an HTTPS reverse proxy)",
+                        self.settings.listen,
+                    )
                 started.set_result(None)
                 await self._stop.wait()
                 # Live streams end at once; open requests get a few seconds (timeout_graceful_shutdown).

@@ -97,7 +97,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Final, NamedTuple, Protocol, Self
@@ -249,7 +249,7 @@ class LinkOptions:
     protocol: str = "5"  # "5" or "3.1.1"
     ssl: ssl.SSLContext | None = None
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a repr (tracebacks, debug logs)
     keepalive: float = 30.0
     clean_start: bool = False
     session_expiry: int = 7 * 86400  # MQTT 5; 3.1.1 keeps a session whenever clean_start is false

@@ -653,7 +653,7 @@ class Connect:
     clean_start: bool
     keepalive: int
     username: str | None = None
-    password: bytes | None = None
+    password: bytes | None = field(default=None, repr=False)  # never in a repr (tracebacks, debug logs)
     will: Will | None = None
     properties: Properties | None = None
 

@@ -117,7 +117,11 @@ async def test_health_endpoints_need_no_credentials(client: httpx.AsyncClient) -
 
 async def test_viewer_cannot_see_connector_details_admin_can_with_secrets_masked(client: httpx.AsyncClient) -> None:
     viewer = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
-    assert (await client.get("/api/whoami", headers=viewer)).json() == {"role": "viewer", "auth": True}
+    assert (await client.get("/api/whoami", headers=viewer)).json() == {
+        "role": "viewer",
+        "auth": True,
+        "plain_http": True,
+    }
     assert (await client.get("/api/components/energy", headers=viewer)).status_code == 403
 
     admin = {"Authorization": basic("capo", ADMIN_PASSWORD)}

@@ -56,7 +56,12 @@ def test_the_contract_block_validates_as_written(tmp_path: Path, monkeypatch: py
     cnc = config.connectors[0]
     assert isinstance(cnc, OpcUaConfig)
     assert cnc.security.policy == "Basic256Sha256" and cnc.security.mode == "SignAndEncrypt"
-    assert cnc.auth is not None and cnc.auth.username == "operator" and cnc.auth.password == "s3cret"
+    assert (
+        cnc.auth is not None
+        and cnc.auth.username == "operator"
+        and cnc.auth.password is not None
+        and cnc.auth.password.get_secret_value() == "s3cret"
+    )
     assert cnc.subscription.publishing_interval == 0.5 and cnc.subscription.sampling_interval == 0.25
     first, second, third = cnc.nodes
     assert isinstance(first, NodeSpec) and first.deadband is not None and first.deadband.absolute == 5

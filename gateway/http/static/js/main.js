@@ -7,6 +7,7 @@ import { clear } from "./dom.js";
 import { showOverview } from "./overview.js";
 import { showMachine } from "./machine.js";
 import { showConnections } from "./connections.js";
+import { showPlainHttpBanner } from "./banner.js";
 
 const view = document.getElementById("view");
 let leave = null; // cleanup of the current view
@@ -41,3 +42,4 @@ fetch("/api/status").then((r) => r.json()).then((s) => {
   document.title = s.gateway.name;
 }).catch(() => {});
 route();
+showPlainHttpBanner(document.querySelector("header.top"));
