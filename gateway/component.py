@@ -33,7 +33,6 @@ from typing import Any, ClassVar, Protocol
 
 from gateway.history import HistoryReader
 from gateway.point import Point
-from gateway.secrets import SECRETS
 
 __all__ = [
     "Emit",
@@ -65,6 +64,7 @@ class State(enum.StrEnum):
     RECONNECTING = "reconnecting"
     BACKOFF = "backoff"  # failed, waiting before the supervisor restarts it
     UNAUTHORIZED = "unauthorized"
+    DISK_FULL = "disk_full"  # its files cannot grow (ENOSPC, SQLITE_FULL): points wait unacknowledged
     STOPPING = "stopping"
     STOPPED = "stopped"
 
@@ -90,7 +90,15 @@ class Histogram:
 
 @dataclass
 class Status:
-    """The live state of one connector or sink, plus its counters."""
+    """The live state of one connector or sink, plus its counters.
+
+    ``state`` is what everyone reads (logs, API, /metrics, /readyz). Two writers feed it: the
+    component's life cycle (:meth:`set_state`: running, backoff …) and a *condition* that
+    outranks it while it lasts (:meth:`set_condition`: the disk is full). A condition is set by
+    whoever sees it (a sink's disk queue, the historian) and cleared by them; meanwhile the
+    route may go on setting running/backoff, which is remembered and shown again once the
+    condition is cleared. Stopping and stopped always show: they say what the process does.
+    """
 
     name: str
     kind: str  # "connector" or "sink"
@@ -104,18 +112,37 @@ class Status:
     histograms: dict[str, Histogram] = field(default_factory=dict)
     #: called after every change of state (the runtime records connectors' states in the link journal)
     on_change: Callable[[Status], None] | None = field(default=None, repr=False, compare=False)
+    #: What outranks the life-cycle state while it lasts (None: nothing); see the class docstring.
+    condition: State | None = None
+    _lifecycle: State = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._lifecycle = self.state
 
     def set_state(self, state: State) -> None:
+        """The component's life-cycle state; shown unless a condition outranks it."""
+        self._lifecycle = state
+        if self.condition is not None and state not in (State.STOPPING, State.STOPPED):
+            state = self.condition
         if state is not self.state:
             self.state = state
             self.since = time.time()
             if self.on_change is not None:
                 self.on_change(self)
 
+    @property
+    def lifecycle(self) -> State:
+        """The life-cycle state (what ``state`` shows unless a condition outranks it): for the
+        component's own decisions, which a full disk does not change."""
+        return self._lifecycle
+
+    def set_condition(self, condition: State | None) -> None:
+        """Show ``condition`` instead of the life-cycle state until it is cleared (None)."""
+        self.condition = condition
+        self.set_state(self._lifecycle)
+
     def record_error(self, message: str) -> None:
-        # Shown by /api/status, /readyz, the page and the logs: a configured secret an error
-        # text quotes (a URL, a library's message) is masked here, once for all of them.
-        self.last_error = SECRETS.mask(message)
+        self.last_error = message
         self.last_error_at = time.time()
 
     def count(self, name: str, amount: int = 1) -> None:

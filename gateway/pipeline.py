@@ -116,6 +116,8 @@ class SinkWriter:
         self.backoff = backoff
         self._stopping = stopping
         self._unauthorized_retry = unauthorized_retry
+        #: the last write failure (the status' last_error may name another trouble since: a full disk)
+        self._failure: str | None = None
 
     async def attempt(self, write: Callable[[], Awaitable[None]], count: int) -> float | None:
         started = time.perf_counter()
@@ -147,9 +149,10 @@ class SinkWriter:
         return None
 
     def _failed(self, state: State, message: str, delay: float) -> float:
+        self._failure = message
         self.status.count("write_errors")
         self.status.record_error(message)
-        if self.status.state is not state:
+        if self.status.lifecycle is not state:
             self.log.warning(
                 "write failed (%s): %s; the points are kept and the write is retried", state.value, message
             )
@@ -161,6 +164,6 @@ class SinkWriter:
     def _recovered(self) -> None:
         self.backoff.reset()
         self.status.detail.pop("retry_in_seconds", None)
-        if self.status.state in (State.BACKOFF, State.UNAUTHORIZED):
-            self.log.info("writing again after: %s", self.status.last_error)
+        if self.status.lifecycle in (State.BACKOFF, State.UNAUTHORIZED):
+            self.log.info("writing again after: %s", self._failure or self.status.last_error)
             self.status.set_state(State.STOPPING if self._stopping() else State.RUNNING)

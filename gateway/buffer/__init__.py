@@ -14,15 +14,17 @@ confirms each batch.
 
 from gateway.buffer._migrate import adopt_buffer
 from gateway.buffer._queue import DiskQueue, format_size, resolve_buffer_settings
-from gateway.buffer._segments import Batch, BufferDamage, RecordRef, SegmentLog
+from gateway.buffer._segments import Batch, BufferDamage, BufferInUse, RecordRef, SegmentLog, is_disk_full
 
 __all__ = [
     "Batch",
     "BufferDamage",
+    "BufferInUse",
     "DiskQueue",
     "RecordRef",
     "SegmentLog",
     "adopt_buffer",
     "format_size",
+    "is_disk_full",
     "resolve_buffer_settings",
 ]

@@ -6,6 +6,10 @@ left there were acknowledged to their sources: they must be sent, never silently
 :func:`adopt_buffer` moves the old folder's segment files into the new one, numbered after the
 new folder's own, so the sink's queue finds and sends them like its own.
 
+Each file arrives whole or not at all (across filesystems it is copied under a ``.tmp`` name
+and renamed), so a disk that fills up during the move leaves the rest in the old folder, to be
+moved at the next try, never a half file that would look damaged.
+
 The old folder's ``ack`` offset is not carried over: the part of its first segment that was
 already confirmed is sent again (writes are idempotent: the same series and timestamp
 overwrite), which re-sends a little and never loses anything.
@@ -46,6 +50,29 @@ def _first_unconfirmed(folder: Path) -> int | None:
         return None
 
 
+def _move(path: Path, target: Path) -> None:
+    """A rename on the same filesystem; across filesystems a synced copy renamed into place, then
+    the original deleted."""
+    try:
+        os.rename(path, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    else:
+        return
+    partial = target.with_name(target.name + ".tmp")  # (SegmentLog.open deletes *.tmp leftovers)
+    try:
+        shutil.copyfile(path, partial)
+        with open(partial, "rb+") as file:
+            os.fsync(file.fileno())
+        os.replace(partial, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+        raise
+    path.unlink()
+
+
 def adopt_buffer(old: Path, new: Path, log: Logger) -> int:
     """Move the unconfirmed segment files of ``old`` into ``new``; returns how many files moved."""
     if not old.is_dir():
@@ -81,7 +108,7 @@ def adopt_buffer(old: Path, new: Path, log: Logger) -> int:
             target = new / segment_name(next_seq)
             next_seq += 1
             size += path.stat().st_size
-            shutil.move(path, target)  # a rename on the same filesystem, a copy across filesystems
+            _move(path, target)
         for leftover in ("ack", "ack.tmp"):
             (old / leftover).unlink(missing_ok=True)
     finally:

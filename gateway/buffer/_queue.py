@@ -9,6 +9,21 @@ the store has them: a crash at any moment resends, never loses.
 A store that is down does not slow collection: points go on queuing on disk up to
 ``max_size``; then ``drop_oldest`` drops whole oldest segment files (counted exactly, logged
 once per episode) or ``block`` makes ``put`` wait (back-pressure to the sources).
+
+A disk that cannot be written never stops the gateway, and never costs an acknowledged point:
+
+- the files are opened by :meth:`DiskQueue.run`, not when the queue is built, and that is
+  retried with backoff while it fails (a gateway started on a full disk comes up and waits);
+  until then ``put`` waits, so nothing is acknowledged to the sources (MQTT QoS 1/2 messages
+  stay with the broker). Only the folder's lock is taken at once: a second gateway on the
+  same folder is refused at its start;
+- a group commit that fails keeps its points in memory, not acknowledged, and is retried with
+  backoff; beyond ``MAX_PENDING_BYTES`` ``put`` waits.
+
+While either lasts the sink shows the condition ``disk_full`` (the filesystem has no room:
+ENOSPC, EDQUOT) or ``backoff`` (another error), one log line per episode says how many points
+wait unacknowledged, and one more says when the buffer is written again. A full disk is not
+``max_size``: nothing is dropped for it, the points wait at their sources instead.
 """
 
 from __future__ import annotations
@@ -22,8 +37,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.buffer._migrate import adopt_buffer
-from gateway.buffer._segments import HEADER_SIZE, Batch, SegmentLog
-from gateway.component import OnStored, Status
+from gateway.buffer._segments import HEADER_SIZE, Batch, BufferInUse, SegmentLog, is_disk_full
+from gateway.component import OnStored, State, Status
+from gateway.errors import GatewayError
 from gateway.lineprotocol import encode_batch, parse
 from gateway.pipeline import Backoff
 from gateway.point import Point
@@ -93,9 +109,8 @@ class DiskQueue:
         self.batch_size = batch_size
         self.log = log
         self.status = Status(name=directory.name, kind="sink", type="buffer")
-        for previous in adopt:
-            if previous.resolve() != directory.resolve():
-                adopt_buffer(previous, directory, log)
+        #: folders whose files this queue takes over when it opens (a buffer moved by the config)
+        self._adopt = [previous for previous in adopt if previous.resolve() != directory.resolve()]
         self.store = SegmentLog(
             directory,
             max_size=settings.max_size,
@@ -103,7 +118,12 @@ class DiskQueue:
             segment_size=segment_size,
             log=log,
         )
-        self.store.open()
+        try:
+            self.store.lock()
+        except BufferInUse:
+            raise  # another gateway's buffer: refuse to start rather than share it
+        except (OSError, GatewayError):
+            pass  # a full or read-only disk: run() opens the folder once it can
         self.data = asyncio.Event()
         self.wake_at = 1
         self._pending: list[tuple[bytes, int]] = []
@@ -119,20 +139,16 @@ class DiskQueue:
         self._disk_work: set[asyncio.Future[Any]] = set()  # segment-file work running in worker threads
         self._deadline = float("inf")
         self._disk_backoff = Backoff(initial=0.5, cap=10.0)
-        # A resumed backlog is sent at once, not after a flush interval.
-        self._unsent_since: float | None = time.monotonic() - 3600 if self.store.depth_points else None
+        self._unsent_since: float | None = None
         self._drop_episode: int | None = None  # points dropped in the current full-buffer episode
         self._blocked = False
-        if self.store.depth_points:
-            log.info(
-                "resuming: %d points (%s) were waiting in the buffer %s",
-                self.store.depth_points,
-                format_size(self.store.depth_bytes),
-                directory,
-            )
+        self._opened = False
+        #: what keeps the files from being written now (None: nothing), and since when
+        self._trouble: str | None = None
+        self._trouble_since = 0.0
+        self._condition: State | None = None
 
     def attach(self, status: Status, log: logging.LoggerAdapter[logging.Logger]) -> None:
-        first = self.status.type == "buffer"  # the placeholder status of a queue not attached yet
         self.status = status
         self.log = log
         for counter in ("points_buffered", "points_retried", "points_dropped"):
@@ -142,10 +158,7 @@ class DiskQueue:
             max_size=self.settings.max_size,
             overflow=self.settings.overflow,
         )
-        if first:
-            for damage in self.store.damage:
-                status.record_error(damage.describe())
-                status.count("buffer_damaged_bytes", damage.end - damage.start)
+        status.set_condition(self._condition)  # (a new sink's status after a reconfiguration)
         self.update_gauges()
 
     def reconfigure(self, settings: BufferSettings, batch_size: int) -> None:
@@ -181,7 +194,8 @@ class DiskQueue:
         # What they take on disk at most: each chunk a record with its header (the committer
         # may join chunks into fewer records), so that ``block`` keeps the files under max_size.
         nbytes = sum(len(body) + HEADER_SIZE for body, _ in chunks)
-        while not self._closing and self._must_wait(nbytes):
+        # Until the files are open nothing can be made durable: the sources wait, unacknowledged.
+        while not self._closing and (not self._opened or self._must_wait(nbytes)):
             self._space.clear()
             await self._space.wait()
         self._pending.extend(chunks)
@@ -212,12 +226,54 @@ class DiskQueue:
         return True
 
     async def run(self) -> None:
-        """The group committer, until the queue is closed and everything queued is on disk."""
+        """Open the files (retried while the disk refuses), then the group committer until the
+        queue is closed and everything queued is on disk."""
         try:
-            await self._commit_forever()
+            if await self._open():
+                await self._commit_forever()
+            elif self._pending_points:
+                self._lost_at_stop()
         finally:
             self._committer_done = True
             self.data.set()  # the route watches for the committer's end during a stop
+
+    async def _open(self) -> bool:
+        """Take over moved folders and open the files, retrying with backoff; False if a stop came first."""
+        while not self._closing:
+            try:
+                await self._on_disk(self._open_files)
+            except (OSError, GatewayError) as exc:
+                self._disk_trouble(exc, "cannot open")
+                await self._retry_wait()
+                continue
+            self._opened_now()
+            return True
+        return False
+
+    def _open_files(self) -> None:  # (in a worker thread)
+        for previous in self._adopt:
+            adopt_buffer(previous, self.directory, self.log)
+        self._adopt = []
+        self.store.open()
+
+    def _opened_now(self) -> None:
+        self._opened = True
+        store = self.store
+        for damage in store.damage:
+            self.status.record_error(damage.describe())
+            self.status.count("buffer_damaged_bytes", damage.end - damage.start)
+        if store.depth_points:
+            self._unsent_since = time.monotonic() - 3600  # a resumed backlog is sent at once
+            self.log.info(
+                "resuming: %d points (%s) were waiting in the buffer %s",
+                store.depth_points,
+                format_size(store.depth_bytes),
+                self.directory,
+            )
+        self._disk_recovered()
+        self._space.set()
+        self.data.set()
+        self.update_gauges()
 
     def settled(self) -> bool:
         return self._committer_done
@@ -243,10 +299,10 @@ class DiskQueue:
                 dropped = await self._on_disk(self.store.append, records)
             except OSError as exc:
                 self._pending[:0], self._pending_done[:0] = chunks, dones
-                if not await self._disk_failed(exc, npoints):
+                if not await self._disk_failed(exc):
                     return
                 continue
-            self._disk_backoff.reset()
+            self._disk_recovered()
             self._pending_bytes -= nbytes
             self._pending_points -= npoints
             self._space.set()
@@ -264,25 +320,13 @@ class DiskQueue:
                 self.data.set()
             self.update_gauges()
 
-    async def _disk_failed(self, exc: OSError, points: int) -> bool:
+    async def _disk_failed(self, exc: OSError) -> bool:
         """The buffer file cannot be written: keep the points in memory and retry (False: give up)."""
-        message = f"cannot write the buffer in {self.directory}: {exc.strerror or exc}"
-        if self.status.last_error != message:
-            self.log.error(
-                "%s; %d points wait in memory (not acknowledged to their sources) and the write is retried",
-                message,
-                points,
-            )
-        self.status.record_error(message)
+        self._disk_trouble(exc, "cannot write")
         self.status.count("buffer_write_errors")
         delay = self._disk_backoff.next_delay()
         if self._closing and time.monotonic() + delay > self._deadline:
-            self.status.count("points_lost_on_shutdown", self._pending_points)
-            self.log.error(
-                "stopping with %d points that could not be written to the buffer (their sources were not "
-                "acknowledged: MQTT QoS 1/2 messages are redelivered)",
-                self._pending_points,
-            )
+            self._lost_at_stop()
             return False
         if self._closing:
             await asyncio.sleep(delay)  # (the retry comes before the deadline)
@@ -290,6 +334,63 @@ class DiskQueue:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._close_requested.wait(), delay)
         return True
+
+    async def _retry_wait(self) -> None:
+        """Wait out the disk's backoff, or until a stop is requested."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._close_requested.wait(), self._disk_backoff.next_delay())
+
+    def _lost_at_stop(self) -> None:
+        self.status.count("points_lost_on_shutdown", self._pending_points)
+        self.log.error(
+            "stopping with %d points that could not be written to the buffer (their sources were not "
+            "acknowledged: MQTT QoS 1/2 messages are redelivered)",
+            self._pending_points,
+        )
+
+    def _disk_trouble(self, exc: BaseException, doing: str) -> None:
+        """Show why the files cannot be written (disk_full or backoff); log once per episode."""
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        full = is_disk_full(exc)
+        if full:
+            message = f"the disk holding the buffer {self.directory} is full ({reason})"
+        elif isinstance(exc, OSError):
+            message = f"{doing} the buffer in {self.directory}: {reason}"
+        else:
+            message = reason  # a GatewayError names the folder already
+        self._condition = State.DISK_FULL if full else State.BACKOFF
+        self.status.record_error(message)
+        self.status.set_condition(self._condition)
+        if self._trouble == message:
+            return
+        if self._trouble is None:
+            self._trouble_since = time.monotonic()
+        self._trouble = message
+        if self._opened:
+            waiting = (
+                f"{self._pending_points} points ({format_size(self._pending_bytes)}) wait in memory, not "
+                "acknowledged to their sources (MQTT QoS 1/2 messages stay with the broker), and what comes next "
+                "waits at the sources"
+            )
+        else:
+            waiting = "points wait at their sources, not acknowledged (MQTT QoS 1/2 messages stay with the broker)"
+        self.log.error(
+            "%s; %s%s; retrying until it works", message, waiting, ": free some space on that disk" if full else ""
+        )
+
+    def _disk_recovered(self) -> None:
+        self._disk_backoff.reset()
+        if self._trouble is None:
+            return
+        self.log.info(
+            "the buffer %s is written again after %.0fs (%s)",
+            self.directory,
+            time.monotonic() - self._trouble_since,
+            self._trouble,
+        )
+        self._trouble = None
+        self._condition = None
+        self.status.set_condition(None)
 
     def _dropped(self, count: int) -> None:
         self.status.count("points_dropped", count)
@@ -355,7 +456,7 @@ class DiskQueue:
         return 0  # everything the committer wrote stays on disk; what it could not write was counted
 
     def update_gauges(self) -> None:
-        oldest = self.store.oldest_ns() if not self.store.closed else None
+        oldest = self.store.oldest_ns() if self.store.opened and not self.store.closed else None
         self.status.detail.update(
             depth_points=self.store.depth_points,
             depth_bytes=self.store.depth_bytes,

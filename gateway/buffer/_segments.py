@@ -48,7 +48,7 @@ from typing import BinaryIO, Final, Literal
 
 from gateway.errors import GatewayError
 
-__all__ = ["Batch", "BufferDamage", "RecordRef", "SegmentLog"]
+__all__ = ["Batch", "BufferDamage", "BufferInUse", "RecordRef", "SegmentLog", "is_disk_full"]
 
 HEADER: Final = struct.Struct("<2sBBIIqI")
 HEADER_SIZE: Final = HEADER.size  # 24
@@ -62,6 +62,18 @@ _SUFFIX = ".log"
 
 Overflow = Literal["drop_oldest", "block"]
 Logger = logging.Logger | logging.LoggerAdapter[logging.Logger]
+
+#: errno values that mean "no room on this filesystem" (a full disk, or the user's quota).
+_DISK_FULL: Final = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+class BufferInUse(GatewayError):
+    """Another running gateway holds the buffer folder (its lock file)."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the OS error it was raised from) says the filesystem has no room left."""
+    return any(isinstance(error, OSError) and error.errno in _DISK_FULL for error in (exc, exc.__cause__))
 
 
 def segment_name(seq: int) -> str:
@@ -184,17 +196,35 @@ class SegmentLog:
         self.depth_points = 0
         self.unread_points = 0
         self.damage: list[BufferDamage] = []
+        self.opened = False
         self.closed = False
+        self._ack_failing = False
 
     # --- opening -----------------------------------------------------------------------------
 
-    def open(self) -> None:
-        """Take the folder (one gateway at a time), check every segment, find where to resume."""
+    def lock(self) -> None:
+        """Take the folder for this gateway (created if missing); BufferInUse if another one has it.
+
+        Cheap and separate from :meth:`open`, so a second gateway on the same folder is refused
+        at its start, while the slow part (and a full disk's errors) can wait for ``open``.
+        """
+        if self._lock_fd is not None:
+            return
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise GatewayError(f"cannot create the buffer folder {self.directory}: {exc.strerror}") from None
+            raise GatewayError(f"cannot create the buffer folder {self.directory}: {exc.strerror}") from exc
         self._take_lock()
+
+    def open(self) -> None:
+        """Take the folder (one gateway at a time), check every segment, find where to resume.
+
+        May be called again after it failed (a full disk): it starts over from the files.
+        """
+        self.lock()
+        self._segments.clear()
+        self.depth_points = self.unread_points = 0
+        self.damage.clear()
         for leftover in self.directory.glob("*.tmp"):
             leftover.unlink(missing_ok=True)
         ack_seq, ack_offset = self._read_ack()
@@ -223,6 +253,7 @@ class SegmentLog:
         if first is not None:
             self._read_seq, self._read_offset = first.seq, first.acked
         self._write_ack()
+        self.opened = True
 
     def _take_lock(self) -> None:
         fd = os.open(self.directory / "lock", os.O_RDWR | os.O_CREAT, 0o644)
@@ -231,13 +262,15 @@ class SegmentLog:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise GatewayError(
+                raise BufferInUse(
                     f"the buffer folder {self.directory} is in use by another running gateway; "
                     "give each gateway its own gateway.buffer.path"
                 ) from None
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        # The pid is a note for people (the lock is the flock): a full disk must not refuse the folder.
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
         self._lock_fd = fd
 
     def _read_ack(self) -> tuple[int | None, int]:
@@ -293,11 +326,19 @@ class SegmentLog:
         finally:
             os.close(fd)
 
-    def _quarantine(self, path: Path) -> Path:
+    def _quarantine(self, path: Path) -> Path | None:
+        """A copy of a damaged file for inspection (None if the disk has no room for it: the
+        damage is still reported and skipped, the gateway goes on)."""
         folder = self.directory / "quarantine"
-        folder.mkdir(exist_ok=True)
         target = folder / f"{path.name}.{time.strftime('%Y%m%dT%H%M%S')}"
-        shutil.copyfile(path, target)
+        try:
+            folder.mkdir(exist_ok=True)
+            shutil.copyfile(path, target)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                target.unlink(missing_ok=True)
+            self.log.warning("cannot keep a copy of the damaged buffer file %s: %s", path, exc.strerror or exc)
+            return None
         return target
 
     # --- state -------------------------------------------------------------------------------
@@ -398,10 +439,14 @@ class SegmentLog:
             return active, self._active_fd
         self._seal_active()
         seq = self._next_seq
-        self._next_seq += 1
         path = self.directory / segment_name(seq)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        _sync_directory(self.directory)  # the new file's name must survive a power cut too
+        try:
+            _sync_directory(self.directory)  # the new file's name must survive a power cut too
+        except OSError:
+            os.close(fd)  # (the empty file is reused by the next try)
+            raise
+        self._next_seq += 1
         segment = _Segment(seq=seq, path=path, sealed=False)
         self._segments[seq] = segment
         self._active, self._active_fd = segment, fd
@@ -586,11 +631,28 @@ class SegmentLog:
         return lost
 
     def _write_ack(self) -> None:
+        """Record where the unconfirmed records start. Never raises: on a full disk the ack file
+        lags behind, which after a restart re-sends batches the store has (they overwrite
+        identical values) and never skips one."""
         first = next(iter(self._segments.values()), None)
         seq, offset = (first.seq, first.acked) if first is not None else (self._next_seq, 0)
         tmp = self.directory / "ack.tmp"
-        tmp.write_text(f"{seq} {offset}\n")
-        os.replace(tmp, self.directory / "ack")
+        try:
+            tmp.write_text(f"{seq} {offset}\n")
+            os.replace(tmp, self.directory / "ack")
+        except OSError as exc:
+            if not self._ack_failing:
+                self._ack_failing = True
+                self.log.warning(
+                    "cannot update the buffer's ack file in %s (%s): after a restart, batches the store already has "
+                    "may be sent again (they overwrite identical values)",
+                    self.directory,
+                    exc.strerror or exc,
+                )
+            return
+        if self._ack_failing:
+            self._ack_failing = False
+            self.log.info("the buffer's ack file in %s is up to date again", self.directory)
 
     def close(self) -> None:
         with self._lock:
@@ -601,7 +663,7 @@ class SegmentLog:
             for fd in self._read_fds.values():
                 os.close(fd)
             self._read_fds.clear()
-            with contextlib.suppress(OSError):
+            if self.opened:  # (a buffer never opened knows nothing its files do not say already)
                 self._write_ack()
             if self._lock_fd is not None:
                 os.close(self._lock_fd)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.buffer import DiskQueue, SegmentLog, adopt_buffer, resolve_buffer_settings
+from gateway.buffer import BufferInUse, DiskQueue, SegmentLog, adopt_buffer, resolve_buffer_settings
 from gateway.buffer._segments import segment_name
 from gateway.component import State
 from gateway.errors import SinkUnavailable
@@ -29,6 +29,7 @@ from gateway.pipeline import Backoff
 from gateway.point import Point
 from gateway.route import Route
 from gateway.settings import BatchPolicy, BufferSettings
+from tests.fixtures.small_filesystem import SmallFilesystem
 from tests.helpers import async_wait_until
 from tests.route.fakes import T0, LineSink, RecordingSink, numbers, pts
 
@@ -354,6 +355,174 @@ async def test_a_stop_while_the_disk_cannot_be_written_counts_the_points_lost(ro
     assert sink.stored == []
 
 
+def state(route: Route) -> State:
+    """The state the status shows now (a function: each call reads it again)."""
+    return route.status.state
+
+
+def disk_full_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "is full" in r.getMessage() and r.levelno >= logging.ERROR]
+
+
+async def test_a_full_disk_shows_disk_full_over_the_stores_backoff_once_per_episode(
+    routes: Routes, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = LineSink()
+    sink.down = SinkUnavailable("store down", retry_after=0.05)  # the store is down too
+    route = routes.build(sink)
+    queue = queue_of(route)
+    queue._disk_backoff = Backoff(initial=0.02, cap=0.05)
+    routes.start(route)
+    await route.put(pts(0, 10), noop)
+    await async_wait_until(lambda: route.status.state is State.BACKOFF, timeout=10)
+    failures = [1] * 5
+    failing_append(queue, failures)
+    acked: list[int] = []
+    with caplog.at_level(logging.INFO):
+        await route.put(pts(10, 10), lambda: acked.append(10))
+        await async_wait_until(lambda: route.status.state is State.DISK_FULL, timeout=10)
+        # The store's retries go on meanwhile: they must not hide the full disk.
+        writes = len(sink.attempts)
+        await async_wait_until(lambda: len(sink.attempts) >= writes + 2 and len(failures) <= 2, timeout=10)
+        assert state(route) is State.DISK_FULL or not failures
+        await async_wait_until(lambda: acked == [10], timeout=10)
+        assert state(route) is State.BACKOFF  # the disk has room again; the store is still down
+        assert route.status.counters["buffer_write_errors"] == 5
+        lines = disk_full_lines(caplog)
+        assert len(lines) == 1, lines  # one line per episode, saying what waits unacknowledged
+        assert "10 points" in lines[0] and "not acknowledged" in lines[0] and str(queue.directory) in lines[0]
+        assert "is written again" in caplog.text
+        sink.down = None
+        await async_wait_until(lambda: len(sink.stored) == 20, timeout=10)
+    assert state(route) is State.RUNNING
+    assert sink.stored == pts(0, 20)
+
+
+async def test_a_store_back_while_the_disk_is_full_shows_running_once_the_disk_has_room(routes: Routes) -> None:
+    sink = LineSink()
+    sink.down = SinkUnavailable("store down", retry_after=0.05)
+    route = routes.build(sink, batch_size=100, flush_interval=3600)
+    queue = queue_of(route)
+    queue._disk_backoff = Backoff(initial=0.02, cap=0.05)
+    routes.start(route)
+    await route.put(pts(0, 100), noop)  # a full batch: written as soon as the store takes it
+    await async_wait_until(lambda: route.status.state is State.BACKOFF, timeout=10)
+    failures = [1] * 1000
+    failing_append(queue, failures)
+    acked: list[int] = []
+    await route.put(pts(100, 10), lambda: acked.append(100))
+    await async_wait_until(lambda: route.status.state is State.DISK_FULL, timeout=10)
+    sink.down = None
+    await async_wait_until(lambda: len(sink.stored) == 100, timeout=10)
+    assert state(route) is State.DISK_FULL  # the store is back, the disk is still full
+    failures.clear()
+    await async_wait_until(lambda: acked == [100], timeout=10)
+    # No write follows (10 points wait for the flush interval): the state still says the truth.
+    assert state(route) is State.RUNNING
+
+
+async def test_a_buffer_that_cannot_be_opened_at_start_makes_the_sources_wait(
+    routes: Routes, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = LineSink()
+    route = routes.build(sink)
+    queue = queue_of(route)
+    queue._disk_backoff = Backoff(initial=0.02, cap=0.05)
+    real_open = queue.store.open
+    failure: list[OSError] = [OSError(errno.EROFS, "Read-only file system")]
+
+    def open_() -> None:
+        if failure:
+            raise failure[0]
+        real_open()
+
+    queue.store.open = open_  # type: ignore[method-assign]
+    acked: list[int] = []
+    with caplog.at_level(logging.INFO):
+        routes.start(route)
+        put = asyncio.create_task(route.put(pts(0, 10), lambda: acked.append(0)))
+        await async_wait_until(lambda: route.status.state is State.BACKOFF, timeout=10)
+        assert "Read-only file system" in (route.status.last_error or "")
+        failure[0] = OSError(errno.ENOSPC, "No space left on device")
+        await async_wait_until(lambda: route.status.state is State.DISK_FULL, timeout=10)
+        assert not put.done() and acked == []  # the source waits, unacknowledged
+        failure.clear()
+        await asyncio.wait_for(put, 10)  # the put waited for the files, then went in
+        await async_wait_until(lambda: acked == [0] and len(sink.stored) == 10, timeout=10)
+    assert state(route) is State.RUNNING
+    assert sink.stored == pts(0, 10)
+    assert "cannot open the buffer" in caplog.text and "is written again" in caplog.text
+    assert len(disk_full_lines(caplog)) == 1
+
+
+def test_a_second_gateway_on_the_same_folder_is_refused_when_its_queue_is_built(tmp_path: Path) -> None:
+    first = DiskQueue(tmp_path / "fake", BufferSettings(path=tmp_path), 100, RecordingSink().log)
+    try:
+        with pytest.raises(BufferInUse, match="in use by another running gateway"):
+            DiskQueue(tmp_path / "fake", BufferSettings(path=tmp_path), 100, RecordingSink().log)
+    finally:
+        first.close()
+
+
+async def test_on_a_real_full_disk_the_buffer_waits_unacknowledged_and_resumes_by_itself(
+    small_filesystem: SmallFilesystem, caplog: pytest.LogCaptureFixture
+) -> None:
+    small_filesystem.mount("1m")
+    folder = small_filesystem.path / "buffer"
+    routes = Routes(folder)
+    try:
+        small_filesystem.fill()  # full before the gateway starts
+        sink = LineSink()
+        route = routes.build(sink)
+        queue = queue_of(route)
+        queue._disk_backoff = Backoff(initial=0.05, cap=0.2)
+        acked: list[int] = []
+        with caplog.at_level(logging.INFO):
+            routes.start(route)
+            await route.put(pts(0, 100), lambda: acked.append(0))
+            await async_wait_until(lambda: route.status.state is State.DISK_FULL, timeout=10)
+            assert "is full" in (route.status.last_error or "")
+            errors = route.status.counters.get("buffer_write_errors", 0)
+            await async_wait_until(lambda: route.status.counters.get("buffer_write_errors", 0) > errors + 2)
+            assert acked == [] and sink.stored == []  # nothing durable, nothing acknowledged
+            small_filesystem.free()
+            await async_wait_until(lambda: acked == [0] and len(sink.stored) == 100, timeout=10)
+            assert state(route) is State.RUNNING
+
+            # The disk fills up again while the store is down; the store comes back while it is full
+            # (the ack file cannot be rewritten then: confirmations go on, the gateway too).
+            sink.down = SinkUnavailable("store down", retry_after=0.05)
+            await route.put(pts(100, 200), lambda: acked.append(100))
+            await async_wait_until(lambda: acked == [0, 100], timeout=10)
+            small_filesystem.fill()
+            await route.put(pts(300, 100), lambda: acked.append(300))
+            await async_wait_until(lambda: route.status.state is State.DISK_FULL, timeout=10)
+            sink.down = None
+            await async_wait_until(lambda: len(sink.stored) == 300, timeout=10)
+            assert acked == [0, 100]  # the last 100 still wait for room
+            assert state(route) is State.DISK_FULL
+            small_filesystem.free()
+            await async_wait_until(lambda: acked == [0, 100, 300] and len(sink.stored) == 400, timeout=10)
+            assert state(route) is State.RUNNING
+        assert sink.stored == pts(0, 400)
+        assert len(disk_full_lines(caplog)) == 2  # one per episode
+        await routes.stop(route)
+        # After the restart nothing is lost and nothing skipped; a lagging ack file resends
+        # (never skips), and only records this run confirmed while the disk was full.
+        again = LineSink()
+        assert numbers(await _sent_by_a_new_route(routes, again)) == sorted(set(numbers(again.stored)))
+    finally:
+        await routes.close()
+
+
+async def _sent_by_a_new_route(routes: Routes, sink: LineSink) -> list[Point]:
+    route = routes.build(sink)
+    routes.start(route)
+    await async_wait_until(lambda: queue_of(route).store.opened and queue_of(route).store.depth_points == 0)
+    await routes.stop(route)
+    return sink.stored
+
+
 class CountingEvent(asyncio.Event):
     def __init__(self) -> None:
         super().__init__()
@@ -411,16 +580,18 @@ async def test_an_old_folder_is_moved_after_the_new_ones_own_segments_and_sent(
     own = fill(new, range(0, 60))
     moved = fill(old, range(60, 150))
     assert len(own) > 1 and len(moved) > 1
+    sink = RecordingSink()
+    sink.open_gate.clear()  # the store is not reachable yet: the buffer opens, nothing is sent
     with caplog.at_level(logging.WARNING):
-        route = routes.build(RecordingSink(), adopt=(old,))
+        route = routes.build(sink, adopt=(old,))
+        assert segments(new) == own  # the files are taken over when the queue runs, not when it is built
+        routes.start(route)
+        await async_wait_until(lambda: route.status.detail["depth_points"] == 150, timeout=10)
     last_own = int(own[-1][4:-4])
     assert segments(new) == own + [segment_name(last_own + 1 + i) for i in range(len(moved))]
     assert not old.exists()  # nothing left behind
     assert f"found {len(moved)} buffer file(s)" in caplog.text
-    assert route.status.detail["depth_points"] == 150
-    sink = route.sink
-    assert isinstance(sink, RecordingSink)
-    routes.start(route)
+    sink.open_gate.set()
     await async_wait_until(lambda: len(sink.stored) == 150, timeout=10)
     assert numbers(sink.stored) == list(range(150))  # the new folder's own first, then the old ones
 
@@ -434,11 +605,13 @@ async def test_moved_segments_come_after_a_new_folder_that_was_emptied(routes: R
         log.ack(batch)
     log.close()
     fill(old, range(100, 130))  # numbered from 1 again: before the new folder's ack
-    route = routes.build(RecordingSink(), adopt=(old,))
-    sink = route.sink
-    assert isinstance(sink, RecordingSink)
-    assert route.status.detail["depth_points"] == 30  # not taken for segments confirmed long ago
+    sink = RecordingSink()
+    sink.open_gate.clear()
+    route = routes.build(sink, adopt=(old,))
     routes.start(route)
+    # not taken for segments confirmed long ago
+    await async_wait_until(lambda: route.status.detail["depth_points"] == 30, timeout=10)
+    sink.open_gate.set()
     await async_wait_until(lambda: len(sink.stored) == 30, timeout=10)
     assert numbers(sink.stored) == list(range(100, 130))
 
@@ -482,11 +655,13 @@ async def test_an_old_folder_another_gateway_holds_is_left_alone(
     before = {path.name: path.read_bytes() for path in old.iterdir() if path.is_file()}
     with caplog.at_level(logging.WARNING):
         route = routes.build(RecordingSink(), adopt=(old,))
+        routes.start(route)  # the queue opens its folder, trying to take the old one over first
+        await async_wait_until(lambda: queue_of(route).store.opened, timeout=10)
+        await routes.stop(route)
     assert "another running gateway uses it" in caplog.text
     assert {path.name: path.read_bytes() for path in old.iterdir() if path.is_file()} == before
     assert segments(routes.folder / "fake") == []
     assert route.status.detail["depth_points"] == 0
-    await route.queue.aclose()
     holder.close()
     # Once that gateway has stopped, the next start takes the folder over and sends it.
     again = routes.build(RecordingSink(), adopt=(old,))
@@ -513,7 +688,6 @@ async def test_a_resumed_backlog_is_sent_at_once_not_after_the_flush_interval(ro
     fill(routes.folder / "fake", range(0, 20))
     sink = RecordingSink()
     route = routes.build(sink, flush_interval=3600)
-    assert route.status.detail["depth_points"] == 20
     routes.start(route)
     await async_wait_until(lambda: len(sink.stored) == 20, timeout=10)
     assert route.status.state is State.RUNNING

@@ -134,7 +134,12 @@ class Harness:
         sink = RecordingSink(name)
         route = self.build(sink)
         self.start(route)
-        await async_wait_until(lambda: self.held(route) == 0, timeout=20, message="the folder sent")
+        queue = route.queue
+        assert isinstance(queue, DiskQueue)
+        # (the queue opens its files once it runs: until then it knows nothing of what they hold)
+        await async_wait_until(
+            lambda: queue.store.opened and self.held(route) == 0, timeout=20, message="the folder sent"
+        )
         await self.stop(route)
         return sink.stored
 

@@ -133,7 +133,7 @@ class _Links:
         status.detail.update(connected=True, session_present=session_present)
         if reconnect:
             status.count("reconnects")
-        if status.state in (State.BACKOFF, State.UNAUTHORIZED):
+        if status.lifecycle in (State.BACKOFF, State.UNAUTHORIZED):
             status.set_state(State.RUNNING)
         sink.log.info(
             "%s to %s as client id %r (%s)",
@@ -160,7 +160,7 @@ class _Links:
         status = self.sink.status
         status.detail["connected"] = False
         status.record_error(message)
-        if status.state in (State.RUNNING, State.BACKOFF, State.UNAUTHORIZED):
+        if status.lifecycle in (State.RUNNING, State.BACKOFF, State.UNAUTHORIZED):
             status.set_state(state)
         self.error = message
         self.lost.set()
