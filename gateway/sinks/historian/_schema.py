@@ -24,6 +24,7 @@ Schema version 1::
 
 from __future__ import annotations
 
+import errno
 import sqlite3
 from pathlib import Path
 from typing import Final
@@ -37,7 +38,10 @@ __all__ = [
     "MINUTE_NS",
     "MINUTE_OF_TIME",
     "SCHEMA_VERSION",
+    "HistorianDamaged",
+    "HistorianDiskFull",
     "HistorianError",
+    "explain",
     "open_readonly",
     "open_writer",
     "rollup_minutes_sql",
@@ -109,13 +113,80 @@ class HistorianError(GatewayError):
     """The historian file cannot be opened or used (missing, not a historian file, too new…)."""
 
 
+class HistorianDiskFull(HistorianError):
+    """The disk holding the historian file has no room left (SQLITE_FULL, ENOSPC)."""
+
+
+class HistorianDamaged(HistorianError):
+    """The historian file is damaged (truncated, garbled: SQLITE_CORRUPT, SQLITE_NOTADB).
+
+    ``detail`` is SQLite's own words. The gateway moves such a file aside and starts a new one;
+    a reader (``gateway query``, the web page) says so in one line.
+    """
+
+    def __init__(self, path: Path, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(
+            f"{path} is damaged, or is not a historian file ({detail}): the gateway moves it aside, keeping it, and "
+            "starts a new file when it opens it (docs/RELIABILITY.md says how to recover what it holds)"
+        )
+
+
+#: SQLite's own file header (the first 16 bytes of every database file).
+_SQLITE_MAGIC: Final = b"SQLite format 3\x00"
+
+
+def _header_problem(path: Path) -> str | None:
+    """What is wrong with the file's header, if anything (a file cut short, garbled bytes)."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(100)
+    except OSError:
+        return None
+    if not header:
+        return None  # an empty file: SQLite makes it a new database
+    if len(header) < 100:
+        return f"the file is only {len(header)} bytes long: cut short"
+    if not header.startswith(_SQLITE_MAGIC):
+        return "file is not a database"
+    return None
+
+
+def explain(path: Path, exc: sqlite3.Error | OSError, doing: str = "cannot use the historian file") -> HistorianError:
+    """``exc`` as the HistorianError a plant engineer can act on (damaged, full disk, or the rest)."""
+    if isinstance(exc, OSError):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return HistorianDiskFull(f"the disk holding {path} is full ({exc.strerror}): free some space")
+        return HistorianError(f"{doing} {path}: {exc.strerror or exc}")
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in text or "not a database" in text:
+        return HistorianDamaged(path, text)
+    if name.startswith("SQLITE_FULL") or "disk is full" in text:
+        return HistorianDiskFull(
+            f"the disk holding {path} is full: free some space (points are kept and written when there is room)"
+        )
+    lowered = text.lower()
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in lowered:
+        return HistorianError(f"{path} is locked by another program (is a second gateway writing to the same file?)")
+    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM")) or "readonly" in lowered or "read-only" in lowered:
+        return HistorianError(f"cannot write {path}: the file or its folder is read-only for the gateway's user")
+    if name.startswith("SQLITE_IOERR") or "i/o" in lowered:
+        return HistorianError(f"disk error with {path} ({text}): check the disk")
+    return HistorianError(f"{doing} {path}: {text}")
+
+
 def _check_file(con: sqlite3.Connection, path: Path) -> None:
     try:
         app_id = con.execute("PRAGMA application_id").fetchone()[0]
         version = con.execute("PRAGMA user_version").fetchone()[0]
-    except sqlite3.DatabaseError as exc:
-        raise HistorianError(f"{path} is not a historian file ({exc})") from None
+    except sqlite3.Error as exc:
+        raise explain(path, exc, "cannot read") from None
     if app_id != APPLICATION_ID:
+        problem = _header_problem(path)
+        if problem is not None:
+            raise HistorianDamaged(path, problem)
         raise HistorianError(f"{path} is not a historian file (it is some other SQLite database)")
     if version > SCHEMA_VERSION:
         raise HistorianError(
@@ -133,7 +204,7 @@ def open_readonly(path: Path) -> sqlite3.Connection:
             path.absolute().as_uri() + "?mode=ro", uri=True, isolation_level=None, check_same_thread=False
         )
     except sqlite3.Error as exc:
-        raise HistorianError(f"cannot open the historian file {path}: {exc}") from None
+        raise explain(path, exc, "cannot open the historian file") from None
     try:
         con.execute("PRAGMA busy_timeout = 5000")
         con.execute("PRAGMA query_only = 1")
@@ -150,7 +221,7 @@ def open_writer(path: Path, *, synchronous: str, cache_mib: int) -> sqlite3.Conn
         path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except (OSError, sqlite3.Error) as exc:
-        raise HistorianError(f"cannot create the historian file {path}: {exc}") from None
+        raise explain(path, exc, "cannot create the historian file") from None
     try:
         con.execute("PRAGMA busy_timeout = 5000")
         fresh = con.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == 0
@@ -177,7 +248,7 @@ def open_writer(path: Path, *, synchronous: str, cache_mib: int) -> sqlite3.Conn
         con.execute("COMMIT")
     except sqlite3.Error as exc:
         con.close()
-        raise HistorianError(f"cannot open the historian file {path}: {exc}") from None
+        raise explain(path, exc, "cannot open the historian file") from None
     except BaseException:
         con.close()
         raise

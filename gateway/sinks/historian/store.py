@@ -29,16 +29,22 @@ at every commit, so a committed write also survives a power loss, at a cost in w
 readers never block the writer and are never blocked by it. One process should write a given
 file; if two do, they take turns (each write waits up to 5 s for the other's) and each
 notices the other's writes (``PRAGMA data_version``) before it trusts its cached state.
+
+**Errors.** Opening and reading raise :class:`HistorianError` with words a plant engineer can
+act on (:class:`HistorianDamaged` for a truncated or garbled file, :class:`HistorianDiskFull`),
+never a bare ``sqlite3`` error. Writes (``write``, ``compact``, ``retention_step``) let the
+``sqlite3.Error`` through: the sink decides what it means (:func:`explain`) and what to do.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Literal, Self
@@ -47,11 +53,21 @@ from gateway.point import Point
 from gateway.point import now_ns as _now_ns
 from gateway.sinks.historian._compact import SeriesState, compact, rollup
 from gateway.sinks.historian._range import RANGE_LIMIT_NS, plan_buckets, query_buckets
-from gateway.sinks.historian._schema import MINUTE_NS, HistorianError, open_readonly, open_writer
+from gateway.sinks.historian._schema import (
+    MINUTE_NS,
+    HistorianDamaged,
+    HistorianDiskFull,
+    HistorianError,
+    explain,
+    open_readonly,
+    open_writer,
+)
 
 __all__ = [
     "MINUTE_NS",
     "Bucket",
+    "HistorianDamaged",
+    "HistorianDiskFull",
     "HistorianError",
     "HistorianStore",
     "Kind",
@@ -191,22 +207,34 @@ class HistorianStore:
         else:
             self._con = open_writer(self.path, synchronous=synchronous, cache_mib=cache_mib)
         try:
-            with self._snapshot():
-                self._load_series()
-                self._recent_rows = self._con.execute("SELECT count(*) FROM recent").fetchone()[0]
-            self._data_version: int = self._con.execute("PRAGMA data_version").fetchone()[0]
+            with self._reading():
+                with self._snapshot():
+                    self._load_series()
+                    self._recent_rows = self._con.execute("SELECT count(*) FROM recent").fetchone()[0]
+                self._data_version: int = self._con.execute("PRAGMA data_version").fetchone()[0]
         except BaseException:
             self._con.close()
             raise
 
-    def close(self) -> None:
-        """Compact what is pending (writer) and close the file; the WAL is checkpointed into it."""
+    def close(self, *, compact: bool = True) -> None:
+        """Compact what is pending (writer) and close the file; the WAL is checkpointed into it.
+
+        ``compact=False`` only closes (a damaged file: nothing more is asked of it).
+        """
         with self._lock:
             try:
-                if not self.readonly and self._recent_rows:
+                if compact and not self.readonly and self._recent_rows:
                     self.compact()
             finally:
                 self._con.close()
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """SQLite's errors while reading, as HistorianErrors (damaged file, full disk …)."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise explain(self.path, exc, "cannot read") from None
 
     def __enter__(self) -> Self:
         return self
@@ -411,7 +439,7 @@ class HistorianStore:
         """
         since = _INT64_MIN if since_ns is None else since_ns
         until = _INT64_MAX if until_ns is None else until_ns
-        with self._lock, self._snapshot():
+        with self._lock, self._reading(), self._snapshot():
             matching = {s.id: s for s in self._matching(measurement, fields, tags)}
             if not matching:
                 return []
@@ -444,7 +472,7 @@ class HistorianStore:
 
         ``counts=True`` also counts each series' values (reads its rollups and recent values).
         """
-        with self._lock, self._snapshot():
+        with self._lock, self._reading(), self._snapshot():
             sql = "SELECT id, measurement, tags, field, family, kind, last_time, last_value, rolled_until FROM series"
             params: tuple[Any, ...] = ()
             if measurement is not None:
@@ -516,7 +544,7 @@ class HistorianStore:
         to_ns = min(to_ns, RANGE_LIMIT_NS)
         if to_ns < from_ns:
             return []
-        with self._lock, self._snapshot():
+        with self._lock, self._reading(), self._snapshot():
             row = self._con.execute("SELECT family, rolled_until FROM series WHERE id = ?", (series_id,)).fetchone()
             if row is None:
                 raise HistorianError(f"there is no series with id {series_id} in {self.path}")

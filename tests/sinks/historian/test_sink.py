@@ -147,7 +147,8 @@ async def test_a_full_disk_is_retried_until_there_is_room_and_nothing_is_lost(
     done = asyncio.Event()
     with caplog.at_level(logging.WARNING):
         await runner.put(points, done.set)
-        await async_wait_until(lambda: sink.status.state is State.BACKOFF, timeout=30)
+        await async_wait_until(lambda: sink.status.counters.get("write_errors", 0) >= 1, timeout=30)
+        assert sink.status.as_dict()["state"] == "disk_full"  # /metrics and /readyz say so
         assert "is full" in (sink.status.last_error or "")
         assert not done.is_set(), "nothing is acknowledged while the disk is full"
         await sink._run(connection.execute, "PRAGMA max_page_count = 1073741823")  # space freed
