@@ -33,6 +33,7 @@ from typing import Any, ClassVar, Protocol
 
 from gateway.history import HistoryReader
 from gateway.point import Point
+from gateway.secrets import SECRETS
 
 __all__ = [
     "Emit",
@@ -142,7 +143,9 @@ class Status:
         self.set_state(self._lifecycle)
 
     def record_error(self, message: str) -> None:
-        self.last_error = message
+        # Shown by /api/status, /readyz, the page and the logs: a configured secret an error
+        # text quotes (a URL, a library's message) is masked here, once for all of them.
+        self.last_error = SECRETS.mask(message)
         self.last_error_at = time.time()
 
     def count(self, name: str, amount: int = 1) -> None:

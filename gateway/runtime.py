@@ -44,13 +44,14 @@ from gateway.kpi.engine import KpiEngine
 from gateway.kpi.source import KPI_COMPONENT, KpiSource
 from gateway.latest import LatestValues, seed_from_history
 from gateway.linkjournal import ALIVE_SECONDS, LinkJournal
-from gateway.logs import component_logger
+from gateway.logs import component_logger, install_secret_filter
 from gateway.pipeline import Backoff, Fanout
 from gateway.point import Point
 from gateway.registry import component_types
 from gateway.reload import ReloadPlan, buffer_settings, plan_reload, sink_buffer_folder
 from gateway.reloads import ConfigGeneration, ReloadAttempt, ReloadHistory, ReloadResult, ReloadTrigger
 from gateway.route import MemoryQueue, PointQueue, Route
+from gateway.secrets import SECRETS, secret_values
 from gateway.settings import LEGACY_BUFFER_FOLDER, ConnectorConfig, SinkConfig
 
 __all__ = ["Gateway", "run_gateway"]
@@ -142,6 +143,9 @@ class Gateway:
             digest, files = "", ()
         self.started_at = time.time()
         self.generation = ConfigGeneration(1, self.started_at, digest, files)
+        # The config's passwords and tokens are masked in every log line, whoever set logging up.
+        SECRETS.add(secret_values(self.config))
+        install_secret_filter()
         self.reloads = ReloadHistory()
         #: the latest value of every series, updated with every batch a connector emits (web page, SSE, KPI)
         self.latest = LatestValues()
@@ -577,6 +581,7 @@ class Gateway:
                 attempt = ReloadAttempt(at, trigger, ReloadResult.FAILED, time.monotonic() - started, errors=errors)
                 self.reloads.record(attempt)
                 return attempt
+            SECRETS.add(secret_values(loaded.config))  # before anything new runs (and may log)
             plan = plan_reload(self.config, loaded.config)
             if plan.empty and not plan.restart_required:
                 self.loaded = loaded
