@@ -11,7 +11,9 @@ gateway's HTTP server (uvicorn on this event loop, as in the gateway), and print
 2. page load in headless Chromium (Debian's /usr/bin/chromium) until the machine page's
    first chart has data, for the default 1 h range and for 7 days (a fresh browser context
    each round: nothing cached); and the overview page until its first card;
-3. the latest-values tap on every emitted batch: ns per point.
+3. kept-alive requests (``GET /healthz`` on one connection: a delayed ACK would add ~40 ms to
+   each) and live updates (a changed value until its ``overview`` event on ``/api/events``);
+4. the latest-values tap on every emitted batch: ns per point.
 
 Figures are recorded in docs/PERFORMANCE.md ("Web page and API").
 """
@@ -134,6 +136,42 @@ async def bench_page(url: str, rounds: int, days: int) -> None:
         print(f"  {label:45s} {percentiles(samples)}")
 
 
+async def bench_keep_alive(url: str, rounds: int) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        (await client.get("/healthz")).raise_for_status()
+        timings = []
+        for _ in range(rounds):
+            started = time.perf_counter()
+            (await client.get("/healthz")).raise_for_status()
+            timings.append(time.perf_counter() - started)
+    print(f"  GET /healthz, one kept-alive connection:   {percentiles(timings)}   fastest {min(timings) * 1000:.1f} ms")
+
+
+async def bench_live_update(url: str, ctx: AppContext, rounds: int) -> None:
+    """A value changed in the latest values until the overview event that carries it arrives."""
+    timings = []
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+        client.stream("GET", "/api/events", params={"topics": "overview"}) as response,
+    ):
+        lines = response.aiter_lines()
+        async for line in lines:  # the overview every stream starts with
+            if line.startswith("data: "):
+                break
+        for i in range(rounds):
+            # The server sends at most one overview per overview_interval: wait it out first, so
+            # that each round measures the reaction to a change, not that pause.
+            await asyncio.sleep(ctx.overview_interval * 1.5)
+            value = 1.0e6 + i
+            started = time.perf_counter()
+            ctx.latest.update([Point("machine", {"spindle_rpm": value}, TAGS, time.time_ns())])
+            async for line in lines:
+                if line.startswith("data: ") and str(value) in line:
+                    timings.append(time.perf_counter() - started)
+                    break
+    print(f"  a changed value to its overview event:     {percentiles(timings)}")
+
+
 def bench_tap(points_per_batch: int = 500, batches: int = 400) -> None:
     latest = LatestValues()
     batch = [
@@ -172,7 +210,10 @@ async def main(quick: bool) -> None:
             await bench_api(server.url, series_id, days, rounds)
             print("2. page load in headless Chromium (fresh context each round)")
             await bench_page(server.url, page_rounds, days)
-    print("3. overhead on the data path")
+            print("3. kept-alive requests and live updates (SSE)")
+            await bench_keep_alive(server.url, rounds * 10)
+            await bench_live_update(server.url, ctx, 3 if quick else 10)
+    print("4. overhead on the data path")
     bench_tap()
 
 

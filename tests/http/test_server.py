@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -44,22 +45,27 @@ async def test_sse_sends_overview_when_values_change_and_status_periodically() -
             first = await anext(events)
             assert first == ("overview", first[1]) and first[1]["cards"] == []  # type: ignore[index]
             assert (await anext(events))[0] == "status"
-            started = time.monotonic()
             ctx.latest.update([Point("machine", {"rpm": 1500.0}, {"line": "A", "machine": "m1"}, time.time_ns())])
             seen: dict[str, Any] = {}
-            async for name, data in events:
-                seen[name] = data
-                if "overview" in seen and "values" in seen:
-                    break
-            assert time.monotonic() - started < 3.0
+            # Overview and values events come only when values change (status ones keep coming
+            # meanwhile, so without the change this would wait forever: 30 s bound the test, not
+            # the latency, which bench/bench_web.py measures).
+            async with asyncio.timeout(30):
+                async for name, data in events:
+                    seen[name] = data
+                    if "overview" in seen and "values" in seen:
+                        break
             [card] = seen["overview"]["cards"]
             assert card["id"] == "line=A,machine=m1" and card["values"][0]["value"] == 1500.0
             [series] = seen["values"]
             assert series["fields"]["rpm"]["value"] == 1500.0
-            # The server closes promptly even with a live stream open.
-            closing = time.monotonic()
+            # The server closes without waiting for the live stream: the stream ends cleanly (its
+            # last chunk sent), instead of being cut when the grace period for open requests runs
+            # out (httpx.RemoteProtocolError: incomplete chunked read).
             await server.close()
-            assert time.monotonic() - closing < 3.0
+            async with asyncio.timeout(30):
+                async for _ in events:
+                    pass
 
 
 async def test_a_taken_port_is_a_clear_error() -> None:
@@ -87,14 +93,19 @@ async def test_rates_are_sampled_while_serving() -> None:
 
 
 async def test_keep_alive_requests_are_not_delayed() -> None:
-    """Responses on a kept-alive connection must not wait for a delayed ACK (~40 ms per request)."""
+    """Responses on a kept-alive connection must not wait for a delayed ACK (~40 ms per request).
+
+    What prevents it is TCP_NODELAY on every connection the server accepts (Nagle's algorithm
+    would hold a response's last small segment until the client's delayed ACK): checked on the
+    server's side of the connection, whatever the machine's load. The requests' latency itself is
+    a figure of bench/bench_web.py.
+    """
     async with HttpServer(context()) as server, httpx.AsyncClient(base_url=server.url) as client:
-        await client.get("/healthz")
-        timings = []
-        for _ in range(10):
-            started = time.perf_counter()
+        for _ in range(3):
             assert (await client.get("/healthz")).status_code == 200
-            timings.append(time.perf_counter() - started)
-        # A delayed ACK would add ~40 ms to every request, so even the fastest would show it; the
-        # fastest is also the one least disturbed by other work on a busy machine.
-        assert min(timings) < 0.030, f"fastest {min(timings) * 1000:.0f} ms"
+        assert server._server is not None
+        connections = list(server._server.server_state.connections)
+        assert connections, "the kept-alive connection is open on the server's side"
+        for connection in connections:
+            sock = connection.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), "Nagle's algorithm is on"
