@@ -118,12 +118,21 @@ class DiskQueue:
             segment_size=segment_size,
             log=log,
         )
+        #: the files were opened here, so status shows what waits from the first moment
+        self._opened_early = False
         try:
             self.store.lock()
         except BufferInUse:
             raise  # another gateway's buffer: refuse to start rather than share it
         except (OSError, GatewayError):
             pass  # a full or read-only disk: run() opens the folder once it can
+        else:
+            if not self._adopt:  # moving folders is slow: it waits for run() and its thread
+                try:
+                    self.store.open()
+                    self._opened_early = True
+                except (OSError, GatewayError):
+                    pass  # run() retries with backoff and shows why
         self.data = asyncio.Event()
         self.wake_at = 1
         self._pending: list[tuple[bytes, int]] = []
@@ -239,6 +248,9 @@ class DiskQueue:
 
     async def _open(self) -> bool:
         """Take over moved folders and open the files, retrying with backoff; False if a stop came first."""
+        if self._opened_early:
+            self._opened_now()
+            return True
         while not self._closing:
             try:
                 await self._on_disk(self._open_files)

@@ -422,21 +422,21 @@ async def test_a_store_back_while_the_disk_is_full_shows_running_once_the_disk_h
 
 
 async def test_a_buffer_that_cannot_be_opened_at_start_makes_the_sources_wait(
-    routes: Routes, caplog: pytest.LogCaptureFixture
+    routes: Routes, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    real_open = SegmentLog.open
+    failure: list[OSError] = [OSError(errno.EROFS, "Read-only file system")]
+
+    def open_(store: SegmentLog) -> None:
+        if failure:
+            raise failure[0]
+        real_open(store)
+
+    monkeypatch.setattr(SegmentLog, "open", open_)  # refused at the queue's build and in run() alike
     sink = LineSink()
     route = routes.build(sink)
     queue = queue_of(route)
     queue._disk_backoff = Backoff(initial=0.02, cap=0.05)
-    real_open = queue.store.open
-    failure: list[OSError] = [OSError(errno.EROFS, "Read-only file system")]
-
-    def open_() -> None:
-        if failure:
-            raise failure[0]
-        real_open()
-
-    queue.store.open = open_  # type: ignore[method-assign]
     acked: list[int] = []
     with caplog.at_level(logging.INFO):
         routes.start(route)
