@@ -17,7 +17,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.config import load_config
 from gateway.ports import free_ports
+from gateway.settings import GatewaySettings
 from gateway.sinks.historian.config import HistorianConfig
 from gateway.sinks.influxdb.config import InfluxDBConfig
 from tests.helpers import ARTIFACTS, free_port, port_open, stop_process, wait_until
@@ -303,7 +303,9 @@ def test_parity_compose_gateway_config_runs_against_local_processes(
     ) in metrics
     assert metrics[("gateway_connector_received_total", "energy")] > 0
     assert metrics[("gateway_component_up", "cnc-01")] == 1
-    gateway_started = time.monotonic()
-    stop_process(gateway, timeout=40)
+    # SIGTERM: the gateway flushes and exits by itself, with 0. stop_process would SIGKILL it (exit
+    # code -9) only long after the config's own shutdown_timeout (lab-compose.yaml keeps the
+    # default), so a loaded machine's slower stop is no failure and a stop that hangs still is.
+    shutdown_timeout = GatewaySettings.model_fields["shutdown_timeout"].default
+    stop_process(gateway, timeout=shutdown_timeout + 30)
     assert gateway.returncode == 0, (logs / "gateway.log").read_text()[-3000:]
-    assert time.monotonic() - gateway_started < 40

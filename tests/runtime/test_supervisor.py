@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -145,10 +144,9 @@ async def test_a_store_that_is_down_at_shutdown_is_given_up_at_the_deadline(
     gw = Gateway(config)
     await gw.__aenter__()
     await async_wait_until(lambda: gw.routes["down"].status.state is State.BACKOFF, timeout=20)
-    started = time.monotonic()
-    await gw.__aexit__(None, None, None)
-    took = time.monotonic() - started
-    assert took < 1.0 + 5.0, f"the stop took {took:.1f}s with a 1s shutdown_timeout"
+    # The store stays down: a stop that waited for it would never end. It gives up at its 1 s
+    # deadline (counted and logged, below); the 30 s only bound the test, however loaded the machine.
+    await asyncio.wait_for(gw.__aexit__(None, None, None), 30)
     source = SOURCES["src"]
     assert source.acked == []  # nothing stored, so nothing acknowledged (MQTT redelivers)
     counters = gw.routes["down"].status.counters
