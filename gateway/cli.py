@@ -26,6 +26,10 @@ simulate_app = typer.Typer(
     help="Simulated machines and sensors for demos and tests.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(simulate_app, name="simulate")
+report_app = typer.Typer(
+    help="Printable documents from the gateway's records.", no_args_is_help=True, rich_markup_mode=None
+)
+app.add_typer(report_app, name="report")
 
 
 class LogFormat(StrEnum):
@@ -311,6 +315,70 @@ def kpi(
     _run(main(), (GatewayError, ValueError))
 
 
+class ReportLang(StrEnum):
+    it = "it"
+    en = "en"
+
+
+@report_app.command(
+    "interconnection",
+    short_help="One machine's interconnection over a period, printable (Impresa 4.0 evidence).",
+    epilog="Example: gateway report interconnection plant.yaml --machine cnc-01 --from 2026-01-01 --to 2026-03-31 "
+    "--out report.html --pdf",
+)
+def report_interconnection(
+    config: ConfigPath,
+    machine: Annotated[str, typer.Option("--machine", "-m", metavar="NAME", help="The machine (one per report).")],
+    from_: Annotated[str, typer.Option("--from", metavar="DATE", help="First day (2026-01-01) or a time.")],
+    to: Annotated[str, typer.Option("--to", metavar="DATE", help="Last day, included (2026-03-31), or a time.")],
+    out: Annotated[Path, typer.Option("--out", "-o", metavar="FILE", help="The HTML file to write.")],
+    lang: Annotated[ReportLang, typer.Option("--lang", help="it or en.")] = ReportLang.it,
+    pdf: Annotated[
+        bool, typer.Option("--pdf", help="Also print it to FILE.pdf with Chromium (Debian's chromium package).")
+    ] = False,
+    connector: Annotated[
+        list[str] | None,
+        typer.Option("--connector", metavar="NAME", help="The machine's connector (repeat; default: from its tags)."),
+    ] = None,
+    sink: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Whose history to read (default: the first that keeps one).")
+    ] = None,
+    tz: Annotated[
+        str | None, typer.Option("--tz", metavar="ZONE", help="Time zone of dates and times (default: the machine's).")
+    ] = None,
+) -> None:
+    """Write the interconnection report of one machine: its connection (protocol, endpoint, security),
+    every signal collected (first and last time, samples, a small chart), the link's availability and
+    outages, the writes performed, where the data goes, the gateway's version and config hash.
+    Evidence for the expert's appraisal, not a certification (docs/INTERCONNECTION.md)."""
+    from gateway.config import load_config_source
+    from gateway.report.command import ReportOptions, run_interconnection_report
+    from gateway.report.interconnection import MachineNotFound
+    from gateway.report.pdf import NoChromium
+
+    try:
+        loaded = load_config_source(config)
+    except ConfigError as exc:
+        raise _problems(exc, "no report was written") from None
+    options = ReportOptions(
+        machine=machine,
+        start=from_,
+        end=to,
+        out=out,
+        lang=lang.value,
+        pdf=pdf,
+        connectors=tuple(connector or ()),
+        sink=sink,
+        timezone=tz,
+    )
+    try:
+        asyncio.run(run_interconnection_report(loaded, options, sys.stdout))
+    except NoChromium as exc:
+        raise _fail(f"{out} is written, but not the PDF: {exc}") from None
+    except (GatewayError, ValueError, MachineNotFound, RuntimeError, OSError) as exc:
+        raise _fail(f"error: {exc}") from None
+
+
 @simulate_app.command("mqtt")
 def simulate_mqtt(
     broker: Annotated[
@@ -384,6 +452,65 @@ def demo(
 
     setup_logging("text", "info")
     _run(run_demo(data_dir=data_dir, port=port, duration=parse_duration(duration) if duration else None, uns=uns))
+
+
+@app.command(
+    "write",
+    short_help="Write a value to a machine through the running gateway (checked, read back, audited).",
+    epilog="Example: GATEWAY_TOKEN=... gateway write configs/demo.yaml --connector cnc-01 --field program "
+    "--value O1002",
+)
+def write_command(
+    config: ConfigPath,
+    connector: Annotated[str, typer.Option("--connector", help="The connector, by name (e.g. cnc-01).")],
+    field: Annotated[str, typer.Option("--field", help="The field, as the connector names it (e.g. program).")],
+    value: Annotated[
+        str,
+        typer.Option(
+            "--value", help="The value, as text: sent as the field's type (80 is a number for a number field)."
+        ),
+    ],
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="The gateway's address (default: from the config's gateway.http.listen), e.g. http://10.0.0.5:8080."
+        ),
+    ] = None,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--token-file",
+            help="A file whose first line is the operator's token (default: the environment's GATEWAY_TOKEN, or "
+            "GATEWAY_USER and GATEWAY_PASSWORD). Never give a token as an argument: ps shows arguments to everyone.",
+        ),
+    ] = None,
+    ca_file: Annotated[
+        Path | None, typer.Option("--ca-file", help="With https: the certificate (or its CA) to trust for the gateway.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the gateway's answer as JSON.")] = False,
+) -> None:
+    """Write a value to a machine through the running gateway's API (POST /api/write), as an operator.
+
+    The gateway checks the value against the field's limits, writes it, reads it back and records
+    the attempt in its audit trail, refused or not. Exit status: 0 written; 1 refused or failed
+    (the reason is printed); 2 the gateway could not be asked."""
+    from gateway.remote import RemoteError, WriteCommand, authorization, gateway_url, render, run_write
+
+    if url is None:
+        settings = _load(config, "nothing was written")
+        http = settings.gateway.http
+        url = gateway_url(http.listen, tls=http.tls is not None)
+    try:
+        command = WriteCommand(url, connector, field, value, authorization(token_file), ca_file)
+        record = run_write(command)
+    except RemoteError as exc:
+        raise _fail(f"error: {exc}", 2) from None
+    if as_json:
+        typer.echo(json.dumps(record, ensure_ascii=False))
+    else:
+        typer.echo(render(record), err=record.get("result") != "written")
+    if record.get("result") != "written":
+        raise typer.Exit(1)
 
 
 @app.command(short_help="Show what an OPC UA server offers; --yaml writes a connector.")

@@ -16,6 +16,10 @@ abilities on the class, never found by a type name or by probing attributes:
 - :meth:`Sink.history` — a :class:`~gateway.history.HistoryReader` of what it stored, for the
   web page's charts and the KPI engine.
 
+A connector offers one ability the same way: :meth:`Source.writer` — a
+:class:`~gateway.writes.FieldWriter` for the fields its config declares writable (``write:``),
+which the runtime finds by the connector's name for ``POST /api/write``.
+
 Both carry a :class:`Status` that the runtime, the logs and the HTTP API read.
 """
 
@@ -34,6 +38,7 @@ from typing import Any, ClassVar, Protocol
 from gateway.history import HistoryReader
 from gateway.point import Point
 from gateway.secrets import SECRETS
+from gateway.writes import FieldWriter
 
 __all__ = [
     "Emit",
@@ -220,6 +225,10 @@ class Source(abc.ABC):
 
     async def aclose(self) -> None:  # noqa: B027 - an optional hook: nothing to release by default
         """Release connections once the pipeline has drained."""
+
+    def writer(self) -> FieldWriter | None:
+        """The fields this connector can write to its machine, if its config declares any (default: none)."""
+        return None
 
 
 class Sink(abc.ABC):

@@ -8,6 +8,7 @@ message a plant engineer can act on::
     ├── PointError             a value cannot become a Point (bad name, NaN, wrong type…)
     ├── DecodeError            a payload cannot be decoded (counted as malformed, skipped)
     ├── SourceError            a connector cannot reach or read its source
+    ├── WriteRefused           a write to a machine is refused before it is sent (type, limits)
     └── SinkError              a store refused or failed a write
         ├── SinkUnavailable    the store is down or overloaded: retry later (with backoff)
         ├── SinkUnauthorized   credentials were refused: keep buffering, retry slowly
@@ -57,6 +58,15 @@ class DecodeError(GatewayError, ValueError):
 
 class SourceError(GatewayError):
     """A connector could not reach or read its source."""
+
+
+class WriteRefused(GatewayError):
+    """A write to a machine is refused before anything is sent; ``result`` says why in one word
+    (``refused_type``, ``refused_limits``: :class:`gateway.writes.WriteResult`), the message in words."""
+
+    def __init__(self, result: str, message: str) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 class SinkError(GatewayError):

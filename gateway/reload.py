@@ -140,6 +140,8 @@ def plan_reload(old: GatewayConfig, new: GatewayConfig) -> ReloadPlan:
     plan.http_restart = not same(old.gateway.http, gateway.http)
     if old.gateway.shutdown_timeout != gateway.shutdown_timeout:
         plan.gateway_changed.append("shutdown_timeout")
+    if not same(old.gateway.audit, gateway.audit):
+        plan.gateway_changed.append("audit")  # the audit trail's folder and rotation: applied in place
 
     old_sinks, new_sinks = _by_name(old.sinks), _by_name(new.sinks)
     for name, sink in new_sinks.items():

@@ -32,6 +32,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel
 
+from gateway.audit import AuditTrail
 from gateway.buffer import DiskQueue
 from gateway.component import FieldUnits, OnStored, RuntimeContext, Sink, Source, State, Status
 from gateway.config import GatewayConfig, LoadedConfig, load_config_source
@@ -53,6 +54,8 @@ from gateway.reloads import ConfigGeneration, ReloadAttempt, ReloadHistory, Relo
 from gateway.route import MemoryQueue, PointQueue, Route
 from gateway.secrets import SECRETS, secret_values
 from gateway.settings import LEGACY_BUFFER_FOLDER, ConnectorConfig, SinkConfig
+from gateway.writes import FieldWriter
+from gateway.writing import WriteDesk
 
 __all__ = ["Gateway", "run_gateway"]
 
@@ -164,6 +167,10 @@ class Gateway:
         self._restart_required: tuple[str, ...] = ()
         #: when each connector was connected (<data_dir>/link/), for the interconnection report
         self.link_journal = LinkJournal(self.config.gateway.data_dir)
+        #: writes to machines (POST /api/write) and their audit trail; its points go to every sink
+        self.writes = self._write_desk()
+        self._audit_fanout = Fanout([])
+        self._audit_task: asyncio.Task[None] | None = None
 
     def _spawn(self, work: Coroutine[Any, Any, Any], name: str, status: Status | None = None) -> asyncio.Task[None]:
         """A task of the gateway's task group that never takes the others down: an unexpected
@@ -257,6 +264,7 @@ class Gateway:
                 self._start_connector(connector_config)
             self._start_kpi()
             self._spawn(self._seed_latest(), "latest:seed")
+            await self._start_audit()
         except BaseException:
             await self._shutdown()
             await self._tasks.__aexit__(None, None, None)
@@ -488,6 +496,55 @@ class Gateway:
             await self._stop_connector(slot, deadline)
         self._start_kpi()
 
+    # --- writes to machines and their audit trail -------------------------------------------------------
+
+    def _write_desk(self) -> WriteDesk:
+        settings = self.config.gateway
+        audit = settings.audit
+        trail = AuditTrail(audit.folder(settings.data_dir), max_size=audit.max_size, keep=audit.keep)
+        return WriteDesk(
+            trail,
+            find=self._writer,
+            writers=self._writers,
+            connectors=lambda: list(self._connectors),
+            log=component_logger("writes", "desk"),
+            gateway_name=settings.name,
+        )
+
+    def _writer(self, name: str) -> FieldWriter | None:
+        """The writing ability of the connector named ``name`` in force (None: none, or nothing writable)."""
+        slot = self._connectors.get(name)
+        return slot.source.writer() if slot is not None else None
+
+    def _writers(self) -> list[tuple[str, FieldWriter]]:
+        found = []
+        for name, slot in self._connectors.items():
+            writer = slot.source.writer()
+            if writer is not None:
+                found.append((name, writer))
+        return found
+
+    async def _start_audit(self) -> None:
+        """Open the audit trail (a write a stop interrupted gets its outcome) and send its points to every sink.
+
+        A trail that cannot be opened (a read-only disk) does not stop collection: writes are refused
+        until it can be written (each attempt tries again)."""
+        try:
+            recovered = await asyncio.to_thread(self.writes.trail.open)
+        except GatewayError as exc:
+            log.error("%s: writes to machines are refused until it can be written", exc)
+            recovered = []
+        self._audit_fanout.routes = tuple(self._sinks.values())
+        self.writes.recovered(recovered)
+        self._audit_task = self._spawn(self.writes.run(self._audit_fanout), "writes:audit")
+
+    def _apply_audit(self) -> None:
+        """A reload: audit points follow the sinks in force; new trail settings apply from the next entry."""
+        self._audit_fanout.routes = tuple(self._sinks.values())
+        settings = self.config.gateway
+        audit = settings.audit
+        self.writes.trail.reconfigure(audit.folder(settings.data_dir), audit.max_size, audit.keep)
+
     # --- the web server -------------------------------------------------------------------------------
 
     def app_context(self, config: GatewayConfig | None = None) -> AppContext:
@@ -505,6 +562,7 @@ class Gateway:
             configs=self.configs,
             config_state=self.config_state,
             reload=self._reload_from_api if self.loaded is not None else None,
+            writes=lambda: self.writes,
         )
 
     async def _start_http(self, config: GatewayConfig) -> None:
@@ -631,6 +689,7 @@ class Gateway:
         await self._apply_sinks(plan, old, deadline)
         await self._apply_connectors(plan, deadline)
         await self._apply_kpi(plan, deadline)
+        self._apply_audit()
         await self._remove_sinks(plan, old, deadline)
         if plan.http_restart:
             await self._stop_http()
@@ -699,6 +758,9 @@ class Gateway:
         async with self._reload_lock:  # a reload in progress finishes first
             connectors = list(self._connectors.values()) + ([self._kpi] if self._kpi is not None else [])
             sinks = list(self._sinks.values())
+        # 0. Writes to machines in progress end (no new one starts); their audit points go to the routes.
+        await self.writes.close(deadline)
+        await _wait_tasks([self._audit_task] if self._audit_task else [], deadline)
         # 1. Sources stop taking data and emit what they hold.
         for slot in connectors:
             self._request_connector_stop(slot)

@@ -15,6 +15,7 @@ from gateway.units import Duration, Size
 
 __all__ = [
     "LEGACY_BUFFER_FOLDER",
+    "AuditSettings",
     "BatchPolicy",
     "BufferSettings",
     "BufferedSinkConfig",
@@ -124,6 +125,28 @@ class BufferedSinkConfig(SinkConfig):
     )
 
 
+class AuditSettings(StrictModel):
+    """Where the audit trail of writes to machines is kept, and how much of it."""
+
+    path: Path | None = Field(
+        default=None,
+        description="Folder of the audit files (default: <data_dir>/audit): audit.jsonl and its rotated files.",
+    )
+    max_size: Size = Field(
+        default=10 * 2**20, ge=4096, description="Size at which audit.jsonl is rotated (renamed audit-<time>.jsonl)."
+    )
+    keep: int = Field(
+        default=10,
+        ge=1,
+        description="Rotated audit files kept; beyond this the oldest is deleted (archive them if they must be "
+        "kept longer).",
+    )
+
+    def folder(self, data_dir: Path) -> Path:
+        """Where the audit files live: ``path``, or ``<data_dir>/audit``."""
+        return self.path if self.path is not None else data_dir / "audit"
+
+
 class GatewaySettings(StrictModel):
     name: str = Field(default="gateway", description="This gateway's name, in logs and status.")
     data_dir: Path = Field(
@@ -136,3 +159,6 @@ class GatewaySettings(StrictModel):
     http: HttpSettings = HttpSettings()
     buffer: BufferSettings = BufferSettings()
     shutdown_timeout: Duration = Field(default=30.0, description="How long a stop may take to flush what is pending.")
+    audit: AuditSettings = Field(
+        default=AuditSettings(), description="The audit trail of writes to machines (POST /api/write, gateway write)."
+    )

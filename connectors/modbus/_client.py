@@ -12,8 +12,8 @@ which returns plain lists or raises one of three errors:
 - :class:`Refused` — the device answered with a Modbus exception (code and meaning);
 - :class:`ConnectionLost` — the connection could not be made or was lost.
 
-Writes (``write_register``, ``write_coil``) will sit beside :meth:`Connection.read` with the
-same three errors.
+:meth:`Connection.write` (functions 5, 6, 15, 16) and :meth:`Connection.mask_write` (22) raise
+the same three errors; a write's :class:`Refused` says what the exception means for a write.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from connectors.modbus.config import Area
 
 __all__ = [
     "EXCEPTION_NAMES",
+    "WRITE_EXCEPTION_NAMES",
     "Connection",
     "ConnectionLost",
     "ConnectionSettings",
@@ -51,6 +52,13 @@ EXCEPTION_NAMES: dict[int, str] = {
     10: "gateway path unavailable (the TCP gateway has no route to this unit id)",
     11: "gateway target device failed to respond (the TCP gateway got no answer from this unit id)",
 }
+#: What an exception means when it answers a write.
+WRITE_EXCEPTION_NAMES: dict[int, str] = {
+    1: "illegal function (the device does not support this kind of write)",
+    2: "illegal data address (the device has no such register or coil, or it is read-only)",
+    3: "illegal data value (the device refuses this value)",
+    4: "device failure (the device could not carry out the write)",
+}
 #: Exceptions that mean the device itself did not answer behind a gateway.
 GATEWAY_CODES = frozenset({10, 11})
 
@@ -66,10 +74,13 @@ class NoAnswer(Exception):
 class Refused(Exception):
     """The device answered with a Modbus exception."""
 
-    def __init__(self, code: int, what: str) -> None:
-        meaning = EXCEPTION_NAMES.get(code, "unknown exception")
+    def __init__(self, code: int, what: str, *, writing: bool = False) -> None:
+        meaning = (WRITE_EXCEPTION_NAMES if writing else EXCEPTION_NAMES).get(
+            code, EXCEPTION_NAMES.get(code, "unknown exception")
+        )
         super().__init__(f"Modbus exception {code}: {meaning} for {what}")
         self.code = code
+        self.meaning = meaning
 
     @property
     def from_gateway(self) -> bool:
@@ -216,3 +227,43 @@ class Connection:
         if len(registers) != count:
             raise Refused(3, f"{what} (answered {len(registers)} registers)")
         return registers
+
+    async def write(self, area: Area, address: int, values: list[int] | list[bool], unit: int, function: int) -> None:
+        """Write registers (function 6: one, 16: several) or coils (5: one, 15: several) of unit id ``unit``."""
+        if not self.connected:
+            await self.open()
+        client = self._client
+        count = len(values)
+        what = f"a write of {area} {address}" + (f"–{address + count - 1}" if count > 1 else "") + f" of unit {unit}"
+        if function == 5:
+            call = client.write_coil(address, bool(values[0]), device_id=unit)
+        elif function == 15:
+            call = client.write_coils(address, [bool(v) for v in values], device_id=unit)
+        elif function == 6:
+            call = client.write_register(address, int(values[0]), device_id=unit)
+        else:
+            call = client.write_registers(address, [int(v) for v in values], device_id=unit)
+        await self._request(call, what)
+
+    async def mask_write(self, address: int, and_mask: int, or_mask: int, unit: int) -> None:
+        """Function 22: the register becomes (current AND and_mask) OR (or_mask AND NOT and_mask), in the device."""
+        if not self.connected:
+            await self.open()
+        what = f"a mask write of holding {address} of unit {unit}"
+        await self._request(
+            self._client.mask_write_register(address=address, and_mask=and_mask, or_mask=or_mask, device_id=unit), what
+        )
+
+    async def _request(self, call: Any, what: str) -> None:
+        try:
+            response = await call
+        except ConnectionException as exc:
+            raise ConnectionLost(f"connection to {self.settings.where} lost: {exc}") from None
+        except ModbusIOException:
+            if not self.connected:
+                raise ConnectionLost(f"connection to {self.settings.where} lost (no answer, closed)") from None
+            raise NoAnswer(f"no answer within {self.settings.timeout:g}s to {what}") from None
+        except (OSError, ModbusException) as exc:
+            raise ConnectionLost(f"connection to {self.settings.where} failed: {exc}") from None
+        if response.isError():
+            raise Refused(int(getattr(response, "exception_code", 0)), what, writing=True)

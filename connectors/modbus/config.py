@@ -17,6 +17,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gateway.settings import ConnectorConfig, DeclaredField, StrictModel
 from gateway.units import Duration
+from gateway.writes import WriteLimits
 
 __all__ = [
     "AREAS",
@@ -99,6 +100,18 @@ class ModbusField(StrictModel):
     )
     offset: float | None = Field(default=None, allow_inf_nan=False, description="Add this after scale; gives a float.")
     unit: str | None = Field(default=None, description="Unit shown on the web page (e.g. kWh, °C); not stored.")
+    write: WriteLimits | None = Field(
+        default=None,
+        description="The field may be written (POST /api/write, gateway write), within these limits: "
+        "{min: 5, max: 12} (in the stored unit: scale and offset are applied in reverse), {allowed: [...]}. "
+        "Holding registers (function 6 for one register, 16 for more; a bit of a register: 22, mask write) "
+        "and coils (function 5) only. Absent: read-only.",
+    )
+    write_function: Literal[5, 6, 15, 16] | None = Field(
+        default=None,
+        description="The Modbus function a write uses when the device needs another than the default: 16 "
+        "(write multiple registers) for a single register, 15 (write multiple coils) for a coil.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -106,6 +119,42 @@ class ModbusField(StrictModel):
         if not _NAME.match(value):
             raise ValueError(f"{value!r} is not a usable field name: use letters, digits, '_', '.' and '-'")
         return value
+
+    @model_validator(mode="after")
+    def _writable(self) -> ModbusField:
+        if self.write is None:
+            if self.write_function is not None:
+                raise ValueError("write_function is for a writable field: add write: {...} or leave it out")
+            return self
+        if self.area not in ("coil", "holding"):
+            what = "input registers" if self.area == "input" else "discrete inputs"
+            raise ValueError(f"{what} are read-only in Modbus: only holding registers and coils can be written")
+        if self.scale == 0:
+            raise ValueError("scale 0 makes every value the same: a field with it cannot be written")
+        function = self.write_function
+        if function is not None:
+            allowed = (5, 15) if self.area == "coil" else (6, 16) if self.size == 1 and self.kind != "bit" else (16,)
+            if self.kind == "bit":
+                raise ValueError(
+                    "a bit of a register is written with function 22 (mask write): leave out write_function"
+                )
+            if function not in allowed:
+                raise ValueError(
+                    f"function {function} cannot write {self.area} {self.address} ({self.kind}): use "
+                    + " or ".join(str(f) for f in allowed)
+                )
+        return self
+
+    @property
+    def write_code(self) -> int:
+        """The Modbus function a write of this field uses (5, 6, 15, 16, or 22 for a bit of a register)."""
+        if self.write_function is not None:
+            return self.write_function
+        if self.area == "coil":
+            return 5
+        if self.kind == "bit":
+            return 22
+        return 6 if self.size == 1 else 16
 
     @model_validator(mode="before")
     @classmethod
@@ -332,8 +381,22 @@ class ModbusConfig(ConnectorConfig):
             raise ValueError("give either 'host' (TCP) or 'serial' (a serial port), not both")
         problems: list[InitErrorDetails] = []
         seen: dict[str, int] = {}
+        writable: dict[str, str] = {}
         for index, device in enumerate(config.devices):
             for position, item in enumerate(device.fields):
+                if item.write is not None:
+                    # A write names the connector and the field: the field must say which device it is.
+                    if item.name in writable:
+                        problems.append(
+                            _problem(
+                                ("devices", index, "fields", position, "name"),
+                                f"{item.name!r} is writable in {writable[item.name]} already: writes name the "
+                                "connector and the field, so give writable fields of different devices different "
+                                "names",
+                                item.name,
+                            )
+                        )
+                    writable.setdefault(item.name, device.label)
                 limit = config.max_bits if item.area in _BIT_AREAS else config.max_registers
                 if item.size > limit:
                     problems.append(

@@ -30,10 +30,12 @@ from connectors.modbus._client import Connection, ConnectionLost, ConnectionSett
 from connectors.modbus.config import ByteOrder, ModbusConfig, ModbusDevice
 from connectors.modbus.decode import DecodeProblem, Value, decode
 from connectors.modbus.plan import Request, plan, split
+from connectors.modbus.writer import ModbusWriter
 from connectors.polling import Device, DeviceDown, Link, LinkDown, Poller, Reconnect, ScanResult
 from gateway.component import Emit, RuntimeContext, Source
 from gateway.errors import PointError, SourceError
 from gateway.point import Point
+from gateway.writes import FieldWriter
 
 __all__ = ["ModbusLink", "ModbusReader", "ModbusSource"]
 
@@ -229,6 +231,12 @@ class ModbusSource(Source):
             for item in device.fields:
                 if item.unit:
                     context.units[(device.measurement, item.name)] = item.unit
+        # Writes go through the shared connection, one request at a time between the scans' reads.
+        self._writer = ModbusWriter(config, self.link.shared)
+
+    def writer(self) -> FieldWriter | None:
+        """The holding registers and coils declared writable (``write:``)."""
+        return None if self._writer.empty else self._writer
 
     def request_stop(self) -> None:
         self._stop.set()

@@ -6,6 +6,7 @@ all come from these models.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,8 +16,10 @@ from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_v
 
 from gateway.settings import ConnectorConfig, DeclaredField, StrictModel
 from gateway.units import Duration, Size
+from gateway.writes import WriteLimits
 
 __all__ = [
+    "CommandConfig",
     "FieldSpec",
     "MqttConfig",
     "TimeSpec",
@@ -251,6 +254,81 @@ class TopicConfig(StrictModel):
         return split_share(self.filter)[1]
 
 
+def topic_matches(filter_: str, topic: str) -> bool:
+    """MQTT's rule: does ``topic`` match ``filter_`` (``+`` one level, ``#`` the rest)."""
+    parts, levels = split_share(filter_)[1].split("/"), topic.split("/")
+    for index, part in enumerate(parts):
+        if part == "#":
+            return not (index == 0 and topic.startswith("$"))
+        if index >= len(levels) or (part != "+" and part != levels[index]):
+            return False
+        if part == "+" and index == 0 and topic.startswith("$"):
+            return False
+    return len(parts) == len(levels)
+
+
+class CommandConfig(StrictModel):
+    """A command topic: a value written through the API is published there (``commands:``)."""
+
+    name: str = Field(description="The field name writes use (POST /api/write, gateway write).", examples=["order"])
+    topic: str = Field(
+        description="The topic the value is published to (no wildcards).", examples=["plant/L1/press-02/cmd/order"]
+    )
+    qos: Qos = Field(
+        default=1,
+        description="1 or 2: the write is confirmed by the broker's acknowledgement (PUBACK, PUBCOMP); 0: sent, "
+        "never confirmed.",
+    )
+    retain: bool = Field(
+        default=False,
+        description="Publish retained (a machine that connects later still gets the last command). Off by default: "
+        "a restarted machine would act on an old command again.",
+    )
+    format: Literal["text", "json"] = Field(
+        default="text",
+        description='text: the payload is the value as text (O1002, 42, 12.5, true); json: {"value": <value>}.',
+    )
+    type: Literal["string", "number", "integer", "boolean"] | None = Field(
+        default=None,
+        description="What the command takes (default: what write implies: the allowed values' type, text for a "
+        "pattern, a number for min/max, else text).",
+    )
+    expiry: Duration | None = Field(
+        default=None,
+        gt=0,
+        description="MQTT 5 message expiry: the broker drops the command if no subscriber took it within this "
+        "time (a machine that was off does not act on it hours later).",
+    )
+    measurement: str | None = Field(
+        default=None,
+        description="The measurement of the machine this command belongs to, so the web page offers it on that "
+        "machine's card (default: the connector's measurement).",
+    )
+    tags: dict[str, str] = Field(
+        default_factory=dict, description="The machine's tags (e.g. {machine: press-02}), with the connector's tags."
+    )
+    write: WriteLimits = Field(
+        description="The limits a value must meet before it is published: {pattern: ...}, {allowed: [...]}, "
+        "{min: 0, max: 100}; write: {} for none."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_.-]*$", value):
+            raise ValueError(f"{value!r} is not a usable name: use letters, digits, '_', '.' and '-'")
+        return value
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        if not value or "+" in value or "#" in value or "\x00" in value:
+            raise ValueError(f"{value!r} is not a topic to publish to: no wildcards (+, #), not empty")
+        if len(value.encode()) > MAX_TOPIC_BYTES:
+            raise ValueError(f"the topic is longer than {MAX_TOPIC_BYTES} bytes")
+        return value
+
+
 class MqttConfig(ConnectorConfig):
     """An MQTT connector: one broker connection, one session, several topic filters."""
 
@@ -315,6 +393,11 @@ class MqttConfig(ConnectorConfig):
     )
     tags: dict[str, str] = Field(default_factory=dict, description="Static tags added to every point.")
     topics: list[TopicConfig] = Field(min_length=1, description="The topic filters to subscribe to.")
+    commands: list[CommandConfig] = Field(
+        default_factory=list,
+        description="Command topics: a value written through the API (POST /api/write, gateway write) is published "
+        "there, within its limits, and confirmed by the broker's acknowledgement; every attempt is audited.",
+    )
 
     @field_validator("protocol", mode="before")
     @classmethod
@@ -365,6 +448,18 @@ class MqttConfig(ConnectorConfig):
         for filter_ in filters:
             if filters.count(filter_) > 1:
                 raise ValueError(f"topic filter {filter_!r} is listed twice")
+        names = [command.name for command in self.commands]
+        for index, command in enumerate(self.commands):
+            if names.count(command.name) > 1:
+                raise ValueError(f"commands[{index}]: the name {command.name!r} is used by two commands")
+            if command.expiry is not None and self.protocol != "5":
+                raise ValueError(f"commands[{index}].expiry needs MQTT 5 (protocol: 5): 3.1.1 has no message expiry")
+            clash = next((f for f in filters if topic_matches(f, command.topic)), None)
+            if clash is not None:
+                raise ValueError(
+                    f"commands[{index}]: topic {command.topic!r} matches the topic filter {clash!r} of this connector: "
+                    "the gateway would read its own commands back as data; publish commands under another topic"
+                )
         return self
 
     # --- derived values -------------------------------------------------------------------

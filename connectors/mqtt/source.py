@@ -32,11 +32,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from connectors.mqtt._client import Incoming, LinkOptions, MqttLink
+from connectors.mqtt.commands import CommandWriter
 from connectors.mqtt.config import MqttConfig
 from connectors.mqtt.decode import TopicDecoder, TopicMatcher, excerpt
 from gateway.component import Emit, RuntimeContext, Source, State
 from gateway.errors import DecodeError, SourceError
 from gateway.point import Point
+from gateway.writes import FieldWriter
 
 __all__ = ["MqttSource"]
 
@@ -137,6 +139,11 @@ class MqttSource(Source):
         # series stamped with the time of receipt would land on one timestamp, and each store
         # keeps only the last of them. Each message gets a time of its own (1 ns apart at most).
         self._last_received = 0
+        self._commands = CommandWriter(config, lambda: self._link)
+
+    def writer(self) -> FieldWriter | None:
+        """The command topics (``commands:``), published on this connector's connection."""
+        return None if self._commands.empty else self._commands
 
     # --- Source ------------------------------------------------------------------------------
 

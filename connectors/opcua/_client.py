@@ -43,6 +43,7 @@ from gateway.errors import SourceError
 ua: Any = importlib.import_module("asyncua.ua")
 Client: Any = importlib.import_module("asyncua.client.client").Client
 Subscription: Any = importlib.import_module("asyncua.common.subscription").Subscription
+data_type_to_variant_type: Any = importlib.import_module("asyncua.common.ua_utils").data_type_to_variant_type
 security_policies: Any = importlib.import_module("asyncua.crypto.security_policies")
 
 __all__ = [
@@ -56,10 +57,13 @@ __all__ = [
     "VariableInfo",
     "explain",
     "is_connection_problem",
+    "status_words",
 ]
 
 NodeId = Any  # asyncua's ua.NodeId, opaque to the other modules
-StateName = Literal["connected", "reconnecting"]
+#: "resumed": the connection is back and the server still had the session, with its subscriptions
+#: (call :meth:`Connection.recover`); "connected": back with a new session (subscribe again).
+StateName = Literal["connected", "resumed", "reconnecting"]
 
 _POLICIES: dict[str, Any] = {
     "Basic256Sha256": security_policies.SecurityPolicyBasic256Sha256,
@@ -327,6 +331,10 @@ class _Subscription(Subscription):  # type: ignore[misc]  # asyncua is untyped h
         self._on_samples = on_samples
         self._on_status = on_status
         self.last_publish_at = time.monotonic()
+        #: the last data message received before the connection was lost (None: not lost)
+        self.lost_after: int | None = None
+        #: data messages received since the connection was lost (from the resumed session)
+        self.seen_since_lost: set[int] = set()
 
     async def publish_callback(self, publish_result: Any) -> None:
         self.last_publish_at = time.monotonic()
@@ -335,6 +343,8 @@ class _Subscription(Subscription):  # type: ignore[misc]  # asyncua is untyped h
         if not data:
             return
         self.last_sequence_number = int(message.SequenceNumber)
+        if self.lost_after is not None:
+            self.seen_since_lost.add(self.last_sequence_number)
         samples: list[Sample] = []
         for notification in data:
             if isinstance(notification, ua.DataChangeNotification):
@@ -365,6 +375,7 @@ class Connection:
         self._watch_task: asyncio.Task[None] | None = None
         self._subscriptions: list[_Subscription] = []
         self._lost_reason: str | None = None
+        self._session_token = ""  # the session's authentication token: unchanged when a reconnect resumed it
         self._type_names: dict[Any, str] = {}
         self._numeric_types: dict[Any, bool] = {}
         self.limits = Limits()
@@ -421,6 +432,7 @@ class Connection:
                 raise explain(exc, s) from exc
             raise
         self._client = client
+        self._session_token = self._token()
         self._watch_task = asyncio.create_task(self._watch(), name=f"opcua-watch:{s.endpoint}")
         try:
             self.namespaces = await self.read_namespaces()
@@ -489,18 +501,78 @@ class Connection:
     async def _watch(self) -> None:
         client = self._client
         lost = False
+        previous = self._session_token
         async with client.subscribe_state() as changes:
             while True:
                 state = (await changes.next_change()).value
                 if state == "connected":
                     if lost:
                         lost = False
-                        self._notify("connected", None)
+                        # asyncua re-activates the session when the server still has it (a network
+                        # that failed, not a server that restarted): same token, same subscriptions.
+                        token = self._token()
+                        resumed, self._session_token = token == previous, token
+                        self._notify("resumed" if resumed else "connected", None)
                 elif state in ("reconnecting", "disconnected") and not lost:
                     lost = True
+                    previous = self._session_token
+                    for subscription in self._subscriptions:
+                        if subscription.lost_after is None:
+                            subscription.lost_after = subscription.last_sequence_number or 0
+                            subscription.seen_since_lost = set()
                     self._notify(
                         "reconnecting", self._lost_reason or f"the connection to {self.settings.endpoint} was lost"
                     )
+
+    def _token(self) -> str:
+        return str(self._client.uaclient.session.authentication_token.to_string())
+
+    async def recover(self) -> int:
+        """After a resumed session: ask the server again (Republish) for the data messages it sent
+        while the connection was down, which never arrived; their samples go the usual way.
+
+        The server keeps every message until the client acknowledges it, and the monitored items
+        queue what changed while it could not send (``queue_size``): with both, nothing measured
+        during a network failure shorter than the session timeout is lost. Returns how many
+        messages came again; raises if the server has the subscription no more (subscribe again).
+        """
+        again = 0
+        for subscription in self._subscriptions:
+            start, subscription.lost_after = subscription.lost_after, None
+            if start is None or subscription.subscription_id is None:
+                continue
+            seen = subscription.seen_since_lost
+            # Messages received on the new connection came after the gap; without any, the gap
+            # ends where the server has nothing more to send again.
+            end = min(seen) - 1 if seen else None
+            sequence = start + 1
+            while end is None or sequence <= end:
+                if sequence not in seen:
+                    try:
+                        message = await asyncio.wait_for(
+                            self._client.uaclient.session.republish(subscription.subscription_id, sequence),
+                            self.settings.request_timeout,
+                        )
+                    except ua.UaStatusCodeError as exc:
+                        if int(exc.code) != ua.StatusCodes.BadMessageNotAvailable:
+                            raise
+                        if end is None:
+                            break
+                        # Gone from the server's retransmission queue (it keeps a bounded number).
+                        self.log.warning(
+                            "%s: data message %d of the subscription is no longer available on the server: "
+                            "its values are lost",
+                            self.settings.endpoint,
+                            sequence,
+                        )
+                    else:
+                        await subscription.publish_callback(
+                            ua.PublishResult(subscription.subscription_id, NotificationMessage=message)
+                        )
+                        again += 1
+                sequence += 1
+            subscription.seen_since_lost = set()
+        return again
 
     def _notify(self, state: StateName, reason: str | None) -> None:
         if self._on_state is not None:
@@ -576,6 +648,28 @@ class Connection:
     async def read_samples(self, nodes: Sequence[NodeId], handles: Sequence[int]) -> list[Sample]:
         values = await self._read(nodes, ua.AttributeIds.Value)
         return [to_sample(handle, dv) for handle, dv in zip(handles, values, strict=True)]
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    async def write_value(self, node: NodeId, variant_type: str, value: Any) -> int:
+        """Write a variable's Value as ``variant_type`` (a built-in type's name: Double, Int16, String …);
+        → the server's status code for it (0: Good). The DataValue carries no status and no
+        timestamps: many servers refuse a write that sets them (BadWriteNotSupported)."""
+        vtype = ua.VariantType[variant_type]
+        if vtype == ua.VariantType.LocalizedText:
+            value = ua.LocalizedText(value)
+        data = ua.DataValue(ua.Variant(value, vtype), StatusCode=None)
+        params = ua.WriteParameters()
+        params.NodesToWrite = [ua.WriteValue(NodeId=node, AttributeId=ua.AttributeIds.Value, Value=data)]
+        results = await self._client.uaclient.write(params)
+        return int(results[0].value) if results else int(ua.StatusCodes.BadUnexpectedError)
+
+    async def variant_type(self, data_type: NodeId) -> str:
+        """The built-in type a variable of ``data_type`` is written as (an enumeration: Int32; a
+        structure or an abstract type: the type's name, which the writer refuses)."""
+        node = self._client.get_node(data_type)
+        vtype = await data_type_to_variant_type(node)
+        return str(vtype.name)
 
     async def browse(self, nodes: Sequence[NodeId]) -> list[list[Reference]]:
         """The hierarchical children of each node (properties flagged), continuation points followed."""
@@ -910,3 +1004,12 @@ def _is_numeric_type(type_id: Any) -> bool:
 
 def _good(dv: Any) -> bool:
     return dv.StatusCode is None or bool(dv.StatusCode.is_good())
+
+
+def status_words(code: int) -> tuple[str, str]:
+    """A status code's name and the specification's sentence for it (BadUserAccessDenied, "User does not …")."""
+    try:
+        name, doc = ua.status_codes.get_name_and_doc(code)
+    except Exception:  # noqa: BLE001 - an unknown code is shown as a number
+        return f"0x{code:08X}", ""
+    return str(name), str(doc)

@@ -15,6 +15,7 @@ from pydantic import Discriminator, Field, SecretStr, Tag, field_validator, mode
 from connectors.opcua.nodes import NodeRef, is_node_id, parse_browse_path, parse_node_id
 from gateway.settings import ConnectorConfig, StrictModel
 from gateway.units import Duration
+from gateway.writes import WriteLimits
 
 __all__ = [
     "AuthConfig",
@@ -87,6 +88,11 @@ class NodeSpec(_ItemOptions):
     field: str | None = Field(
         default=None, description="Field name in the store (default: derived from the node's browse name)."
     )
+    write: WriteLimits | None = Field(
+        default=None,
+        description="The node may be written (POST /api/write, gateway write), within these limits: "
+        "{allowed: [O1001, O1002]}, {min: 0, max: 120}, {pattern: ...}. Absent: read-only. Needs 'field'.",
+    )
 
     @field_validator("node")
     @classmethod
@@ -103,6 +109,15 @@ class NodeSpec(_ItemOptions):
         if value is not None and not _FIELD.match(value):
             raise ValueError(f"{value!r} is not a usable field name: use letters, digits, '_', '.' and '-'")
         return value
+
+    @model_validator(mode="after")
+    def _writable(self) -> NodeSpec:
+        if self.write is not None:
+            if self.field is None:
+                raise ValueError("a writable node needs 'field: <name>': writes name the field, e.g. field: program")
+            if self.scale == 0:
+                raise ValueError("scale 0 makes every value the same: a node with it cannot be written")
+        return self
 
     def ref(self) -> NodeRef | None:
         """The parsed node id, or None when ``node`` is a browse path."""

@@ -37,14 +37,19 @@ from connectors.opcua.config import BrowseSpec, Deadband, NodeSpec, OpcUaConfig
 from connectors.opcua.nodes import is_node_id, parse_browse_path, parse_node_id, unique_field_names
 from connectors.opcua.pki import Pki, default_application_uri
 from connectors.opcua.values import Item, PointMaker, Sample
+from connectors.opcua.writer import OpcUaWriter
 from gateway.component import Emit, RuntimeContext, Source, State
 from gateway.errors import SourceError
 from gateway.pipeline import Backoff
 from gateway.point import Point
+from gateway.writes import FieldWriter
 
 __all__ = ["OpcUaSource"]
 
-#: Points held while the pipeline is full; above this the publish loop waits (back-pressure).
+#: Points held in memory while the sinks do not take them (a full disk, a full queue); beyond
+#: this the oldest are dropped and counted in ``dropped`` (the newest values matter most). The
+#: publish loop never waits for the sinks: the server would drop samples uncounted, or end the
+#: subscription for want of publish requests.
 MAX_PENDING = 100_000
 
 
@@ -80,12 +85,12 @@ class OpcUaSource(Source):
         self.config = config
         self._stop = asyncio.Event()
         self._restored = asyncio.Event()
+        self._resumed = asyncio.Event()
         self._resubscribe = asyncio.Event()
-        self._space = asyncio.Event()
-        self._space.set()
         self._flush_now = asyncio.Event()
         self._conn: Connection | None = None
         self._pending: list[Point] = []
+        self._dropping = 0  # samples dropped in the current episode of sinks that do not take them
         self._poll: list[tuple[Any, int]] = []
         self._logged: set[str] = set()  # errors already logged in this episode (until connected again)
         self._connected_once = False
@@ -105,12 +110,18 @@ class OpcUaSource(Source):
             "bad_quality",
             "skipped",
             "reconnects",
+            "dropped",
         ):
             self.status.counters.setdefault(counter, 0)
         # Gauges, not counters: they go down (0 when the session closes, failures fixed on the server).
         self.status.detail["monitored_items"] = 0
         self.status.detail["failed_items"] = 0
         self.status.detail["endpoint"] = config.endpoint
+        self._writer = OpcUaWriter(config, lambda: self._conn, lambda m, f: context.units.get((m, f)))
+
+    def writer(self) -> FieldWriter | None:
+        """The nodes declared writable (``write:``), written on this connector's session."""
+        return None if self._writer.empty else self._writer
 
     # -- settings ---------------------------------------------------------------------------
 
@@ -158,7 +169,6 @@ class OpcUaSource(Source):
 
     def request_stop(self) -> None:
         self._stop.set()
-        self._space.set()
 
     async def run(self, emit: Emit) -> None:
         backoff = Backoff(initial=1.0, cap=self.config.reconnect.max_delay)
@@ -207,6 +217,7 @@ class OpcUaSource(Source):
             return
         self._conn = conn
         self._restored.clear()
+        self._resumed.clear()
         self._resubscribe.clear()
         try:
             count = await self._prepare(conn)
@@ -274,6 +285,8 @@ class OpcUaSource(Source):
             self.status.record_error(message)
             self.status.set_state(State.RECONNECTING)
             self.log.warning("%s; reconnecting (the session is resumed if the server still has it)", message)
+        elif state == "resumed":
+            self._resumed.set()
         else:
             self._restored.set()
 
@@ -293,6 +306,23 @@ class OpcUaSource(Source):
                 count = await self._prepare(conn)
                 self.status.count("reconnects")
                 self._running(f"reconnected to {config.endpoint}: {count}")
+            elif self._resumed.is_set():
+                self._resumed.clear()
+                # The server kept the session, so its subscription and namespaces are those we
+                # know: keep them, and fetch what it sent while the connection was down.
+                try:
+                    again = await conn.recover()
+                except Exception as exc:
+                    if not is_connection_problem(exc):
+                        raise
+                    self.log.warning("the resumed session's subscription cannot be recovered (%s): re-creating it", exc)
+                    self._restored.set()
+                    continue
+                self.status.count("reconnects")
+                self._running(
+                    f"reconnected to {config.endpoint}: the session resumed with its subscription "
+                    f"(data messages sent again by the server: {again})"
+                )
             elif self._resubscribe.is_set() and conn.connected:
                 self._resubscribe.clear()
                 await conn.unsubscribe_all()
@@ -310,7 +340,9 @@ class OpcUaSource(Source):
                 self._resubscribe.set()
                 continue
             wait = max(0.01, next_poll - time.monotonic()) if config.mode == "poll" else 1.0
-            waiters = [asyncio.ensure_future(e.wait()) for e in (self._stop, self._restored, self._resubscribe)]
+            waiters = [
+                asyncio.ensure_future(e.wait()) for e in (self._stop, self._restored, self._resumed, self._resubscribe)
+            ]
             try:
                 await asyncio.wait(waiters, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
             finally:
@@ -391,6 +423,11 @@ class OpcUaSource(Source):
         if self.config.units:
             learnt = [(target, info, name) for (target, info), name in zip(items, fields, strict=True)]
             await self._learn_units(conn, learnt)
+        if not self._writer.empty:
+            try:
+                await self._writer.prepare(conn)
+            except Exception as exc:  # noqa: BLE001 - writing is resolved again at the first write; collecting goes on
+                self.log.info("the writable nodes' types could not be read now (%s): read at the first write", exc)
         self.status.detail["namespaces"] = len(conn.namespaces)
         self.status.detail["limits"] = {
             "max_nodes_per_read": conn.limits.max_nodes_per_read,
@@ -523,14 +560,22 @@ class OpcUaSource(Source):
 
     async def _on_samples(self, samples: list[Sample]) -> None:
         points = self._maker.convert(samples)
-        if points:
-            self._pending.extend(points)
-            if len(self._pending) >= 10_000:
-                self._flush_now.set()
-        while len(self._pending) >= MAX_PENDING and not self._stop.is_set():
-            self._space.clear()
+        if not points:
+            return
+        self._pending.extend(points)
+        if len(self._pending) >= 10_000:
             self._flush_now.set()
-            await self._space.wait()
+        excess = len(self._pending) - MAX_PENDING
+        if excess > 0:
+            del self._pending[:excess]
+            self.status.count("dropped", excess)
+            if not self._dropping:
+                self.log.warning(
+                    "the sinks are not taking points (see their state: disk_full, backoff …): the newest %d samples "
+                    "are held in memory and older ones dropped, counted in 'dropped'",
+                    MAX_PENDING,
+                )
+            self._dropping += excess
 
     async def _flush_loop(self, emit: Emit) -> None:
         interval = self.config.batch_interval
@@ -544,7 +589,6 @@ class OpcUaSource(Source):
         if not self._pending:
             return
         batch, self._pending = self._pending, []
-        self._space.set()
         counters = self.status.counters
 
         def stored() -> None:
@@ -552,3 +596,6 @@ class OpcUaSource(Source):
 
         counters["emitted"] = counters.get("emitted", 0) + len(batch)
         await emit(batch, stored)
+        if self._dropping:
+            self.log.info("the sinks take points again: %d samples were dropped while they did not", self._dropping)
+            self._dropping = 0

@@ -22,7 +22,9 @@ Errors come out as three exceptions and per-item codes:
 - :class:`ItemError` in the result list — the PLC refused one item (a DB that does not exist,
   an address beyond the DB's end, an optimized block).
 
-Writes (``write_area``) will sit beside :meth:`Connection.read` with the same errors.
+:meth:`Connection.write` writes one item (bytes, or one bit with the S7 bit transport, so the
+other bits of its byte are never touched) with the same errors; the PLC's refusal of the item is
+:class:`ItemRefused`.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from snap7 import AsyncClient
-from snap7.datatypes import S7Area
+from snap7.datatypes import S7Area, S7WordLen
 from snap7.error import S7ConnectionError, S7Error, S7ProtocolError, S7TimeoutError
 
 from connectors.s7.address import Area
@@ -47,6 +49,7 @@ __all__ = [
     "ConnectionLost",
     "ConnectionSettings",
     "ItemError",
+    "ItemRefused",
     "ReadItem",
     "Refused",
     "item_error_text",
@@ -96,6 +99,14 @@ class ItemError:
     @property
     def meaning(self) -> str:
         return ITEM_ERRORS.get(self.code, "unknown error")
+
+
+class ItemRefused(Exception):
+    """The PLC refused the item of a write (its S7comm return code, in :attr:`error`)."""
+
+    def __init__(self, error: ItemError) -> None:
+        super().__init__(f"S7 item error {error.code:#04x}: {error.meaning}")
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -295,3 +306,78 @@ class Connection:
             raise ConnectionLost(
                 f"the PLC at {self.settings.where} sent an answer that cannot be read: {exc}"
             ) from None
+
+    async def write(self, area: Area, db: int, start: int, data: bytes, bit: int | None = None) -> None:
+        """Write ``data`` at byte ``start`` of ``area`` (data block ``db``) in one request; with ``bit``,
+        that one bit (``data`` is one byte: 0 or 1) with the S7 bit transport. Raises ConnectionLost,
+        Refused (the whole request) or ItemRefused (the item: a DB that does not exist, a byte beyond it)."""
+        client = self._client
+        if client is None or not client.get_connected():
+            raise ConnectionLost(f"not connected to the PLC at {self.settings.where}")
+        if bit is not None:
+            request = client.protocol.build_write_request(
+                area=S7Area(AREA_CODES[area]),
+                db_number=db if area == "DB" else 0,
+                start=start * 8 + bit,
+                word_len=S7WordLen.BIT,
+                data=bytes([1 if data and data[0] else 0]),
+            )
+        else:
+            request = client.protocol.build_write_request(
+                area=S7Area(AREA_CODES[area]),
+                db_number=db if area == "DB" else 0,
+                start=start,
+                word_len=S7WordLen.BYTE,
+                data=bytes(data),
+            )
+        sequence = struct.unpack_from(">H", request, 4)[0]
+        try:
+            answer = await client.iso_exchange_buffer(bytearray(request))
+            response = client.protocol.parse_response(bytes(answer))
+        except S7TimeoutError:
+            await self.close()
+            raise ConnectionLost(
+                f"the PLC at {self.settings.where} did not answer within {self.settings.timeout:g}s"
+            ) from None
+        except S7ConnectionError as exc:
+            await self.close()
+            raise ConnectionLost(f"connection to the PLC at {self.settings.where} lost: {exc}") from None
+        except S7ProtocolError as exc:
+            if exc.error_code:
+                raise Refused(
+                    exc.error_code, _refused_write_text(exc.error_code, str(exc).split(": ", 1)[-1])
+                ) from None
+            await self.close()
+            raise ConnectionLost(
+                f"the PLC at {self.settings.where} sent an answer that cannot be read: {exc}"
+            ) from None
+        except OSError as exc:
+            await self.close()
+            raise ConnectionLost(f"connection to the PLC at {self.settings.where} failed: {exc}") from None
+        if response.get("sequence") != sequence:
+            await self.close()
+            raise ConnectionLost(f"the PLC at {self.settings.where} answered out of step; reconnecting")
+        header_error = int(response.get("error_code") or 0)
+        if header_error:
+            raise Refused(header_error, _refused_write_text(header_error, "write refused"))
+        item = response.get("data") or {}
+        code = item.get("return_code")
+        if code is None:
+            raw = bytes(response.get("raw_data") or b"")
+            code = raw[0] if raw else None
+        if code is None:
+            await self.close()
+            raise ConnectionLost(f"the PLC at {self.settings.where} did not acknowledge the write's item")
+        if int(code) != 0xFF:
+            raise ItemRefused(ItemError(int(code)))
+
+
+def _refused_write_text(code: int, message: str) -> str:
+    if code in _PUT_GET_REFUSED:
+        return (
+            f"the PLC refuses S7 writes (S7comm error {code:#06x}: {message}): on an S7-1200/1500 permit PUT/GET "
+            "(Protection & Security → Connection mechanisms) and switch off 'Optimized block access' of the DB"
+        )
+    if code == 0x8404:
+        return f"the PLC refused the write (S7comm error {code:#06x}: the area or data block does not exist there)"
+    return f"the PLC refused the write (S7comm error {code:#06x}: {message})"

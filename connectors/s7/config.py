@@ -19,6 +19,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from connectors.s7.address import MAX_STRING, TYPES, AddressError, Variable, parse
 from gateway.settings import ConnectorConfig, DeclaredField, StrictModel
 from gateway.units import Duration
+from gateway.writes import WriteLimits
 
 __all__ = ["CONNECTION_TYPES", "FieldType", "ReconnectConfig", "S7Config", "S7Field"]
 
@@ -78,6 +79,12 @@ class S7Field(StrictModel):
     )
     offset: float | None = Field(default=None, allow_inf_nan=False, description="Add this after scale; gives a float.")
     unit: str | None = Field(default=None, description="Unit shown on the web page (e.g. °C); not stored.")
+    write: WriteLimits | None = Field(
+        default=None,
+        description="The field may be written (POST /api/write, gateway write), within these limits: {min: 0, "
+        "max: 200} (in the stored unit: scale and offset are applied in reverse), {allowed: [...]}. Data blocks, "
+        "merkers and outputs only (inputs are the PLC's own). Absent: read-only.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -96,6 +103,23 @@ class S7Field(StrictModel):
             raise ValidationError.from_exception_data(
                 cls.__name__, [_problem(("address",), str(exc), item.address)]
             ) from None
+        if item.write is not None and variable.area == "I":
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [
+                    _problem(
+                        ("write",),
+                        "inputs (I, E) are the PLC's own input image, read from its input cards: they cannot be "
+                        "written; write a data block (DB), a merker (M) or an output (Q)",
+                        item.address,
+                    )
+                ],
+            )
+        if item.write is not None and item.scale == 0:
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [_problem(("scale",), "scale 0 makes every value the same: a field with it cannot be written", 0)],
+            )
         if variable.type in ("bool", "char", "string") and (item.scale is not None or item.offset is not None):
             raise ValidationError.from_exception_data(
                 cls.__name__,

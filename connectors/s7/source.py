@@ -38,9 +38,11 @@ from connectors.s7.address import Variable
 from connectors.s7.config import CONNECTION_TYPES, S7Config, S7Field
 from connectors.s7.decode import DecodeProblem, Value, decode
 from connectors.s7.plan import Plan, Span, plan
+from connectors.s7.writer import S7Writer
 from gateway.component import Emit, RuntimeContext, Source
 from gateway.errors import PointError, SourceError
 from gateway.point import Point
+from gateway.writes import FieldWriter
 
 __all__ = ["S7Link", "S7Reader", "S7Source", "connection_settings"]
 
@@ -237,6 +239,12 @@ class S7Source(Source):
         for item in config.fields:
             if item.unit:
                 context.units[(config.measurement, item.name)] = item.unit
+        # Writes go through the PLC's one connection, one request at a time between the scans' reads.
+        self._writer = S7Writer(config, self.link.connection)
+
+    def writer(self) -> FieldWriter | None:
+        """The addresses declared writable (``write:``)."""
+        return None if self._writer.empty else self._writer
 
     def request_stop(self) -> None:
         self._stop.set()

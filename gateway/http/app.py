@@ -20,6 +20,8 @@ Endpoints (all but /healthz and /readyz need a viewer credential when credential
 ``GET /api/machines/{name}/kpi``       KPIs over a range (``from``, ``to``; ``by=shift|hour|day`` rows)
 ``GET /api/machines/{name}/states``    state intervals over a range (``from``, ``to``), and the shifts
 ``GET /api/events``                    live updates (Server-Sent Events: overview, status, values, kpi)
+``GET /api/writable``                  fields declared writable; ``POST /api/write`` (operator); ``GET
+                                       /api/audit``: the audit trail of writes (gateway/http/writes.py)
 ``GET /api/openapi.json``              this API's OpenAPI spec
 ``GET /``                              the web page
 =====================================  =========================================================
@@ -74,9 +76,11 @@ from gateway.http.models import (
 from gateway.http.overview import build_cards
 from gateway.http.rates import RateTracker
 from gateway.http.security import LoginLimit, SecurityHeaders
+from gateway.http.writes import write_routes
 from gateway.latest import LatestValues
 from gateway.secrets import masked_dump
 from gateway.units import parse_duration
+from gateway.writing import WriteDesk
 
 __all__ = ["AppContext", "create_app", "parse_time"]
 
@@ -121,6 +125,10 @@ def _no_kpi() -> MachineKpis | None:
     return None
 
 
+def _no_writes() -> WriteDesk | None:
+    return None
+
+
 @dataclass
 class AppContext:
     """What the HTTP app may read of the running gateway."""
@@ -142,6 +150,8 @@ class AppContext:
     config_state: Callable[[], Mapping[str, Any]] | None = None
     #: reload the config files (``POST /api/reload``); None when the gateway cannot reload
     reload: Callable[[], Awaitable[Any]] | None = None
+    #: the write desk (``/api/writable``, ``POST /api/write``, ``/api/audit``); None: nothing is writable
+    writes: Callable[[], WriteDesk | None] = _no_writes
     rates: RateTracker = field(default_factory=RateTracker)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     #: seconds between two ``status`` events on an SSE stream, and the shortest gap between overview events
@@ -323,7 +333,7 @@ def create_app(ctx: AppContext) -> FastAPI:
         """The caller's role (the page hides admin-only parts for viewers)."""
         role = _role(request)
         return WhoAmI(
-            role="admin" if role is Role.ADMIN else "viewer",
+            role="admin" if role is Role.ADMIN else "operator" if role is Role.OPERATOR else "viewer",
             auth=ctx.settings.auth.configured,
             plain_http=ctx.settings.plain_credentials,
         )
@@ -649,6 +659,15 @@ def create_app(ctx: AppContext) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.include_router(
+        write_routes(
+            ctx.writes,
+            ctx.settings.auth,
+            lambda measurement, field: ctx.settings.overview.catalogue.display(measurement, field, ctx.units).unit,
+            parse_time,
+        )
+    )
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(GZipMiddleware, minimum_size=1024)

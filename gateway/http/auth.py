@@ -1,4 +1,5 @@
-"""Who may see what: a read-only **viewer** and an **admin** (connector details and config).
+"""Who may see what: a read-only **viewer**, an **operator** (also writes declared fields to
+machines: ``POST /api/write``) and an **admin** (also connector details, config, reload).
 
 - No credential configured (only allowed on loopback): everyone who can connect is admin.
 - Otherwise every request except ``/healthz`` and ``/readyz`` needs one of:
@@ -22,13 +23,14 @@ from pydantic import SecretStr
 
 from gateway.http.config import AuthSettings, Credential
 
-__all__ = ["Role", "authenticate"]
+__all__ = ["Role", "authenticate", "identify"]
 
 
 class Role(enum.IntEnum):
     NONE = 0
     VIEWER = 1
-    ADMIN = 2
+    OPERATOR = 2  # a viewer who may also write declared fields to machines
+    ADMIN = 3
 
 
 def _same(given: str, expected: str | SecretStr) -> bool:
@@ -78,6 +80,31 @@ def authenticate(settings: AuthSettings, header: str | None) -> Role:
         return Role.NONE
     if settings.admin.configured and _matches(settings.admin, token, user, password):
         return Role.ADMIN
+    if settings.operator.configured and _matches(settings.operator, token, user, password):
+        return Role.OPERATOR
     if settings.viewer.configured and _matches(settings.viewer, token, user, password):
         return Role.VIEWER
     return Role.NONE
+
+
+def identify(settings: AuthSettings, header: str | None, role: Role) -> str:
+    """Who the caller is, for the audit trail: the configured user name they logged in with, else
+    "<role> token" (a token names no person), or "local" when no credential is configured.
+
+    Never a secret: a user name is returned only when it is the configured one and the password
+    matched it (a token typed as the password of any user name says nothing about that name).
+    """
+    if not settings.configured:
+        return "local"
+    _, user, password = _parse(header)
+    credential = {Role.ADMIN: settings.admin, Role.OPERATOR: settings.operator, Role.VIEWER: settings.viewer}.get(role)
+    if (
+        credential is not None
+        and user is not None
+        and password is not None
+        and credential.username
+        and _same(user, credential.username)
+        and _same(password, credential.password)
+    ):
+        return credential.username
+    return f"{role.name.lower()} token"

@@ -12,8 +12,10 @@ accident::
           viewer: {username: officina, password: ${GATEWAY_VIEWER_PASSWORD}}
           admin: {token: ${GATEWAY_ADMIN_TOKEN}}
 
-A **viewer** sees the overview, charts, series, the connections page and /metrics; an **admin**
-also sees each connector's and sink's details and its configuration (secrets masked).
+A **viewer** sees the overview, charts, series, the connections page and /metrics; an
+**operator** also writes the fields connectors declare writable (``POST /api/write``); an
+**admin** does both and also sees each connector's and sink's details and its configuration
+(secrets masked).
 
 Credentials beyond loopback should travel encrypted: ``tls: {cert: …, key: …}`` serves the page
 and the API over HTTPS (without it the gateway warns at start and shows the admin a banner).
@@ -75,13 +77,18 @@ class Credential(_Strict):
 
 class AuthSettings(_Strict):
     viewer: Credential = Field(default=Credential(), description="Read-only access: pages, series, charts, /metrics.")
+    operator: Credential = Field(
+        default=Credential(),
+        description="Everything a viewer sees, plus writing the fields a connector declares writable "
+        "(POST /api/write, gateway write), within their limits; every attempt is audited.",
+    )
     admin: Credential = Field(
         default=Credential(), description="Everything a viewer sees, plus connector and sink details and config."
     )
 
     @property
     def configured(self) -> bool:
-        return self.viewer.configured or self.admin.configured
+        return self.viewer.configured or self.operator.configured or self.admin.configured
 
 
 class OverviewSettings(_Strict):

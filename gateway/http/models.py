@@ -56,7 +56,9 @@ class Readiness(BaseModel):
 
 
 class WhoAmI(BaseModel):
-    role: Literal["viewer", "admin"]
+    role: Literal["viewer", "operator", "admin"] = Field(
+        description="viewer: looks; operator: also writes declared fields to machines; admin: everything."
+    )
     auth: bool = Field(description="False when no credential is configured (loopback only).")
     plain_http: bool = Field(
         default=False,

@@ -22,14 +22,15 @@ Chiller — unit 2::
     input   2  condenser_pressure_bar      uint16         0.01 bar
     input   3  compressor_current_a        uint16         0.1 A
     input  10  cooling_power_kw            float32 CDAB   kW
-    holding 0  setpoint_c                  int16          0.1 °C
+    holding 0  setpoint_c                  int16          0.1 °C (writable: the supply water follows it)
     holding 20 run_hours                   uint32 ABCD    h
     holding 22 compressor_starts           uint32 ABCD
     discrete 0 compressor_on, 1 alarm_high_pressure
     coil    0  remote_enable
 
 Every unit has 1,000 registers and 1,024 coils / discrete inputs per area; addresses beyond
-are refused with exception 2 (illegal data address), as a real device does.
+are refused with exception 2 (illegal data address), as a real device does. Holding registers
+and coils take writes (functions 5, 6, 15, 16, 22); :attr:`ModbusServer.written` logs each.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ CHILLER_UNIT = 2
 REGISTERS = 1000
 BITS = 1024
 _AREA_OF_FUNCTION = {1: "coil", 2: "discrete", 3: "holding", 4: "input"}
+#: The area each write function writes (22: mask write, 23: read/write registers).
+_AREA_OF_WRITE = {5: "coil", 15: "coil", 6: "holding", 16: "holding", 22: "holding", 23: "holding"}
 
 
 @dataclass
@@ -99,7 +102,8 @@ class ModbusServer:
     ``silent`` unit ids never answer (a device that is off); ``gateway_fail`` unit ids answer
     exception 11 (what a TCP gateway says for a serial device that does not answer); any unit
     id not in ``units`` is silent. ``requests`` counts the requests received per
-    (unit, area); ``log`` keeps (monotonic time, unit, area, address, count) of each.
+    (unit, area); ``log`` keeps (monotonic time, unit, area, address, count) of each;
+    ``written`` keeps (unit, function, area, address, values) of each write taken.
     """
 
     def __init__(self, port: int, host: str = "127.0.0.1", framing: str = "tcp") -> None:
@@ -111,6 +115,7 @@ class ModbusServer:
         self.gateway_fail: set[int] = set()
         self.requests: Counter[tuple[int, str]] = Counter()
         self.log: list[tuple[float, int, str, int, int]] = []
+        self.written: list[tuple[int, int, str, int, list[int] | list[bool]]] = []
         self.keep_log = True
         self._server: ModbusTcpServer | None = None
         self._closing = asyncio.Event()
@@ -155,18 +160,26 @@ class ModbusServer:
         if unit is None or unit_id in self.silent:
             await self._closing.wait()  # never answers; returns when the server stops
             return ExcCodes.GATEWAY_NO_RESPONSE
-        area = _AREA_OF_FUNCTION.get(function_code, "holding")
+        area = _AREA_OF_FUNCTION.get(function_code) or _AREA_OF_WRITE.get(function_code, "holding")
         if area in ("coil", "discrete"):
             first = address - address % 16
             if any((area, a) in unit.illegal for a in range(address, address + count * 16)):
                 return ExcCodes.ILLEGAL_ADDRESS
             memory: dict[int, bool] = getattr(unit, area)
+            if values is not None:  # a write: the unit's memory takes it (pymodbus then answers from it)
+                for i, bit in enumerate(values):
+                    memory[address + i] = bool(bit)
+                self.written.append((unit_id, function_code, area, address, [bool(v) for v in values]))
             bits = [memory.get(first + i, False) for i in range(count * 16)]
             registers[first // 16 - start : first // 16 - start + count] = SimUtils.bitsToRegisters(bits)
             return None
         if any((area, a) in unit.illegal for a in range(address, address + count)):
             return ExcCodes.ILLEGAL_ADDRESS
         words: dict[int, int] = getattr(unit, area)
+        if values is not None:
+            for i, word in enumerate(values):
+                words[address + i] = int(word)
+            self.written.append((unit_id, function_code, area, address, [int(v) for v in values]))
         for i in range(count):
             registers[address - start + i] = words.get(address + i, 0)
         return None
@@ -238,19 +251,21 @@ class _Chiller:
     def step(self, unit: Unit, dt: float) -> None:
         rng = self.rng
         self.t += dt
-        setpoint = 7.0
+        if 0 not in unit.holding:
+            unit.set("holding", 0, "int16", 70)  # 7.0 °C until a client writes another setpoint
+        word = unit.holding[0]
+        setpoint = (word - 0x10000 if word >= 0x8000 else word) / 10  # int16, 0.1 °C
         if self.on and self.supply < setpoint - 1.0:
             self.on = False
         elif not self.on and self.supply > setpoint + 1.0:
             self.on, self.starts = True, self.starts + 1
-        self.supply += (-0.05 if self.on else 0.03) * dt + rng.gauss(0, 0.01)
+        self.supply += (-0.05 if self.on else 0.06) * dt + rng.gauss(0, 0.01)  # °C/s: a small loop, quick to show
         ret = self.supply + (5.0 if self.on else 1.5) + rng.gauss(0, 0.05)
         unit.set("input", 0, "int16", round(self.supply * 10))
         unit.set("input", 1, "int16", round(ret * 10))
         unit.set("input", 2, "uint16", round((14.5 if self.on else 9.0) * 100 + rng.gauss(0, 5)))
         unit.set("input", 3, "uint16", round((38.0 if self.on else 0.0) * 10 + (rng.gauss(0, 3) if self.on else 0)))
         unit.set("input", 10, "float32", (ret - self.supply) * 4.18 * 2.5 if self.on else 0.0, "CDAB")
-        unit.set("holding", 0, "int16", round(setpoint * 10))
         if self.on:
             self.hours += dt / 3600
         unit.set("holding", 20, "uint32", int(self.hours))

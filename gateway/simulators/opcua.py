@@ -10,10 +10,10 @@ CNC machining centre — namespace ``urn:lab:cnc``, everything below ``Objects/M
            StateChangedAt (DateTime), OperatingHours}
     Spindle/{Speed, SpeedSetpoint (Double), Load, Temperature (Float), Override (Byte),
              Direction (Int16), SpeedRange (Range: a structure)}
-    Feed/{Rate (Double), Override (Byte)}
+    Feed/{Rate (Double), Override (Byte, writable: the rate follows it)}
     Axes/{X,Y,Z}/{Position (Double), Load (Float)}, Axes/Position (Double[3])
     Coolant/{Temperature, Pressure, Level (Float), PumpOn (Boolean)}, ns=<cnc>;i=1005 (Int16, 0.1 °C)
-    Program/{Name (String), BlockNumber (UInt32), ToolNumber (UInt16), ToolLife (Int32)}
+    Program/{Name (String), Selected (String, writable), BlockNumber (UInt32), ToolNumber (UInt16), ToolLife (Int32)}
     Counters/{PartsProduced, PartsGood, PartsScrap (UInt32), CycleCount (UInt64), SpindleRevolutions (Int64)}
     Energy/{Power (Float), Energy (Double)}
     Sensors/{Vibration (Float), AmbientTemperature (Float), SensorNode (SByte)}
@@ -25,6 +25,12 @@ RejectedParts}, Energy/….
 
 Physical quantities are AnalogItems in spirit: each has an ``EngineeringUnits`` property
 (rpm, °C, bar, mm, kN, kW …), which ``gateway browse`` and the web page show.
+
+Two CNC variables are writable (as on a real controller, where the operator selects a program
+and turns the feed override): ``Program.Selected`` — the program loaded (``Program/Name`` shows
+its full name from the next update on) — and ``Feed.Override`` in % (``Feed/Rate`` follows it). Every other
+variable is read-only: a client's write is refused with BadUserAccessDenied, as a controller
+refuses writes to what it measures.
 
 Values move smoothly and plausibly; states go idle → running → idle / alarm with realistic
 dwell times; a few sensors fail now and then (``BadSensorFailure`` for some seconds, with the
@@ -121,6 +127,7 @@ class Var:
     data_type: str | None = None  # "enum" or "range" for special types
     array: bool = False
     unit: str = ""  # published as the variable's EngineeringUnits property (an AnalogItem's unit)
+    writable: bool = False  # clients may write it (the model reads it at every step instead of setting it)
 
 
 class _Smooth:
@@ -165,7 +172,7 @@ class _StateMachine:
 
 
 _ALARMS = ((1101, "Spindle overload"), (2204, "Coolant level low"), (3310, "Door open"), (4415, "Tool breakage"))
-_PROGRAMS = ("O1001 FLANGE-A", "O1002 HOUSING-B", "O2040 SHAFT-C", "O3100 BRACKET-D")
+_PROGRAMS = ("O1001 FLANGE-A", "O1002 HOUSING-B", "O1003 COVER-E", "O2040 SHAFT-C", "O3100 BRACKET-D")
 
 
 class CncModel:
@@ -196,6 +203,7 @@ class CncModel:
         self.energy = 0.0
         self.hours = 1234.5
         self.program = _PROGRAMS[0]
+        self.feed_override = 100  # % (Feed.Override, written by clients)
         self.cycle_left = 45.0
         self.tool_life = 5000
         self.alarm = (0, "")
@@ -223,7 +231,7 @@ class CncModel:
             Var("Spindle/Direction", ua.VariantType.Int16, 1),
             Var("Spindle/SpeedRange", ua.VariantType.ExtensionObject, ua.Range(0.0, 12000.0), data_type="range"),
             Var("Feed/Rate", D, 1500.0, unit="mm/min"),
-            Var("Feed/Override", ua.VariantType.Byte, 100),
+            Var("Feed/Override", ua.VariantType.Byte, 100, unit="%", writable=True),
             Var("Axes/X/Position", D, 0.0, unit="mm"),
             Var("Axes/Y/Position", D, 0.0, unit="mm"),
             Var("Axes/Z/Position", D, -50.0, unit="mm"),
@@ -237,6 +245,7 @@ class CncModel:
             Var("Coolant/PumpOn", B, True),
             Var("Coolant/TemperatureRaw", ua.VariantType.Int16, 220, numeric_id=1005),
             Var("Program/Name", ua.VariantType.String, self.program),
+            Var("Program/Selected", ua.VariantType.String, self.program.split()[0], writable=True),
             Var("Program/BlockNumber", ua.VariantType.UInt32, 10),
             Var("Program/ToolNumber", ua.VariantType.UInt16, 1),
             Var("Program/ToolLife", ua.VariantType.Int32, self.tool_life),
@@ -255,11 +264,8 @@ class CncModel:
     def step(self, dt: float) -> dict[str, Any]:
         rng = self.rng
         self.t += dt
-        if self.state.step(dt, rng):
-            if self.state.state == "Alarm":
-                self.alarm = rng.choice(_ALARMS)
-            elif self.state.state == "Setup":
-                self.program = rng.choice(_PROGRAMS)
+        if self.state.step(dt, rng) and self.state.state == "Alarm":
+            self.alarm = rng.choice(_ALARMS)
         running = self.state.state == "Running"
         setpoint = 8000.0 + 1500.0 * math.sin(self.t / 40.0) if running else 0.0
         speed = max(0.0, self.speed.step(setpoint, dt, rng))
@@ -294,7 +300,9 @@ class CncModel:
             "Spindle/SpeedSetpoint": round(setpoint, 0),
             "Spindle/Load": round(load, 2),
             "Spindle/Temperature": round(self.spindle_temp.step(52.0 if running else 30.0, dt, rng), 2),
-            "Feed/Rate": round(1500.0 + 300.0 * math.sin(self.t / 11.0), 1) if running else 0.0,
+            "Feed/Rate": round((1500.0 + 300.0 * math.sin(self.t / 11.0)) * self.feed_override / 100, 1)
+            if running
+            else 0.0,
             "Axes/X/Position": round(x, 3),
             "Axes/Y/Position": round(y, 3),
             "Axes/Z/Position": round(z, 3),
@@ -322,6 +330,14 @@ class CncModel:
             "Sensors/AmbientTemperature": round(self.ambient.step(21.0, dt, rng), 2),
         }
         return _with_failures(values, self.failed, ("Sensors/Vibration", "Coolant/Level"), dt, rng, self.bad_rate)
+
+    def written(self, path: str, value: Any) -> None:
+        """A writable variable's value (a client may have written it): the machine acts on it."""
+        if path == "Program/Selected" and isinstance(value, str) and value:
+            known = next((p for p in _PROGRAMS if p.split()[0] == value), None)
+            self.program = known or value  # an unknown program number is loaded as it is (no name to show)
+        elif path == "Feed/Override" and isinstance(value, int):
+            self.feed_override = value
 
 
 class PressModel:
@@ -416,6 +432,9 @@ class PressModel:
         }
         return _with_failures(values, self.failed, ("Barrel/Zone3", "Mold/Temperature"), dt, rng, self.bad_rate)
 
+    def written(self, path: str, value: Any) -> None:
+        """The press has no writable variable."""
+
 
 def _with_failures(
     values: dict[str, Any],
@@ -445,15 +464,22 @@ Model = CncModel | PressModel
 
 
 class _Users:
-    def __init__(self, users: dict[str, str], anonymous: bool, certificates: list[bytes]) -> None:
+    """Who may connect. Every session is a plain user (never asyncua's admin, who may write
+    anything): a write to a variable that is not writable is refused with BadUserAccessDenied.
+    ``accept_any``: no accounts are configured, any user name and password is let in."""
+
+    def __init__(
+        self, users: dict[str, str], anonymous: bool, certificates: list[bytes], accept_any: bool = False
+    ) -> None:
         self.users = users
         self.anonymous = anonymous
         self.certificates = certificates  # DER of the accepted X.509 user certificates
+        self.accept_any = accept_any
 
     def get_user(
         self, iserver: Any, username: str | None = None, password: str | None = None, certificate: Any = None
     ) -> User | None:
-        if username is not None and self.users.get(username) == password:
+        if username is not None and (self.accept_any or self.users.get(username) == password):
             return User(role=UserRole.User, name=username)
         if username is None and certificate is not None and _der(certificate) in self.certificates:
             return User(role=UserRole.User, name="x509")
@@ -490,6 +516,7 @@ class _Machine:
     nodes: dict[str, Node]
     sessions_created: list[int]
     types: dict[str, tuple[ua.VariantType, bool]]
+    writable: list[str]
 
 
 def _policies(security: str) -> list[ua.SecurityPolicyType]:
@@ -571,7 +598,7 @@ async def _start_machine(settings: OpcUaSimulatorSettings, index: int, rng: rand
     anonymous = settings.anonymous if settings.anonymous is not None else not settings.users
     restricted = bool(settings.users or settings.user_certificates)
     certificates = [_load_der(path) for path in settings.user_certificates]
-    server = Server(user_manager=_Users(settings.users, anonymous, certificates) if restricted else None)
+    server = Server(user_manager=_Users(settings.users, anonymous, certificates, accept_any=not restricted))
     await server.init()
     port = settings.port + index
     app_uri = f"urn:lab:simulator:{name}"
@@ -607,7 +634,14 @@ async def _start_machine(settings: OpcUaSimulatorSettings, index: int, rng: rand
         model.namespace,
         idx,
     )
-    return _Machine(model, server, nodes, sessions_created, {v.path: (v.vtype, v.array) for v in variables})
+    return _Machine(
+        model,
+        server,
+        nodes,
+        sessions_created,
+        {v.path: (v.vtype, v.array) for v in variables},
+        [v.path for v in variables if v.writable],
+    )
 
 
 async def _build_address_space(server: Server, idx: int, variables: list[Var]) -> dict[str, Node]:
@@ -641,6 +675,8 @@ async def _build_address_space(server: Server, idx: int, variables: list[Var]) -
             if var.array:
                 await node.write_value_rank(1)
                 await node.write_array_dimensions([len(var.value)])
+        if var.writable:
+            await node.set_writable()
         if var.unit:
             await node.add_property(
                 ua.NodeId(f"{var.path.replace('/', '.')}.EngineeringUnits", idx),
@@ -750,6 +786,10 @@ def _data_value(value: Any, vtype: ua.VariantType, now: datetime, is_array: bool
 
 async def _tick(machine: _Machine, dt: float, bench: int, tick: int) -> None:
     now = datetime.now(UTC)
+    read = machine.server.iserver.aspace.read_attribute_value
+    for path in machine.writable:  # what clients wrote: the machine acts on it in this step
+        current = read(machine.nodes[path].nodeid, ua.AttributeIds.Value)
+        machine.model.written(path, current.Value.Value if current.Value is not None else None)
     values = machine.model.step(dt)
     types = machine.types
     write = machine.server.write_attribute_value

@@ -23,7 +23,11 @@ The packaging line (a flow-wrapper with its infeed conveyor)::
     Q    Q0.0 conveyor, Q0.1 alarm_lamp (BOOL)
 
 The line reads its speed setpoint from MW20 at every step, so a value written there by a
-client changes the line's speed, as on the real machine.
+client changes the line's speed, as on the real machine (it ramps to it in about 4 s).
+
+Writes: python-snap7's server takes byte writes; a bit write (the S7 bit transport, ``M10.1``)
+sets that one bit here, as a PLC does, instead of the whole byte. :attr:`S7Server.written` logs
+each write the server took (area, db, byte, data).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from snap7.datatypes import S7WordLen
 from snap7.server import Server
 from snap7.type import SrvArea
 
@@ -98,6 +103,27 @@ class _Server(Server):
         self.owner.served(ServedRead(time.monotonic(), items, 12 + 12 * len(items), len(answer)))
         return answer
 
+    def _handle_write_area(self, request: dict[str, Any], client_address: tuple[str, int]) -> bytes:
+        # python-snap7's server writes a bit write's data byte over the whole byte; a PLC sets the bit.
+        raw = bytes(request.get("raw_parameters") or b"")
+        spec = raw[2:14]
+        data = request.get("data")
+        area = _AREA_OF_CODE.get(spec[8], "DB") if len(spec) == 12 else "DB"
+        db = int.from_bytes(spec[6:8], "big") if len(spec) == 12 and area == "DB" else 0
+        address = int.from_bytes(spec[9:12], "big") if len(spec) == 12 else 0
+        bit: int | None = None
+        if len(spec) == 12 and spec[3] == int(S7WordLen.BIT) and isinstance(data, dict) and data.get("data"):
+            bit = address & 7
+            memory = self.owner.memory.get((area, db))
+            if memory is not None and address >> 3 < len(memory):
+                current = memory[address >> 3]
+                on = bool(bytes(data["data"])[0])
+                data["data"] = bytes([(current | (1 << bit)) if on else (current & ~(1 << bit) & 0xFF)])
+        answer: bytes = super()._handle_write_area(request, client_address)
+        if isinstance(data, dict):
+            self.owner.written.append((area, db, address >> 3, bit, bytes(data.get("data") or b"")))
+        return answer
+
 
 class S7Server:
     """An S7 PLC on ``host:port``: memory areas the caller registers and fills; python-snap7's
@@ -111,6 +137,8 @@ class S7Server:
         self.refuse_reads = False
         self.memory: dict[tuple[Area, int], bytearray] = {}
         self.reads: list[ServedRead] = []
+        #: writes the server was sent: (area, db, byte, bit or None, the bytes written)
+        self.written: list[tuple[Area, int, int, int | None, bytes]] = []
         self.keep_log = True
         self._lock = threading.Lock()
         self._server: _Server | None = None

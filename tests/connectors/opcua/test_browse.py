@@ -85,7 +85,7 @@ def test_browse_yaml_validates_and_collects_every_browsed_variable(opcua_simulat
         for line in done.stdout.splitlines()
         if line.startswith("      - {")
     ]
-    assert len(fields) == 45 and "spindle_speed" in fields and "axes_position" in fields
+    assert len(fields) == 46 and "spindle_speed" in fields and "axes_position" in fields  # with program_selected
     assert "energy" in fields and "energy_energy" not in fields  # the leaf repeats its folder: said once
     assert '{node: "nsu=urn:lab:cnc;s=State.Mode", field: state_mode, enum_names: true}' in done.stdout
     assert '# - {node: "nsu=urn:lab:cnc;s=Spindle.SpeedRange"' in done.stdout  # a structure: shown, not collected

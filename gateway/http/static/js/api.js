@@ -10,6 +10,20 @@ export async function getJSON(path) {
   return response.json();
 }
 
+/** POST a JSON body; → { status, body }: an answer with a body (a refused write is a 4xx with the
+ *  same shape as a written one) is returned, not thrown; no answer at all throws. */
+export async function postJSON(path, body) {
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { Accept: "application/json", "Content-Type": "application/json" },
+    credentials: "same-origin",
+    body: JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await response.json(); } catch { /* not JSON */ }
+  return { status: response.status, ok: response.ok, body: data };
+}
+
 const handlers = new Map(); // event name → Set of callbacks
 let source = null;
 let stateListener = () => {};

@@ -10,6 +10,7 @@ import { valueCell } from "./overview.js";
 import { Chart, chartTitle, isCounter, counterWindow, bucketWidth } from "./charts.js";
 import { Timeline, segmentsFromBuckets, categoryOf } from "./timeline.js";
 import { findMachine, KpiPanel, fetchStates, stateBadge } from "./kpi.js";
+import { WritePanel } from "./writes.js";
 
 /** Where the gateway writes the machines' KPIs (gateway/kpi/config.py). */
 const KPI_MEASUREMENT = "kpi";
@@ -85,11 +86,13 @@ export function showMachine(root, cardId) {
   const timeline = new Timeline();
   const kpiBox = h("div", { id: "kpi-box" });
   const trends = h("h2", { hidden: true, id: "trends-title" }, t("machine.trends"));
+  // (an operator's controls for the machine's writable fields, and its last writes: js/writes.js)
+  const writes = new WritePanel({ machine: name, belongs: (s) => belongs(s) });
   root.append(
     h("div", { class: "toolbar" }, h("a", { class: "btn", href: "#/" }, t("machine.back"))),
     h("div", { class: "machine-head" }, title, badge, since),
     kpiBox,
-    h("h2", {}, t("machine.current")), current,
+    h("h2", {}, t("machine.current")), current, writes.el,
     h("div", { class: "toolbar range-bar", role: "group", "aria-label": t("machine.trends") },
       rangeButtons, custom, h("span", { class: "spacer" }), csvButton),
     h("div", { class: "range-line" }, rangeNote),
@@ -139,6 +142,7 @@ export function showMachine(root, cardId) {
       badge.textContent = t("state.offline");
     }
     cardValues = card.values;
+    writes.setValues(card.values);
     // Tiles are updated in place: nothing moves while values stream in.
     const tiles = new Map([...current.children].map((el) => [el.dataset.key, el]));
     const order = [];
@@ -163,9 +167,13 @@ export function showMachine(root, cardId) {
   }
 
   async function load() {
-    const [overview, found] = await Promise.all([getJSON("/api/overview"), findMachine(cardId, tags).catch(() => null)]);
+    const [overview, found, writable] = await Promise.all([
+      getJSON("/api/overview"), findMachine(cardId, tags).catch(() => null), writes.fetch(),
+    ]);
     if (disposed) return;
     showCurrent(overview);
+    await writes.show(writable); // before the charts: the section never pushes them down later
+    if (disposed) return;
     if (found && !machine) {
       machine = found;
       kpi = new KpiPanel(machine, { serverNow, onState: showKpiState });
@@ -465,6 +473,7 @@ export function showMachine(root, cardId) {
     unsubscribe();
     observer.disconnect();
     kpi?.stop();
+    writes.destroy();
     for (const p of plots) p.chart.destroy();
   };
 }
