@@ -1,4 +1,5 @@
-"""`gateway demo` (what `make demo` runs) works with nothing but Python: MQTT and OPC UA data land in the historian."""
+"""`gateway demo` (what `make demo` runs) works with nothing but Python: MQTT and OPC UA data land in the
+historian, and its machines take writes through the API (the round trip the page's controls make)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import httpx
+
+from gateway.ports import free_ports
 from gateway.sinks.historian.store import HistorianStore
-from tests.helpers import free_port
+from tests.helpers import free_port, stop_process, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,3 +78,136 @@ def test_demo_collects_every_simulated_device_into_the_historian(tmp_path: Path)
     assert counts is not None, result.stderr[-3000:]
     received, stored, malformed = map(int, counts.groups())
     assert received >= 50 and stored == received and malformed == 0
+
+
+# --- the demo's machines take writes: checked, written, read back, audited -----------------------------
+
+
+def _card_value(api: httpx.Client, machine: str, field: str) -> Any:
+    """The value of ``field`` on the overview card of ``machine`` (None until it arrives)."""
+    for card in api.get("/api/overview").json()["cards"]:
+        if card["tags"].get("machine") == machine:
+            for value in card["values"]:
+                if value["field"] == field:
+                    return value["value"]
+    return None
+
+
+def test_the_demo_writes_to_its_simulated_machines_through_the_api(tmp_path: Path) -> None:
+    """`gateway demo` as a user runs it (configs/demo.yaml, its simulators, the web API on loopback,
+    where whoever reaches it is admin): the CNC's program and feed override (OPC UA), the chiller's
+    setpoint (Modbus) and the packaging line's speed setpoint (S7) written and read back, each machine
+    acting on it; a value outside the limits refused with 422 before it reaches the machine."""
+    port = free_ports(1)
+    log = tmp_path / "demo.log"
+    with log.open("wb") as out:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "demo", "--data-dir", str(tmp_path / "demo"), "--port", str(port)],
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
+
+            def running() -> bool:
+                assert demo.poll() is None, log.read_text()[-3000:]
+                try:
+                    components = api.get("/api/status").json()["components"]
+                except httpx.HTTPError:
+                    return False
+                states = {c["name"]: c["state"] for c in components}
+                return all(states.get(n) == "running" for n in ("cnc-01", "utilities", "packaging-line"))
+
+            wait_until(
+                running, timeout=120, interval=0.5, message="the demo's OPC UA, Modbus and S7 connectors running"
+            )
+            assert api.get("/api/whoami").json()["role"] == "admin"  # loopback, no credentials: the page shows controls
+
+            writable = {(f["connector"], f["field"]): f for f in api.get("/api/writable").json()}
+            assert set(writable) == {
+                ("cnc-01", "program"),
+                ("cnc-01", "feed_override"),
+                ("utilities", "setpoint_c"),
+                ("packaging-line", "speed_setpoint"),
+            }
+            program = writable[("cnc-01", "program")]
+            assert (program["type"], program["allowed"]) == ("string", ["O1001", "O1002", "O1003", "O2040", "O3100"])
+            override = writable[("cnc-01", "feed_override")]
+            assert (override["type"], override["min"], override["max"]) == ("integer", 0, 120)  # a Byte node
+            chiller = writable[("utilities", "setpoint_c")]
+            assert (chiller["type"], chiller["min"], chiller["max"], chiller["unit"]) == ("number", 5, 15, "°C")
+            speed = writable[("packaging-line", "speed_setpoint")]
+            assert (speed["type"], speed["min"], speed["max"]) == ("integer", 30, 150)
+
+            def write(connector: str, field: str, value: Any) -> tuple[int, dict[str, Any]]:
+                answer = api.post("/api/write", json={"connector": connector, "field": field, "value": value})
+                return answer.status_code, answer.json()
+
+            # the round trip: written, read back from the machine, and the machine acts on it
+            for connector, field, value, old in (
+                ("cnc-01", "program", "O1002", "O1001"),
+                ("cnc-01", "feed_override", 80, 100),
+                ("utilities", "setpoint_c", 9.5, 7.0),
+                ("packaging-line", "speed_setpoint", 90, 120),
+            ):
+                status, record = write(connector, field, value)
+                assert (status, record["result"], record["old"], record["read_back"]) == (200, "written", old, value), (
+                    record
+                )
+                assert record["user"] == "local" and record["role"] == "admin"
+            wait_until(
+                lambda: _card_value(api, "cnc-01", "program_title") == "O1002 HOUSING-B",
+                timeout=30,
+                interval=0.5,
+                message="the CNC loaded O1002 (its program title on the card)",
+            )
+            wait_until(
+                lambda: _card_value(api, "chiller-1", "setpoint_c") == 9.5,
+                timeout=30,
+                interval=0.5,
+                message="the chiller's new setpoint on its card",
+            )
+            wait_until(
+                lambda: _card_value(api, "flow-wrapper-1", "speed_setpoint") == 90,
+                timeout=30,
+                interval=0.5,
+                message="the packaging line's new speed setpoint on its card",
+            )
+
+            # outside the limits: refused before anything reaches the machine
+            for connector, field, value, words in (
+                ("utilities", "setpoint_c", 30, "30 °C is above the highest value allowed for setpoint_c (15 °C)"),
+                ("cnc-01", "program", "O9999", "'O9999' is not one of the values allowed for program"),
+                ("cnc-01", "feed_override", 150, "above the highest value allowed for feed_override"),
+                ("packaging-line", "speed_setpoint", 10, "below the lowest value allowed for speed_setpoint"),
+            ):
+                status, record = write(connector, field, value)
+                assert (status, record["result"]) == (422, "refused_limits"), record
+                assert words in record["message"]
+                assert record["old"] is None and record["read_back"] is None  # the machine was not even read
+            # ...and the machines still hold what was written before (read from them by the next write)
+            status, record = write("utilities", "setpoint_c", 8)
+            assert (status, record["result"], record["old"], record["read_back"]) == (200, "written", 9.5, 8)
+            status, record = write("cnc-01", "program", "O1003")
+            assert (status, record["result"], record["old"], record["read_back"]) == (200, "written", "O1002", "O1003")
+
+            audit = api.get("/api/audit", params={"limit": 100}).json()["entries"]
+            results = [(e["connector"], e["field"], e["result"]) for e in reversed(audit)]  # oldest first
+            assert results == [
+                ("cnc-01", "program", "written"),
+                ("cnc-01", "feed_override", "written"),
+                ("utilities", "setpoint_c", "written"),
+                ("packaging-line", "speed_setpoint", "written"),
+                ("utilities", "setpoint_c", "refused_limits"),
+                ("cnc-01", "program", "refused_limits"),
+                ("cnc-01", "feed_override", "refused_limits"),
+                ("packaging-line", "speed_setpoint", "refused_limits"),
+                ("utilities", "setpoint_c", "written"),
+                ("cnc-01", "program", "written"),
+            ]
+    finally:
+        stop_process(demo, timeout=60)
+    assert demo.returncode == 0, log.read_text()[-3000:]
+    assert (tmp_path / "demo" / "audit" / "audit.jsonl").exists()

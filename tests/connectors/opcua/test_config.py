@@ -195,7 +195,12 @@ def test_the_sample_with_every_option_validates(monkeypatch: pytest.MonkeyPatch)
     config = load_config(sample)
     cnc = config.connectors[0]
     assert isinstance(cnc, OpcUaConfig)
-    assert len(cnc.nodes) == 7
+    assert len(cnc.nodes) == 9
+    # the two writable nodes, and only they
+    writable = {n.field: n.write for n in cnc.nodes if isinstance(n, NodeSpec) and n.write is not None}
+    assert set(writable) == {"program", "feed_override"}
+    assert writable["program"].allowed == ["O1001", "O1002", "O1003"]
+    assert (writable["feed_override"].min, writable["feed_override"].max) == (0, 120)
     assert cnc.reconnect.session_timeout == 120.0
     # Every option of the model appears in the sample (commented or not).
     text = sample.read_text()
