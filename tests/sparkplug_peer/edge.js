@@ -16,7 +16,9 @@
 //   {"cmd": "rebirth"}                 NBIRTH and DBIRTHs again, as after a rebirth request
 //   {"cmd": "exit"}                    disconnect cleanly (no will) and exit
 // An NCMD "Node Control/Rebirth" = true from a host makes it publish its births again.
-// Everything it does is printed on stdout as one JSON object per line: {"event": "ready"},
+// Everything it does is printed on stdout as one JSON object per line: {"event": "ready"} (once the
+// broker has routed the births: a QoS 1 publish on sparkplug-peer/<client id>/routed after them came
+// back acknowledged),
 // {"event": "published", "topic", "seq", "metrics": [...]} for every message (values as sent,
 // 64-bit integers as text), {"event": "ncmd", ...}, {"event": "rebirth", "reason"}.
 "use strict";
@@ -153,6 +155,15 @@ async function flushed() {
   while (writes.length) await writes.shift();
 }
 
+// Births go out at QoS 0, which the broker never acknowledges: written to the socket is not yet read
+// and routed by the broker (on a loaded machine a client that subscribes a moment later may still
+// receive them). A QoS 1 publish after them on the same connection is acknowledged only once the
+// broker has read everything before it, so when this resolves every earlier message has gone to the
+// subscribers the broker had then, and a client subscribing later will not receive them.
+function routed() {
+  return new Promise((resolve) => client.publish(`sparkplug-peer/${clientId}/routed`, "", { qos: 1 }, resolve));
+}
+
 function nextSeq() {
   const value = seq;
   seq = (seq + 1) % 256;
@@ -217,7 +228,9 @@ client.on("connect", () => {
       return;
     }
     births(connections === 1 ? "connect" : "reconnect");
-    flushed().then(() => out({ event: "ready", bdSeq }));
+    flushed()
+      .then(routed)
+      .then(() => out({ event: "ready", bdSeq }));
   });
 });
 client.on("close", () => {

@@ -212,7 +212,9 @@ async def test_births_aliases_every_type_a_device_death_and_rebirth_and_the_node
 async def test_a_missed_birth_is_held_one_rebirth_is_requested_and_what_follows_is_stored_right(
     mosquitto: Mosquitto, connector: Callable[..., Connector], sparkplug_edge: Callable[..., PeerProcess]
 ) -> None:
-    edge = await asyncio.to_thread(sparkplug_edge, mosquitto)  # born before the gateway listens
+    # Born before the gateway listens: ready means the broker has routed the births (not only that the
+    # edge wrote them), so the gateway, subscribing after, cannot receive them.
+    edge = await asyncio.to_thread(sparkplug_edge, mosquitto)
     gateway = connector()
     await gateway.subscribed()
     start = len(edge.events)
