@@ -97,7 +97,8 @@ class WriteLimits(BaseModel):
         gt=0,
         le=300,
         description="How long the write may take, read-back included, before it is reported as timed out "
-        "(default: the connector's request timeout, else 10s).",
+        "(default: OPC UA the connector's request timeout; Modbus and S7 3 x timeout + 1s, for the read of the "
+        "old value, the write and the read-back; MQTT 10s for the broker's acknowledgement).",
     )
 
     _regex: re.Pattern[str] | None = PrivateAttr(default=None)

@@ -122,6 +122,14 @@ class ModbusWriter:
         try:
             before = await connection.read(item.area, item.address, item.size, unit)
         except Refused as exc:
+            if exc.from_gateway:  # the gateway in front says the device behind it is unreachable
+                return WriteOutcome(
+                    WriteResult.TIMEOUT,
+                    f"unit {unit} does not answer behind the Modbus gateway ({exc.meaning}, {target.where}): "
+                    "nothing was written",
+                    code=f"Modbus exception {exc.code}",
+                    sent=False,
+                )
             return WriteOutcome(
                 WriteResult.REFUSED_BY_MACHINE,
                 f"refused by the device at the read of the old value: {exc.meaning} ({target.where}); nothing was "
@@ -144,6 +152,22 @@ class ModbusWriter:
             else:
                 await connection.write(item.area, item.address, registers, unit, item.write_code)
         except Refused as exc:
+            if exc.code == 11:  # the gateway forwarded it and got no answer: the device may have taken it
+                return WriteOutcome(
+                    WriteResult.TIMEOUT,
+                    f"no answer from unit {unit} behind the Modbus gateway to the write ({exc.meaning}, "
+                    f"{target.where}): whether it took the value is unknown; check the value on the device",
+                    old=old,
+                    code=f"Modbus exception {exc.code}",
+                )
+            if exc.from_gateway:  # 10: the gateway had no path to the device, the request never left it
+                return WriteOutcome(
+                    WriteResult.TIMEOUT,
+                    f"unit {unit} cannot be reached behind the Modbus gateway ({exc.meaning}, {target.where}): "
+                    "nothing was changed",
+                    old=old,
+                    code=f"Modbus exception {exc.code}",
+                )
             return WriteOutcome(
                 WriteResult.REFUSED_BY_MACHINE,
                 f"refused by the device: {exc.meaning} (function {item.write_code}, {target.where}); nothing was "

@@ -24,6 +24,9 @@ from gateway.writes import Value, ValueType, WritableField, WriteOutcome, WriteR
 
 __all__ = ["S7Writer"]
 
+#: Bytes of a one-item write request besides the data (header 10, parameters 14, data header 4).
+WRITE_OVERHEAD = 28
+
 #: Range of each integer type.
 INTEGER_RANGES: dict[str, tuple[int, int]] = {
     "byte": (0, 2**8 - 1),
@@ -107,6 +110,17 @@ class S7Writer:
             data = _encode(item, variable, value)
         except (ValueError, TypeError, OverflowError) as exc:
             return WriteOutcome(WriteResult.REFUSED_LIMITS, f"{exc}: nothing was written", sent=False)
+        pdu = self.connection.pdu_size
+        if pdu and variable.size + WRITE_OVERHEAD > pdu:
+            # Written in one request so that the PLC never holds half of a new value; split, a
+            # cut connection would leave a mix of old and new bytes.
+            return WriteOutcome(
+                WriteResult.ERROR,
+                f"{where} takes {variable.size} bytes, more than one write request holds at this PLC's PDU size "
+                f"of {pdu} bytes ({pdu - WRITE_OVERHEAD} at most): nothing was written; write a shorter variable",
+                code="larger than the PDU",
+                sent=False,
+            )
         try:
             before = await self._read(variable)
         except Refused as exc:
@@ -121,6 +135,16 @@ class S7Writer:
                 WriteResult.REFUSED_BY_MACHINE,
                 f"refused by the PLC at the read of the old value: {text}; nothing was written",
                 code=f"S7 item error {before.code:#04x}",
+                sent=False,
+            )
+        if variable.type == "string" and before[0] != variable.length:
+            # The first byte is the length the PLC declares for this STRING: writing the configured
+            # length would overwrite what follows it in the block, or leave a header the PLC rejects.
+            return WriteOutcome(
+                WriteResult.ERROR,
+                f"the PLC declares {where} as STRING[{before[0]}], the config says length {variable.length}: "
+                f"nothing was written (it would overwrite what follows it); set length: {before[0]}",
+                code="string length differs",
                 sent=False,
             )
         old = _decoded(item, variable, before)

@@ -100,8 +100,9 @@ class ModbusServer:
     """A pymodbus TCP server in this event loop, with units the caller fills and controls.
 
     ``silent`` unit ids never answer (a device that is off); ``gateway_fail`` unit ids answer
-    exception 11 (what a TCP gateway says for a serial device that does not answer); any unit
-    id not in ``units`` is silent. ``requests`` counts the requests received per
+    exception 11 (what a TCP gateway says for a serial device that does not answer), and
+    ``gateway_fail_writes`` unit ids only to writes (a device that went silent after a read); any
+    unit id not in ``units`` is silent. ``requests`` counts the requests received per
     (unit, area); ``log`` keeps (monotonic time, unit, area, address, count) of each;
     ``written`` keeps (unit, function, area, address, values) of each write taken.
     """
@@ -113,6 +114,7 @@ class ModbusServer:
         self.units: dict[int, Unit] = {}
         self.silent: set[int] = set()
         self.gateway_fail: set[int] = set()
+        self.gateway_fail_writes: set[int] = set()
         self.requests: Counter[tuple[int, str]] = Counter()
         self.log: list[tuple[float, int, str, int, int]] = []
         self.written: list[tuple[int, int, str, int, list[int] | list[bool]]] = []
@@ -155,7 +157,7 @@ class ModbusServer:
         values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
         unit = self.units.get(unit_id) if unit_id else None
-        if unit_id in self.gateway_fail:
+        if unit_id in self.gateway_fail or (values is not None and unit_id in self.gateway_fail_writes):
             return ExcCodes.GATEWAY_NO_RESPONSE
         if unit is None or unit_id in self.silent:
             await self._closing.wait()  # never answers; returns when the server stops

@@ -121,3 +121,28 @@ async def test_a_device_that_does_not_answer_times_out_and_is_not_written(
         assert "does not answer" in answer["message"] and "nothing was written" in answer["message"]
         assert gw.outcome(answer["id"])["result"] == "timeout"
         assert unit.holding[0] == 70 and server.written == []
+
+
+async def test_a_device_silent_behind_a_modbus_gateway_is_a_timeout_not_a_refusal(
+    modbus_server: StartServer, tmp_path: Path
+) -> None:
+    # Exception 11 (gateway target device failed to respond) says nothing of what the device did:
+    # at the read of the old value nothing was sent; at the write the value may have been taken.
+    server = await modbus_server()
+    unit = server.unit(UNIT)
+    unit.set("holding", 0, "int16", 70)
+    await server.start()
+    async with running(tmp_path, [chiller(server.port)]) as gw:
+        server.gateway_fail.add(UNIT)
+        at_read = await gw.write("meters", "setpoint_c", 9.0)
+        assert (at_read["status"], at_read["result"], at_read["code"]) == (504, "timeout", "Modbus exception 11")
+        assert "behind the Modbus gateway" in at_read["message"] and "nothing was written" in at_read["message"]
+        assert server.written == []
+
+        server.gateway_fail.clear()
+        server.gateway_fail_writes.add(UNIT)
+        at_write = await gw.write("meters", "setpoint_c", 9.0)
+        assert (at_write["status"], at_write["result"], at_write["old"]) == (504, "timeout", 7.0)
+        assert "whether it took the value is unknown" in at_write["message"]
+        audited = {e["id"]: e for e in gw.audit()}
+        assert audited[at_read["id"]]["result"] == audited[at_write["id"]]["result"] == "timeout"

@@ -63,3 +63,41 @@ async def test_words_bits_reals_and_strings_written_and_a_missing_block_refused(
         audited = {e["id"]: e for e in gw.audit()}
         assert audited[absent["id"]]["code"] == "S7 item error 0x0a"
         assert audited[speed["id"]]["read_back"] == 90
+
+
+async def test_a_string_longer_in_the_config_than_in_the_plc_is_never_written(
+    s7_server: StartS7, tmp_path: Path
+) -> None:
+    # The PLC holds a STRING[10] at DB2.DBB0 and an INT right after it; the config says length 20.
+    # Writing 22 bytes would overwrite the INT: the write is refused, the block unchanged.
+    plc = s7_server()
+    plc.area("DB", 32, 2)
+    plc.set("DB2.DBB0", "MUESLI", "string", 10)
+    plc.set("DB2.DBW12", 777, "int")
+    await plc.start()
+    before = bytes(plc.memory[("DB", 2)])
+    recipe = {"name": "recipe", "address": "DB2.DBB0", "type": "string", "length": 20, "write": {}}
+    async with running(tmp_path, [s7_connector(plc.port, [recipe])]) as gw:
+        answer = await gw.write("line-plc", "recipe", "CHOCOLATE-100G")
+        assert (answer["result"], answer["code"]) == ("error", "string length differs")
+        assert "STRING[10]" in answer["message"] and "set length: 10" in answer["message"]
+        assert "nothing was written" in answer["message"]
+        assert plc.written == [] and bytes(plc.memory[("DB", 2)]) == before
+        assert plc.get("DB2.DBW12", "int") == 777
+        audited = {e["id"]: e for e in gw.audit()}
+        assert audited[answer["id"]]["result"] == "error"
+
+
+async def test_a_variable_larger_than_one_write_request_is_refused_whole(s7_server: StartS7, tmp_path: Path) -> None:
+    # At a PDU of 240 bytes one write request holds 212 bytes of data: a STRING[250] would have
+    # to be split, and a cut connection would leave half a new value. Nothing is sent.
+    plc = s7_server(max_pdu=240)
+    plc.area("DB", 300, 3)
+    plc.set("DB3.DBB0", "OLD", "string", 250)
+    await plc.start()
+    note = {"name": "note", "address": "DB3.DBB0", "type": "string", "length": 250, "write": {}}
+    async with running(tmp_path, [s7_connector(plc.port, [note])]) as gw:
+        answer = await gw.write("line-plc", "note", "NEW")
+        assert (answer["result"], answer["code"]) == ("error", "larger than the PDU")
+        assert "252 bytes" in answer["message"] and "PDU size of 240" in answer["message"]
+        assert plc.written == [] and plc.get("DB3.DBB0", "string", 250) == "OLD"
