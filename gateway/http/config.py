@@ -105,7 +105,9 @@ class OverviewSettings(_Strict):
         "or 0 idle / 1 running / 2 alarm); the first one a machine has is used.",
     )
     offline_after: Duration = Field(
-        default=60.0, description="A machine with no new data for this long is shown offline."
+        default=60.0,
+        description="A machine with no new data for this long is shown offline (one whose Sparkplug B edge "
+        "node or device sent its death certificate is shown offline at once).",
     )
     key_fields: list[str] = Field(
         default=[],

@@ -167,6 +167,11 @@ class CardValueOut(DisplayOut):
         default="good", description="The source's quality of the value now (OPC UA status severity)."
     )
     status: str | None = Field(default=None, description="The status name while not good, e.g. BadSensorFailure.")
+    offline_since: float | None = Field(
+        default=None,
+        description="Unix seconds when a death certificate (Sparkplug B NDEATH / DDEATH) said this value's "
+        "source is gone; null while it is online. The value shown is the last one before.",
+    )
 
 
 class CardOut(BaseModel):
@@ -174,6 +179,15 @@ class CardOut(BaseModel):
     title: str
     tags: dict[str, str]
     state: Literal["running", "idle", "alarm", "offline", "unknown"]
+    offline_reason: Literal["no_data", "death"] | None = Field(
+        default=None,
+        description="Why the card is offline: no_data (nothing new for offline_after), death (a Sparkplug B "
+        "death certificate, NDEATH / DDEATH, for everything on the card: offline at once, until a birth).",
+    )
+    offline_since: float | None = Field(
+        default=None,
+        description="Unix seconds: when the death certificate arrived (death), the last update (no_data).",
+    )
     state_value: Value | None = Field(description="The machine's state field as received.")
     last_update: float = Field(description="Unix seconds when data for this machine last arrived.")
     age_seconds: float

@@ -7,7 +7,15 @@ with only energy meters still sees something. The badge is one of:
 - ``running`` / ``idle`` / ``alarm`` — from the machine's state field (``state``, or
   ``state_name`` / ``mode_name`` as the OPC UA connector names an enumeration's text; words
   such as ``setup``, ``stopped``, ``fault`` are mapped to the nearest of the three);
-- ``offline`` — nothing new arrived for ``offline_after`` seconds;
+- ``offline`` — nothing new arrived for ``offline_after`` seconds (``offline_reason``
+  ``no_data``), or the machine's source said it is gone: a Sparkplug B death certificate
+  (NDEATH / DDEATH), which the connector records as the field ``sparkplug_online`` = false
+  (``offline_reason`` ``death``, ``offline_since`` when it arrived). Such a card is offline at
+  once, whatever arrived just before, and until a birth sets the field true again. A card is
+  offline by death when every series on it that carries the field says false; on a card that
+  mixes the dead with the living (an edge node's card holding its devices), the values of the
+  dead series carry ``offline_since`` and the card stays as it is. The field itself is not one
+  of the card's values: the badge says it;
 - ``unknown`` — data arrives but no state field says what the machine does.
 """
 
@@ -22,10 +30,12 @@ from typing import Any, Literal
 from gateway.http.config import OverviewSettings
 from gateway.latest import Quality, SeriesLatest
 from gateway.point import FieldValue
+from gateway.sparkplug.host import ONLINE_FIELD
 
 __all__ = ["Card", "build_cards", "machine_state"]
 
 Badge = Literal["running", "idle", "alarm", "offline", "unknown"]
+OfflineReason = Literal["no_data", "death"]
 
 _RUNNING = {"running", "run", "production", "producing", "active", "auto", "automatic", "working", "busy", "cycle"}
 _IDLE = {"idle", "setup", "stopped", "stop", "standby", "ready", "paused", "pause", "waiting", "off", "manual"}
@@ -64,6 +74,7 @@ class CardValue:
     unit: str = ""
     decimals: int | None = None
     key_rank: int | None = None  # position in overview.key_fields, None if not a key field
+    offline_since: float | None = None  # unix s of the death certificate of the value's series, if dead
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +90,7 @@ class CardValue:
             "time": self.time_ms,
             "quality": self.quality,
             "status": self.status,
+            "offline_since": self.offline_since,
         }
 
 
@@ -91,6 +103,11 @@ class Card:
     state_value: FieldValue | None = None
     seen: float = 0.0
     values: list[CardValue] = field(default_factory=list)
+    offline_reason: OfflineReason | None = None
+    #: unix s: the death certificate that made the card offline (death), the last update (no_data)
+    offline_since: float | None = None
+    #: per series that says whether it is online (``sparkplug_online``): None if online, else since when dead
+    deaths: list[float | None] = field(default_factory=list)
 
     def as_dict(self, now: float) -> dict[str, Any]:
         return {
@@ -98,6 +115,8 @@ class Card:
             "title": self.title,
             "tags": self.tags,
             "state": self.state,
+            "offline_reason": self.offline_reason,
+            "offline_since": self.offline_since,
             "state_value": self.state_value,
             "last_update": self.seen,
             "age_seconds": round(max(0.0, now - self.seen), 3),
@@ -140,8 +159,13 @@ def build_cards(
         card.seen = max(card.seen, entry.seen)
         extra = {k: v for k, v in sorted(entry.tags.items()) if k not in tags}
         suffix = " · ".join(extra.values())
+        dead_since = _dead_since(entry)
+        if ONLINE_FIELD in entry.fields:
+            card.deaths.append(dead_since)
         for name, latest in sorted(entry.fields.items()):
             value, time_ns = latest.value, latest.time
+            if name == ONLINE_FIELD:
+                continue  # the badge says it
             if name in preference:
                 rank = (preference[name], time_ns)
                 if value is not None and rank >= state_ranks.get(card_id, (-1, -1)):
@@ -168,12 +192,29 @@ def build_cards(
                     display.unit,
                     display.decimals,
                     catalogue.key_rank(entry.measurement, name),
+                    dead_since,
                 )
             )
     for card in cards.values():
         card.values.sort(key=lambda v: (v.key_rank is None, v.key_rank or 0, v.label))
-        if now - card.seen > settings.offline_after:
-            card.state = "offline"
+        deaths = card.deaths
+        if deaths and all(since is not None for since in deaths):
+            card.state, card.offline_reason = "offline", "death"
+            card.offline_since = max(since for since in deaths if since is not None)
+        elif now - card.seen > settings.offline_after:
+            card.state, card.offline_reason, card.offline_since = "offline", "no_data", card.seen
         else:
             card.state = machine_state(card.state_value)
     return sorted(cards.values(), key=lambda c: (not c.tags, sorted(c.tags.items()), c.title))
+
+
+def _dead_since(entry: SeriesLatest) -> float | None:
+    """When a death certificate said this series' source is gone (unix s), or None while it is online.
+
+    ``sparkplug_online`` is false from an NDEATH / DDEATH until the next birth sets it true; its time
+    is when the gateway received the certificate.
+    """
+    online = entry.fields.get(ONLINE_FIELD)
+    if online is None or online.value is None or isinstance(online.value, str) or online.value:
+        return None
+    return online.time / 1e9

@@ -95,6 +95,7 @@ def test_cards_show_key_fields_first_in_their_order_with_labels_and_units() -> N
         "time": None,
         "quality": "good",
         "status": None,
+        "offline_since": None,
     }
     # A line's meters: the meter tag tells two values of one card apart, in every language.
     assert [(v.label, v.labels, v.unit) for v in line.values] == [

@@ -6,7 +6,7 @@
 import { getJSON, subscribe } from "./api.js";
 import { h, fill } from "./dom.js";
 import { t, lang, formatAge, formatClock, formatDuration, formatValue, displayLabel, labelLang } from "./i18n.js";
-import { valueCell } from "./overview.js";
+import { valueCell, deathText } from "./overview.js";
 import { Chart, chartTitle, isCounter, counterWindow, bucketWidth } from "./charts.js";
 import { Timeline, segmentsFromBuckets, categoryOf } from "./timeline.js";
 import { findMachine, KpiPanel, fetchStates, stateBadge } from "./kpi.js";
@@ -48,7 +48,7 @@ function toLocalInput(ms) {
  *  value as on the cards; a long text cut with … (the whole of it on hover). */
 function tileValue(v) {
   const attrs = { dataset: { field: v.field, quality: v.quality || "good" } };
-  if ((v.quality || "good") !== "good" || typeof v.value !== "number" || !v.unit) {
+  if (v.offline_since || (v.quality || "good") !== "good" || typeof v.value !== "number" || !v.unit) {
     const cell = valueCell(v, attrs);
     if (!cell.title) cell.title = cell.textContent;
     return cell;
@@ -135,11 +135,13 @@ export function showMachine(root, cardId) {
     if (!machine) {
       badge.dataset.state = card.state;
       badge.textContent = t(`state.${card.state}`);
-      badge.title = card.last_update ? t("age.updated", { age: formatAge(overview.server_time - card.last_update) }) : "";
+      badge.title = card.offline_reason === "death" ? deathText(card.offline_since)
+        : card.last_update ? t("age.updated", { age: formatAge(overview.server_time - card.last_update) }) : "";
     } else if (card.state === "offline") {
       badge.dataset.state = "offline";
       badge.removeAttribute("data-category");
       badge.textContent = t("state.offline");
+      badge.title = card.offline_reason === "death" ? deathText(card.offline_since) : "";
     }
     cardValues = card.values;
     writes.setValues(card.values);

@@ -2,14 +2,26 @@
 
 import { getJSON, subscribe } from "./api.js";
 import { h, fill } from "./dom.js";
-import { t, formatAge, formatValue, formatPercent, displayLabel, labelLang } from "./i18n.js";
+import { t, formatAge, formatClock, formatValue, formatPercent, displayLabel, labelLang } from "./i18n.js";
 import { machines, matches, currentState, todayOee } from "./kpi.js";
 
 const MAX_VALUES = 8;
 
+/** "offline: death certificate at 10:02": why a card or a value is offline after a Sparkplug B
+ *  NDEATH / DDEATH (``since``: unix seconds, when the gateway received it). */
+export function deathText(since) {
+  return t("offline.death", { time: formatClock(since * 1000) });
+}
+
 /** A value's <dd>: while the source says it is bad or uncertain, the last value is struck out
- *  (bad) or greyed (uncertain) beside the status name, e.g. "BadSensorFailure". */
+ *  (bad) or greyed (uncertain) beside the status name, e.g. "BadSensorFailure"; while a death
+ *  certificate says its source is gone, the last value is greyed beside "offline". */
 export function valueCell(v, attrs = {}) {
+  if (v.offline_since) {
+    return h("dd", { ...attrs, class: "v-offline", title: deathText(v.offline_since) },
+      h("span", { class: "q-value" }, formatValue(v.value, v)),
+      h("span", { class: "q-status" }, t("state.offline")));
+  }
   const quality = v.quality || "good";
   if (quality === "good") return h("dd", attrs, formatValue(v.value, v));
   const label = t(`quality.${quality}`);
@@ -48,6 +60,9 @@ export function showOverview(root) {
     el.href = `#/machine/${encodeURIComponent(card.id)}`;
     el.dataset.lastUpdate = String(card.last_update);
     el.dataset.reported = card.state;
+    // A death certificate (Sparkplug B NDEATH / DDEATH): offline at once, whatever the age says.
+    el.dataset.offlineReason = card.offline_reason || "";
+    el.dataset.offlineSince = card.offline_since ? String(card.offline_since) : "";
     el.dataset.hasState = String(card.state_value !== null && card.state_value !== undefined);
     const sub = Object.entries(card.tags).slice(0, -1).map(([k, v]) => `${k} ${v}`).join(" · ");
     // The key fields (overview.key_fields) when the machine has any, else the first fields by name.
@@ -84,7 +99,8 @@ export function showOverview(root) {
     for (const el of grid.children) {
       const last = Number(el.dataset.lastUpdate);
       const age = now - last;
-      const offline = last > 0 && age > latest.offline_after;
+      const dead = el.dataset.offlineReason === "death";
+      const offline = dead || (last > 0 && age > latest.offline_after);
       const state = offline ? "offline" : el.dataset.reported;
       el.dataset.state = state;
       const badge = el.querySelector(".badge");
@@ -93,10 +109,14 @@ export function showOverview(root) {
       const category = offline ? "" : el.dataset.category;
       if (category) badge.dataset.category = category; else delete badge.dataset.category;
       badge.textContent = category ? t(`cat.${category}`) : t(`state.${state}`);
-      badge.title = category && el.dataset.rawState && el.dataset.rawState !== category ? el.dataset.rawState : "";
+      const reason = dead ? deathText(Number(el.dataset.offlineSince)) : "";
+      badge.title = reason || (category && el.dataset.rawState && el.dataset.rawState !== category ? el.dataset.rawState : "");
       // Meters and sensors have no state: their card only shows a badge when offline.
       badge.hidden = state === "unknown" && el.dataset.hasState !== "true" && !category;
-      el.querySelector(".age").textContent = last > 0 ? t("age.updated", { age: formatAge(age) }) : t("age.never");
+      // A dead machine's age line says why it is offline and since when, not how fresh its last values are.
+      const ageLine = el.querySelector(".age");
+      ageLine.textContent = reason || (last > 0 ? t("age.updated", { age: formatAge(age) }) : t("age.never"));
+      if (dead) ageLine.dataset.reason = "death"; else delete ageLine.dataset.reason;
     }
   }
 
