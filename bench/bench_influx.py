@@ -639,10 +639,10 @@ def main() -> None:
                     else [5_000.0, 10_000.0, 20_000.0, 30_000.0, 40_000.0, 50_000.0, 55_000.0, 60_000.0, 70_000.0]
                 )
                 end_to_end(
-                    root, broker, vm, 30_000 if args.quick else 100_000, args.publishers, rates, 6 if args.quick else 15
+                    root, broker, vm, 10_000 if args.quick else 100_000, args.publishers, rates, 3 if args.quick else 15
                 )
             if "5" in args.sections:
-                drain_after_outage(root, broker, vm, 20 if args.quick else 300, 2_000 if args.quick else 5_000)
+                drain_after_outage(root, broker, vm, 5 if args.quick else 300, 2_000 if args.quick else 5_000)
         finally:
             for server in (broker, influxd, vm):
                 server.stop()

@@ -1,7 +1,7 @@
 """Modbus benchmark: 50 devices x 40 registers at 1 s on one connection to a local server.
 
     .venv/bin/python -m bench.bench_modbus                     # 50 devices, 60 s per phase
-    .venv/bin/python -m bench.bench_modbus --quick             # 10 devices, 8 s per phase
+    .venv/bin/python -m bench.bench_modbus --quick             # 10 devices, 3 s per phase
 
 Three processes: a pymodbus server with one unit id per device (40 holding registers each,
 read as 20 float32 fields), and, one after the other, (1) a bare pymodbus async client doing
@@ -192,7 +192,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--devices", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--quick", action="store_true", help="10 devices, 8 s per phase (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="10 devices, 3 s per phase (a smoke run)")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--log", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,7 +200,7 @@ def main() -> None:
         asyncio.run(_serve(args.serve, args.devices, args.log))
         return
     if args.quick:
-        args.devices, args.seconds = 10, 8.0
+        args.devices, args.seconds = 10, 3.0
     from gateway.ports import free_ports
 
     with tempfile.TemporaryDirectory(prefix="bench-modbus-") as tmp:

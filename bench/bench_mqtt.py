@@ -556,7 +556,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=["backlog", "live", "steady", "publish"], action="append")
     args = parser.parse_args(argv)
     if args.quick:
-        args.messages, args.rates, args.seconds, args.steady_seconds = 10_000, "10000", 2.0, 5.0
+        args.messages, args.rates, args.seconds, args.steady_seconds = 10_000, "10000", 2.0, 2.0
         args.publish_messages = 10_000
     only = set(args.only or ["backlog", "live", "steady", "publish"])
     print("# MQTT ingestion benchmark")

@@ -147,7 +147,9 @@ def start_stream(port: int, seconds: float, rate: int) -> Any:
     return publisher, out
 
 
-def steady(root: Path, sink: str, rate: int, seconds: float, repeat: int) -> tuple[list[float], list[float]]:
+def steady(
+    root: Path, sink: str, rate: int, seconds: float, repeat: int, warmup: float = 5.0
+) -> tuple[list[float], list[float]]:
     gateway_cpu: list[float] = []
     bare_cpu: list[float] = []
     for run in range(repeat):
@@ -162,8 +164,8 @@ def steady(root: Path, sink: str, rate: int, seconds: float, repeat: int) -> tup
         gateway = GatewayProcess(write_config(folder, broker.port, http_port, sinks), http_port)
         bare = subprocess.Popen([PYTHON, "-c", BARE_SUBSCRIBER, str(broker.port)])
         try:
-            publisher, _ = start_stream(broker.port, seconds + 5, rate)
-            time.sleep(5)  # warm-up: connections, first batches, the store's first writes
+            publisher, _ = start_stream(broker.port, seconds + warmup, rate)
+            time.sleep(warmup)  # connections, first batches, the store's first writes
             bare_ps = psutil.Process(bare.pid)
             c0, b0, w0 = gateway.cpu_seconds(), sum(bare_ps.cpu_times()[:2]), time.perf_counter()
             time.sleep(seconds)
@@ -283,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=["steady", "idle", "reload"], action="append")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.repeat = 4.0, 1
+        args.seconds, args.repeat = 2.0, 1
     only = set(args.only or ["steady", "idle", "reload"])
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({os.cpu_count()} cores)")
     with tempfile.TemporaryDirectory(prefix="bench-runtime-") as tmp:
@@ -291,7 +293,7 @@ def main(argv: list[str] | None = None) -> None:
         if "steady" in only:
             for sink in ("historian", "influx"):
                 print(f"\n## Steady {args.rate:,} msg/s QoS 1 into the {sink} ({args.seconds:g} s, {args.repeat} runs)")
-                gateway, bare = steady(root, sink, args.rate, args.seconds, args.repeat)
+                gateway, bare = steady(root, sink, args.rate, args.seconds, args.repeat, 1.0 if args.quick else 5.0)
                 print(f"gateway CPU: {summary(gateway)} of one core")
                 print(f"ceiling, a bare paho subscriber on the same stream: {summary(bare)} of one core")
         if "idle" in only:

@@ -1,7 +1,7 @@
 """S7 benchmark: 500 variables at 100 ms from one PLC (python-snap7's server, PDU 480).
 
     .venv/bin/python -m bench.bench_s7                 # 500 variables, 30 s per phase
-    .venv/bin/python -m bench.bench_s7 --quick         # 100 variables, 6 s per phase
+    .venv/bin/python -m bench.bench_s7 --quick         # 100 variables, 3 s per phase
 
 Two processes at a time: the PLC (python-snap7's server: 10 data blocks of 50 variables each —
 REALs, INTs, DINTs and bits, as a line PLC's DBs hold them — recording when each read request
@@ -221,7 +221,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variables", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--quick", action="store_true", help="100 variables, 6 s per phase (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="100 variables, 3 s per phase (a smoke run)")
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--log", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -229,7 +229,7 @@ def main() -> None:
         asyncio.run(_serve(args.serve, args.variables, args.log))
         return
     if args.quick:
-        args.variables, args.seconds = 100, 6.0
+        args.variables, args.seconds = 100, 3.0
     from gateway.ports import free_ports
 
     with tempfile.TemporaryDirectory(prefix="bench-s7-") as tmp:
