@@ -5,18 +5,26 @@ One connector is one PLC: one connection (ISO-on-TCP, port 102) to the CPU at ``
 (``DB1.DBD0``, ``M10.1``, ``MW20``) or the PLC4X form (``DB1.DBD0:REAL``); it is parsed here,
 so a wrong address or a type that does not fit it (``DB1.DBW8`` with ``type: real``) is a
 ``file:line: key: message`` error naming the field, before anything starts.
+
+``tags_file:`` adds the variables of a tag file (a TIA Portal DB export, a CSV or a JSON file,
+read by python-snap7's loaders, see :mod:`connectors.s7.tagfile`) to ``fields``: the file is
+read when the config is validated, so the validated config holds them as fields like any
+other (the reload compares them, the source reads them), and a mistake in the file is a
+``tags_file`` error naming the tag.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from connectors.s7.address import MAX_STRING, TYPES, AddressError, Variable, parse
+from connectors.s7.tagfile import TagFileError, TagFileFormat, TagVariable, format_of, read_tag_file
 from gateway.settings import ConnectorConfig, DeclaredField, StrictModel
 from gateway.units import Duration
 from gateway.writes import WriteLimits
@@ -183,7 +191,32 @@ class S7Config(ConnectorConfig):
     measurement: str = Field(default="s7", description="Measurement of the stored points.")
     tags: dict[str, str] = Field(default_factory=dict, description="Tags added to every point.")
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="Reconnect backoff.")
-    fields: list[S7Field] = Field(min_length=1, description="The values to read.")
+    fields: list[S7Field] = Field(
+        default_factory=list,
+        description="The values to read (with tags_file: the file's variables follow these; once validated, "
+        "this list holds both).",
+    )
+    tags_file: Path | None = Field(
+        default=None,
+        description="A tag file whose variables are read as fields too: a TIA Portal DB export (.xml), a CSV "
+        "(.csv: tag, db, offset, type[, bit]) or a JSON file (.json). Relative to the working directory, like "
+        "every path in the config. Read when the config is loaded or reloaded.",
+        examples=["plc-tags/DB1.xml"],
+    )
+    tags_format: TagFileFormat | None = Field(
+        default=None, description="tia, csv or json when the file's extension does not say it."
+    )
+    tags_include: list[str] | None = Field(
+        default=None,
+        description="Only the tags of tags_file whose name matches one of these patterns (* any text, ? one "
+        "character), e.g. ['Motor.*']. Default: every tag.",
+    )
+    tags_exclude: list[str] = Field(
+        default_factory=list, description="Leave out the tags of tags_file whose name matches one of these patterns."
+    )
+
+    #: How many of ``fields`` were written under fields: (the rest come from tags_file).
+    _explicit: int | None = PrivateAttr(default=None)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -201,10 +234,48 @@ class S7Config(ConnectorConfig):
                     )
                 )
             names.setdefault(item.name, index)
-        problems += _overlaps(config.fields)
+        if config.tags_file is None:
+            for key in ("tags_format", "tags_include", "tags_exclude"):
+                if key in config.model_fields_set:
+                    problems.append(_problem((key,), f"{key} is for tags_file, which is not given", None))
+            if not config.fields and not problems:
+                problems.append(_problem(("fields",), "give fields (the values to read), tags_file, or both", None))
+        explicit = len(config.fields)
+        from_file: list[TagVariable] = []
+        in_file: list[InitErrorDetails] = []
+        if config.tags_file is not None:
+            try:
+                from_file = _read_file(config)
+            except TagFileError as exc:
+                in_file.append(_problem(("tags_file",), str(exc), str(config.tags_file)))
+            for index, item in enumerate(config.fields):
+                clash = next((t for t in from_file if t.name == item.name), None)
+                if clash is not None:
+                    in_file.append(
+                        _problem(
+                            ("fields", index, "name"),
+                            f"field name {item.name!r} is also tag {clash.tag!r} of tags_file: leave the tag out "
+                            f"(tags_exclude: [{clash.tag!r}]) to declare it here, or give this field another name",
+                            item.name,
+                        )
+                    )
+        if in_file:
+            raise ValidationError.from_exception_data(cls.__name__, problems + in_file)
+        fields = [*config.fields, *(_tag_field(t) for t in from_file)]
+
+        def where(index: int) -> tuple[tuple[str | int, ...], str]:
+            if index < explicit:
+                return ("fields", index, "address"), f"fields[{index}] ({fields[index].name!r})"
+            return ("tags_file",), f"tag {from_file[index - explicit].tag!r} of tags_file"
+
+        problems += _overlaps(fields, where)
         if problems:
             raise ValidationError.from_exception_data(cls.__name__, problems)
-        return config
+        if not from_file:
+            return config
+        expanded = config.model_copy(update={"fields": fields})
+        expanded._explicit = explicit
+        return expanded
 
     @property
     def endpoint(self) -> str:
@@ -217,34 +288,61 @@ class S7Config(ConnectorConfig):
     def declared_fields(self) -> Iterator[DeclaredField]:
         """Every field's kind (bits are booleans, char and string text, the rest numbers), for checks of
         other sections."""
+        explicit = len(self.fields) if self._explicit is None else self._explicit
         for index, item in enumerate(self.fields):
             kind = item.variable.type
             yield DeclaredField(
                 self.measurement,
                 item.name,
                 "bool" if kind == "bool" else "text" if kind in ("char", "string") else "number",
-                ("fields", index),
+                ("fields", index) if index < explicit else ("tags_file",),
                 dict(self.tags),
             )
 
 
-def _overlaps(fields: list[S7Field]) -> list[InitErrorDetails]:
+def _read_file(config: S7Config) -> list[TagVariable]:
+    """The tag file's variables, each checked as an address of its own (a DB number or an offset
+    beyond what S7 addresses: a TagFileError naming the tag)."""
+    assert config.tags_file is not None
+    path = config.tags_file
+    found = read_tag_file(path, format_of(path, config.tags_format), config.tags_include, config.tags_exclude)
+    for item in found:
+        try:
+            parse(item.variable.describe(), item.variable.type, item.variable.length)
+        except AddressError as exc:
+            raise TagFileError(f"tag {item.tag!r}: {exc}") from None
+    return found
+
+
+def _tag_field(item: TagVariable) -> S7Field:
+    variable = item.variable
+    return S7Field.model_validate(
+        {"name": item.name, "address": variable.describe(), "type": variable.type, "length": variable.length}
+    )
+
+
+def _overlaps(
+    fields: list[S7Field], where: Callable[[int], tuple[tuple[str | int, ...], str]]
+) -> list[InitErrorDetails]:
     """Two values on the same bytes are a mistake (REALs at DBD0 and DBD2 instead of DBD4), with
     one deliberate exception: bits may be read beside the byte or word that holds them (a status
-    word and its alarm bits) — but the same bit only once."""
+    word and its alarm bits) — but the same bit only once. ``where(index)`` is the key a
+    problem of ``fields[index]`` is reported at and how another field names it."""
     problems: list[InitErrorDetails] = []
     owner: dict[tuple[str, int, int], int] = {}
     bits: dict[tuple[str, int, int, int], int] = {}
     for index, item in enumerate(fields):
         variable = item.variable
+        loc, label = where(index)
+        prefix = "" if loc[0] == "fields" else f"{label.removesuffix(' of tags_file')}: "
         if variable.bit is not None:
             key = (variable.area, variable.db, variable.start, variable.bit)
             if key in bits:
                 other = bits[key]
                 problems.append(
                     _problem(
-                        ("fields", index, "address"),
-                        f"{variable.describe()} is already read by fields[{other}] ({fields[other].name!r})",
+                        loc,
+                        f"{prefix}{variable.describe()} is already read by {where(other)[1]}",
                         item.address,
                     )
                 )
@@ -259,9 +357,10 @@ def _overlaps(fields: list[S7Field]) -> list[InitErrorDetails]:
             taken = other_field.variable
             problems.append(
                 _problem(
-                    ("fields", index, "address"),
-                    f"{item.name!r} ({variable.type}, {variable.span_text()}) overlaps fields[{clash}] "
-                    f"{other_field.name!r} ({taken.type}, {taken.span_text()}): check the address and the type",
+                    loc,
+                    f"{prefix}{item.name!r} ({variable.type}, {variable.span_text()}) overlaps "
+                    f"{_overlapped(where(clash)[1], other_field.name)} ({taken.type}, {taken.span_text()}): check "
+                    "the address and the type",
                     item.address,
                 )
             )
@@ -269,3 +368,8 @@ def _overlaps(fields: list[S7Field]) -> list[InitErrorDetails]:
         for byte in span:
             owner[(variable.area, variable.db, byte)] = index
     return problems
+
+
+def _overlapped(label: str, name: str) -> str:
+    """``fields[0] 'speed'`` (as the messages always said it), or ``tag 'Motor.Speed' of tags_file``."""
+    return label.replace(f" ({name!r})", f" {name!r}") if label.startswith("fields[") else label

@@ -255,3 +255,62 @@ async def test_plc_off_for_10s_then_back_data_resumes_and_the_gap_is_reported(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("line-plc: no data since" in m for m in messages) == 1
     assert sum("line-plc: data again after a gap of" in m for m in messages) == 1
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+#: What the tag files in data/ declare, as (address, type, length, value) per stored field name.
+TAG_FILE_VALUES: dict[str, dict[str, tuple[str, str, int | None, Any]]] = {
+    "LineData_DB10.xml": {
+        "Motor.Temperature": ("DB10.DBD0", "real", None, 71.25),
+        "Motor.Speed": ("DB10.DBW4", "int", None, -1500),
+        "Motor.Running": ("DB10.DBX6.0", "bool", None, True),
+        "Motor.Fault": ("DB10.DBX6.1", "bool", None, False),
+        "Counter": ("DB10.DBD8", "dint", None, 123_456_789),
+        "Energy": ("DB10.DBB12", "lreal", None, 2_500_000.125),
+        "Recipe": ("DB10.DBB20", "string", 16, "Brot 750g"),
+        "Line_Speed": ("DB10.DBW38", "word", None, 0xBEEF),  # exported as "Line Speed"
+        "Reject.Count": ("DB10.DBD40", "udint", None, 4_000_000_001),
+    },
+    "oven_DB11.csv": {
+        "Oven.Zone1": ("DB11.DBD0", "real", None, 182.5),
+        "Oven.Door": ("DB11.DBX4.2", "bool", None, True),
+        "Oven.Batch": ("DB11.DBD6", "udint", None, 987_654),
+        "Oven.Status": ("DB11.DBB10", "byte", None, 0x5A),
+        "Oven.Mode": ("DB11.DBB11", "char", None, "A"),
+        "Oven.Setpoint": ("DB11.DBW12", "int", None, -40),
+        "Oven.Lot": ("DB11.DBB14", "string", 8, "L-2405"),
+    },
+}
+
+
+async def test_the_variables_of_a_tia_export_and_a_csv_file_arrive_exactly(s7_server: StartS7, tmp_path: Path) -> None:
+    server = s7_server()
+    server.area("DB", 48, 10)
+    server.area("DB", 24, 11)
+    server.set("DB10.DBB6", 0xFF, "byte")  # the bits around Motor.Fault (false) are set
+    for values in TAG_FILE_VALUES.values():
+        for address, kind, length, value in values.values():
+            server.set(address, value, kind, length)
+    await server.start()
+    connectors = [
+        s7_connector(server.port, [], name="line-plc", measurement="line", tags_file=str(DATA / "LineData_DB10.xml")),
+        s7_connector(server.port, [], name="oven-plc", measurement="oven", tags_file=str(DATA / "oven_DB11.csv")),
+    ]
+    config = load_config(gateway_config(tmp_path, connectors))
+    for connector, file in zip(config.connectors, TAG_FILE_VALUES, strict=True):
+        assert isinstance(connector, S7Config)
+        assert {f.name: (f.variable.describe(), f.variable.type, f.variable.length) for f in connector.fields} == {
+            name: (address, kind, length) for name, (address, kind, length, _) in TAG_FILE_VALUES[file].items()
+        }
+    files = (("line", "LineData_DB10.xml"), ("oven", "oven_DB11.csv"))
+    async with Gateway(config):
+        await async_wait_until(
+            lambda: all(len(_latest(tmp_path, m)) == len(TAG_FILE_VALUES[f]) for m, f in files),
+            timeout=30,
+            message="every value of both files",
+        )
+    for measurement, file in files:
+        values = _latest(tmp_path, measurement)
+        for name, (*_, value) in TAG_FILE_VALUES[file].items():
+            assert values[name] == value and type(values[name]) is type(value), name
