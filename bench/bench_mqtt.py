@@ -7,7 +7,7 @@ Three measurements against a real Mosquitto started in a temp folder:
    persistent session is drained alone: the gateway into the historian, acknowledging after
    storage, beside ``mosquitto_sub`` and a bare paho subscriber as ceilings, and paho's
    network thread with one ``ack()`` per message (the design the connector did not take).
-   Loss and duplicates of the gateway are counted from the historian.
+   Loss and duplicates of the gateway are counted from the historian against what was published.
 2. **QoS 0 live stream**: a publisher process paced at R msg/s for S seconds; the rate the
    gateway stored at, and the loss counted from the historian.
 3. **Steady 1,000 msg/s** (QoS 1): ``gateway run`` as its own process; CPU % of one core and RSS.
@@ -18,6 +18,10 @@ Three measurements against a real Mosquitto started in a temp folder:
 
 The publisher is a small raw MQTT 3.1.1 client in its own process (paho's publisher is slower
 than the subscribers it has to feed). Figures go to stdout; docs/PERFORMANCE.md records them.
+
+Every wait has a deadline. A figure taken after one ran out says so where the figure would be
+("TIMED OUT after 600 s: 9,812 of 10,000 stored — not a throughput figure"), its loss still counted
+against what was published, and the run ends with a list of them and exit status 1.
 """
 
 from __future__ import annotations
@@ -48,6 +52,19 @@ from tests.fixtures.mosquitto import Mosquitto
 
 BASE_MS = 1_714_564_800_000
 PYTHON = sys.executable
+TIMED_OUT: list[str] = []  # every figure of this run taken after a wait ran out
+
+
+def timed_out(seconds: float, done: int | None, of: int, what: str) -> str:
+    """The text that stands where a figure would: the wait ran out, so it is no figure."""
+    counted = f"{done:,} of {of:,} {what}" if done is not None else f"not all {of:,} {what} (not counted)"
+    text = f"TIMED OUT after {seconds:g} s: {counted} — not a throughput figure"
+    TIMED_OUT.append(text)
+    return text
+
+
+def rate_cell(rate: float | str) -> str:
+    return rate if isinstance(rate, str) else f"{rate:,.0f}"
 
 
 # --- a raw MQTT 3.1.1 publisher (runs in its own process) -------------------------------------------
@@ -117,8 +134,13 @@ def publish_qos1(port: int, start: int, count: int, topics: int, window: int = 1
     return count / elapsed
 
 
-def publish_paced(port: int, start: int, rate: float, seconds: float, topics: int, qos: int, out: Any) -> None:
-    """Publish at ``rate`` msg/s for ``seconds`` (QoS 0, or QoS 1 acknowledged in the background)."""
+def publish_paced(
+    port: int, start: int, rate: float, seconds: float, topics: int, qos: int, out: Any, progress: Any = None
+) -> None:
+    """Publish at ``rate`` msg/s for ``seconds`` (QoS 0, or QoS 1 acknowledged in the background).
+
+    ``progress`` (a shared integer) follows the count handed to the socket, for a caller whose wait
+    for the end runs out."""
     sock = _open(port, f"bench-paced-{os.getpid()}")
     sock.setblocking(True)
     started_at = time.time()
@@ -134,6 +156,8 @@ def publish_paced(port: int, start: int, rate: float, seconds: float, topics: in
                 packets.append(_publish_packet(topic(i, topics), payload(i), qos, (sent + k) % 65535 + 1))
             sock.sendall(b"".join(packets))
             sent += due
+            if progress is not None:
+                progress.value = sent
             if qos:  # keep the PUBACKs drained (no window needed at a paced rate)
                 sock.setblocking(False)
                 try:
@@ -155,7 +179,9 @@ BARE_PAHO = r"""
 import sys, time
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+import threading
 port, client_id, count, mode = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+deadline = float(sys.argv[5])
 got = 0
 def on_message(client, userdata, message):
     global got
@@ -171,12 +197,16 @@ began = time.perf_counter()
 client.connect("127.0.0.1", port)
 if mode == "ack":
     client.loop_start()
-    while got < count:
+    while got < count and time.perf_counter() - began < deadline:
         time.sleep(0.01)
     client.loop_stop()
 else:
+    timer = threading.Timer(deadline, client.disconnect)  # the deadline: loop_forever returns
+    timer.daemon = True
+    timer.start()
     client.loop_forever()
-print(time.perf_counter() - began)
+    timer.cancel()
+print(time.perf_counter() - began, got)
 """
 
 
@@ -199,26 +229,35 @@ def prime_v311_session(port: int, client_id: str, topic_filter: str) -> None:
     client.loop_stop()
 
 
-def drain_mosquitto_sub(port: int, client_id: str, count: int) -> float:
+DRAIN_TIMEOUT = 600.0  # seconds any one drain or publisher may take
+
+
+def drain_mosquitto_sub(port: int, client_id: str, count: int) -> float | str:
     binary = shutil.which("mosquitto_sub")
     if binary is None:
         return float("nan")
     args = [binary, "-h", "127.0.0.1", "-p", str(port), "-i", client_id, "-c", "-q", "1"]
     args += ["-t", "bench/#", "-C", str(count)]
     began = time.perf_counter()
-    subprocess.run(args, stdout=subprocess.DEVNULL, check=True, timeout=600)
+    try:
+        subprocess.run(args, stdout=subprocess.DEVNULL, check=True, timeout=DRAIN_TIMEOUT)
+    except subprocess.TimeoutExpired:  # its output goes to /dev/null: how many it had is not known
+        return timed_out(DRAIN_TIMEOUT, None, count, "received")
     return count / (time.perf_counter() - began)
 
 
-def drain_paho(port: int, client_id: str, count: int, mode: str) -> float:
+def drain_paho(port: int, client_id: str, count: int, mode: str) -> float | str:
     result = subprocess.run(
-        [PYTHON, "-c", BARE_PAHO, str(port), client_id, str(count), mode],
+        [PYTHON, "-c", BARE_PAHO, str(port), client_id, str(count), mode, str(DRAIN_TIMEOUT)],
         capture_output=True,
         text=True,
         check=True,
-        timeout=600,
+        timeout=DRAIN_TIMEOUT + 60,
     )
-    return count / float(result.stdout.strip().splitlines()[-1])
+    elapsed, got = result.stdout.strip().splitlines()[-1].split()
+    if int(got) < count:
+        return timed_out(DRAIN_TIMEOUT, int(got), count, "received")
+    return count / float(elapsed)
 
 
 # --- the gateway ----------------------------------------------------------------------------------
@@ -277,15 +316,15 @@ async def prime_gateway(config_path: Path) -> None:
             raise RuntimeError(f"the gateway did not subscribe: {status.as_dict()}")
 
 
-async def drain_gateway(config_path: Path, count: int) -> tuple[float, dict[str, int]]:
+async def drain_gateway(config_path: Path, count: int) -> tuple[float | None, dict[str, int]]:
+    """msg/s and the connector's counters; None for the rate when the drain's wait ran out."""
     began = time.perf_counter()
     async with Gateway(load_config(config_path)) as gateway:
         status = gateway.sources[0].status
-        if not await _until(lambda: status.counters["stored"] >= count, 600):
-            raise RuntimeError(f"the gateway stored only {status.counters['stored']} of {count}")
+        done = await _until(lambda: status.counters["stored"] >= count, DRAIN_TIMEOUT)
         elapsed = time.perf_counter() - began
         counters = dict(status.counters)
-    return count / elapsed, counters
+    return (count / elapsed if done else None), counters
 
 
 def loss_and_duplicates(folder: Path, start: int, count: int, topics: int) -> tuple[int, int, int]:
@@ -326,19 +365,24 @@ def backlog(root: Path, count: int, topics: int) -> None:
         print("| subscriber (draining its own persistent session alone) | msg/s |")
         print("|---|---|")
         rate_c = drain_mosquitto_sub(broker.port, "bench-mosquitto-sub", count)
-        print(f"| mosquitto_sub (C, QoS 1, output to /dev/null) | {rate_c:,.0f} |")
+        print(f"| mosquitto_sub (C, QoS 1, output to /dev/null) | {rate_cell(rate_c)} |")
         rate_auto = drain_paho(broker.port, "bench-paho", count, "auto")
-        print(f"| bare paho subscriber (loop_forever, automatic acks, no decoding) | {rate_auto:,.0f} |")
+        print(f"| bare paho subscriber (loop_forever, automatic acks, no decoding) | {rate_cell(rate_auto)} |")
         rate_ack = drain_paho(broker.port, "bench-paho-thread-ack", count, "ack")
-        print(f"| paho loop_start + one ack() per message (no decoding, no storage) | {rate_ack:,.0f} |")
-        rate, counters = asyncio.run(drain_gateway(config, count))
+        print(f"| paho loop_start + one ack() per message (no decoding, no storage) | {rate_cell(rate_ack)} |")
+        drained, counters = asyncio.run(drain_gateway(config, count))
+        # Counted against the messages published (and acknowledged by the broker), not what arrived.
         missing, wrong, extra = loss_and_duplicates(config.parent, 0, count, topics)
-        print(f"| **gateway → historian, acknowledged after storage** | **{rate:,.0f}** |")
+        figure = (
+            rate_cell(drained) if drained is not None else timed_out(DRAIN_TIMEOUT, count - missing, count, "stored")
+        )
+        print(f"| **gateway → historian, acknowledged after storage** | **{figure}** |")
         print()
         print(
             f"gateway: received {counters['received']:,}, stored {counters['stored']:,}, malformed "
-            f"{counters['malformed']}; historian: {missing} messages missing, {wrong} wrong values, "
-            f"{extra} duplicate rows, {counters['received'] - count} redelivered duplicates received"
+            f"{counters['malformed']}; historian: {missing:,} of {count:,} published messages missing, "
+            f"{wrong} wrong values, {extra} duplicate rows, "
+            f"{max(0, counters['received'] - count)} redelivered duplicates received"
         )
     finally:
         broker.stop()
@@ -359,26 +403,31 @@ def live_qos0(root: Path, rates: list[int], seconds: float, topics: int) -> None
             folder = root / f"gw-live-{rate}"
             config = gateway_config(folder, broker.port, qos=0, client_id=f"bench-live-{rate}")
             result = asyncio.run(_live_run(config, broker.port, start, rate, seconds, topics))
-            sent, offered, elapsed, lag, stored = result
-            missing, wrong, extra = loss_and_duplicates(folder, start, sent, topics)
+            sent, offered, elapsed, lag, stored, caught_up = result
+            missing, wrong, extra = loss_and_duplicates(folder, start, sent, topics)  # against `sent`
             assert wrong == 0 and extra == 0, (wrong, extra)
-            print(
-                f"| {rate:,} (achieved {offered:,.0f}) | {sent:,} | {stored:,} | {missing} | "
-                f"{stored / elapsed:,.0f} | {lag:.2f} s |"
-            )
+            if caught_up:
+                figures = f"{stored / elapsed:,.0f} | {lag:.2f} s"
+            else:
+                figures = f"{timed_out(LIVE_CATCH_UP, sent - missing, sent, 'stored')} | not caught up"
+            print(f"| {rate:,} (achieved {offered:,.0f}) | {sent:,} | {stored:,} | {missing:,} | {figures} |")
             start += sent
     finally:
         broker.stop()
 
 
+LIVE_CATCH_UP = 30.0  # seconds the gateway has to store the stream after its last message
+
+
 async def _live_run(
     config: Path, port: int, start: int, rate: int, seconds: float, topics: int
-) -> tuple[int, float, float, float, int]:
+) -> tuple[int, float, float, float, int, bool]:
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
     async with Gateway(load_config(config)) as gateway:
         status = gateway.sources[0].status
-        await _until(lambda: status.detail.get("subscribed"), 30)
+        if not await _until(lambda: status.detail.get("subscribed"), 30):  # QoS 0: it would all be lost
+            raise RuntimeError(f"the gateway did not subscribe: {status.as_dict()}")
         publisher = context.Process(target=publish_paced, args=(port, start, rate, seconds, topics, 0, out))
         publisher.start()
         while publisher.is_alive() or out.empty():
@@ -389,12 +438,12 @@ async def _live_run(
                 break
         sent, offered, started_at = out.get()
         published_at = time.time()
-        await _until(lambda: status.counters["stored"] + status.counters["dropped"] >= sent, 30)
+        caught_up = await _until(lambda: status.counters["stored"] + status.counters["dropped"] >= sent, LIVE_CATCH_UP)
         finished = time.time()
         publisher.join(10)
         stored = status.counters["stored"]
     # From the publisher's first message to the last one stored (clocks of one machine).
-    return sent, offered, finished - started_at, finished - published_at, stored
+    return sent, offered, finished - started_at, finished - published_at, stored, caught_up
 
 
 def steady(root: Path, rate: int, seconds: float, topics: int) -> None:
@@ -408,6 +457,7 @@ def steady(root: Path, rate: int, seconds: float, topics: int) -> None:
     process = subprocess.Popen([str(gateway_bin), "run", str(config)], stderr=log, cwd=folder)
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
+    progress = context.Value("q", 0)
     try:
         deadline = time.monotonic() + 60
         while b"subscribed to" not in (folder / "gateway.log").read_bytes():
@@ -415,7 +465,9 @@ def steady(root: Path, rate: int, seconds: float, topics: int) -> None:
                 raise RuntimeError((folder / "gateway.log").read_text()[-2000:])
             time.sleep(0.05)
         warmup = 5.0
-        publisher = context.Process(target=publish_paced, args=(broker.port, 0, rate, seconds + warmup, topics, 1, out))
+        publisher = context.Process(
+            target=publish_paced, args=(broker.port, 0, rate, seconds + warmup, topics, 1, out, progress)
+        )
         publisher.start()
         proc = psutil.Process(process.pid)
         time.sleep(warmup)
@@ -425,15 +477,31 @@ def steady(root: Path, rate: int, seconds: float, topics: int) -> None:
             rss_max = max(rss_max, proc.memory_info().rss)
             time.sleep(0.5)
         cpu1, wall1 = sum(proc.cpu_times()[:2]), time.perf_counter()
+        late: list[str] = []  # the waits below that ran out
         publisher.join(60)
-        sent, offered, _ = out.get(timeout=10)
+        if publisher.is_alive():  # still publishing a minute after its schedule: what it sent so far
+            publisher.kill()
+            publisher.join(10)
+            sent, offered = progress.value, float("nan")
+            late.append(timed_out(60, sent, int(rate * (seconds + warmup)), "published"))
+        else:
+            sent, offered, _ = out.get(timeout=10)
         process.terminate()
-        code = process.wait(60)
+        try:
+            code: int | str = process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+            code = "none, killed"
+            late.append(timed_out(60, None, sent, "stored before SIGTERM ended the gateway"))
+        # Counted against what the publisher sent, from the historian file.
         missing, wrong, extra = loss_and_duplicates(folder, 0, sent, topics)
         print()
+        for text in late:
+            print(text)
         print(f"offered {offered:,.0f} msg/s; gateway CPU {(cpu1 - cpu0) / (wall1 - wall0) * 100:.1f} % of one core, ")
         print(f"RSS max {rss_max / 2**20:.0f} MiB; after SIGTERM: exit code {code}, {sent:,} published, ")
-        print(f"{missing} missing, {wrong} wrong, {extra} duplicate rows in the historian")
+        print(f"{missing:,} missing, {wrong} wrong, {extra} duplicate rows in the historian")
     finally:
         if process.poll() is None:
             process.kill()
@@ -462,6 +530,7 @@ client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-paho-pub", pr
 client.max_inflight_messages_set(1000)
 client.max_queued_messages_set(0)
 client.on_publish = on_publish
+deadline = float(sys.argv[3])
 client.connect("127.0.0.1", port)
 client.loop_start()
 payloads = [
@@ -469,24 +538,28 @@ payloads = [
 ]
 began = time.perf_counter()
 for topic, payload in payloads:
-    window.acquire()
+    if not window.acquire(timeout=max(0.0, deadline - (time.perf_counter() - began))):
+        break
     client.publish(topic, payload, qos=1)
-done.wait(600)
-print(time.perf_counter() - began)
+done.wait(max(0.0, deadline - (time.perf_counter() - began)))
+print(time.perf_counter() - began, acked)
 client.disconnect()
 client.loop_stop()
 """
 
 
-def paho_publisher(port: int, count: int) -> float:
+def paho_publisher(port: int, count: int) -> float | str:
     result = subprocess.run(
-        [PYTHON, "-c", BARE_PAHO_PUBLISHER, str(port), str(count)],
+        [PYTHON, "-c", BARE_PAHO_PUBLISHER, str(port), str(count), str(DRAIN_TIMEOUT)],
         capture_output=True,
         text=True,
         check=True,
-        timeout=600,
+        timeout=DRAIN_TIMEOUT + 60,
     )
-    return count / float(result.stdout.strip().splitlines()[-1])
+    elapsed, acked = result.stdout.strip().splitlines()[-1].split()
+    if int(acked) < count:
+        return timed_out(DRAIN_TIMEOUT, int(acked), count, "acknowledged")
+    return count / float(elapsed)
 
 
 async def link_publisher(port: int, count: int, mode: str, batch: int = 5000) -> float:
@@ -519,7 +592,7 @@ def publishing(root: Path, count: int) -> None:
         print("| publisher | msg/s (= points/s) |")
         print("|---|---|")
         one_by_one = min(count, 20_000)
-        rows: list[tuple[str, Callable[[], float]]] = [
+        rows: list[tuple[str, Callable[[], float | str]]] = [
             (
                 "link `publish_many`, batches of 5,000",
                 lambda: asyncio.run(link_publisher(broker.port, count, "publish_many")),
@@ -536,7 +609,7 @@ def publishing(root: Path, count: int) -> None:
             ("raw socket publisher (bench's own, ≤ 1,000 in flight)", lambda: publish_qos1(broker.port, 0, count, 100)),
         ]
         for name, run in rows:
-            print(f"| {name} | {run():,.0f} |")
+            print(f"| {name} | {rate_cell(run())} |")
     finally:
         broker.stop()
 
@@ -572,6 +645,11 @@ def main(argv: list[str] | None = None) -> None:
         if "publish" in only:
             publishing(root, args.publish_messages)
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+    if TIMED_OUT:
+        print(f"\n{len(TIMED_OUT)} figure(s) above were taken after a wait ran out:")
+        for text in TIMED_OUT:
+            print(f"- {text}")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,15 @@ measures the gateway process with psutil and reads its status file. It prints:
 - time to create every monitored item (batched to the server's MaxMonitoredItemsPerCall);
 - notifications/s received by the connector and points/s written by the historian;
 - the gateway's CPU (% of one core) and RSS over the window;
-- loss: for every server tick inside the window, how many of its N values reached the store.
+- loss, counted from what the simulators changed: each simulator's tick number is read from its
+  first bench variable (a tick writes ``tick + i / 100000`` to every ``Tag{i}``) when the window
+  opens and when it closes; every tick begun and finished in between changed all N variables, so
+  the values expected are N times those ticks per server, the values stored are the (variable, tick)
+  pairs the historian holds for them, and the loss is the difference: a tick that never reached
+  the store at all counts N lost.
+
+A wait that ran out (the gateway not stopping within 60 s of SIGTERM) is named under
+``"timed_out"`` in the figures, and the run exits with status 1.
 """
 
 from __future__ import annotations
@@ -51,6 +59,25 @@ def _wait(predicate: Any, timeout: float, what: str) -> Any:
             return value
         time.sleep(0.2)
     raise SystemExit(f"timed out waiting for {what}")
+
+
+def _current_ticks(ports: list[int]) -> list[int]:
+    """Each simulator's tick number now: the value of its first bench variable, read over OPC UA."""
+    from asyncua.client.client import Client
+
+    from gateway.simulators.opcua import BENCH_NAMESPACE
+
+    async def read(port: int) -> int:
+        client = Client(f"opc.tcp://127.0.0.1:{port}/", timeout=30)
+        client.session_timeout = 60_000  # (the default asks for an hour, the server grants less and says so)
+        async with client:
+            index = await client.get_namespace_index(BENCH_NAMESPACE)
+            return int(await client.get_node(f"ns={index};s=Bench.Tag00000").read_value())
+
+    async def read_all() -> list[int]:
+        return list(await asyncio.gather(*(read(port) for port in ports)))
+
+    return asyncio.run(read_all())
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -186,6 +213,7 @@ def main() -> None:
 
         process = psutil.Process(gateway.pid)
         sim_processes = [psutil.Process(sim.pid) for sim in simulators]
+        ticks_at_open = _current_ticks(ports)
         before = _read_json(status_path) or {}
         cpu0, sim_cpu0, t0, t0_ns = process.cpu_times(), _cpu(sim_processes), time.monotonic(), time.time_ns()
         rss_max = 0
@@ -194,6 +222,7 @@ def main() -> None:
             time.sleep(0.5)
         cpu1, sim_cpu1, t1, t1_ns = process.cpu_times(), _cpu(sim_processes), time.monotonic(), time.time_ns()
         after = _read_json(status_path) or {}
+        ticks_at_close = _current_ticks(ports)
         wall = t1 - t0
         received = sum(after[n]["counters"]["received"] - before[n]["counters"]["received"] for n in names)
         written = after["local"]["counters"]["points_written"] - before["local"]["counters"]["points_written"]
@@ -202,10 +231,24 @@ def main() -> None:
         # Let the store catch up, stop the gateway (it drains), then count each tick's values.
         time.sleep(3)
         gateway.send_signal(signal.SIGTERM)
-        gateway.wait(60)
-        ticks = _ticks(folder / "history.db", t0_ns + 2_000_000_000, t1_ns - 2_000_000_000)
+        timed_out = None
+        try:
+            gateway.wait(60)
+        except subprocess.TimeoutExpired:
+            gateway.kill()
+            gateway.wait(10)
+            timed_out = "the gateway did not stop within 60 s of SIGTERM (killed): loss counts what it had stored"
+        # The ticks every simulator began and finished inside the window: all N variables changed.
+        window = {
+            str(index): range(opened + 1, closed)
+            for index, (opened, closed) in enumerate(zip(ticks_at_open, ticks_at_close, strict=True))
+        }
+        stored = _stored(folder / "history.db", t0_ns - 10_000_000_000, t1_ns + 10_000_000_000, window)
+        expected = per_server * sum(len(ticks) for ticks in window.values())
+        ticks = {(server, tick): len(stored.get((server, tick), ())) for server in window for tick in window[server]}
         complete = sum(1 for count in ticks.values() if count == per_server)
-        lost = sum(per_server - count for count in ticks.values() if count < per_server)
+        kept = sum(ticks.values())
+        lost = expected - kept
         result = {
             "items": per_server * args.servers,
             "servers": args.servers,
@@ -214,16 +257,26 @@ def main() -> None:
             "start_to_all_items_s": round(subscribed_after, 1),
             "received_per_s": round(received / wall),
             "stored_per_s": round(written / wall),
-            "server_changes_per_s": round(sum(ticks.values()) / max(1e-9, (t1_ns - t0_ns - 4e9) / 1e9)),
+            "server_changes_per_s": round(
+                per_server
+                * sum(closed - opened for opened, closed in zip(ticks_at_open, ticks_at_close, strict=True))
+                / max(1e-9, wall)
+            ),
             "gateway_cpu_percent_of_one_core": round(cpu, 1),
             "gateway_rss_mib": round(rss_max / 2**20, 1),
             "simulators_cpu_percent": round(sim_cpu, 1),
             "ticks_checked": len(ticks),
             "ticks_complete": complete,
+            "values_expected": expected,
+            "values_stored": kept,
             "values_lost": lost,
+            "timed_out": timed_out,
             "load_average": os.getloadavg(),
         }
         print(json.dumps(result, indent=2))
+        if timed_out:
+            print(f"TIMED OUT: {timed_out}; the figures above are not a complete run")
+            sys.exit(1)
     finally:
         if gateway is not None and gateway.poll() is None:
             gateway.send_signal(signal.SIGTERM)
@@ -237,17 +290,21 @@ def _cpu(processes: list[psutil.Process]) -> float:
     return sum(t.user + t.system for t in (p.cpu_times() for p in processes))
 
 
-def _ticks(history: Path, since_ns: int, until_ns: int) -> dict[tuple[str, int], int]:
-    """Values stored per server and source timestamp (one timestamp per simulator tick)."""
+def _stored(history: Path, since_ns: int, until_ns: int, window: dict[str, range]) -> dict[tuple[str, int], set[str]]:
+    """The variables stored per server and tick of ``window`` (the tick is the value's integer part)."""
     from gateway.sinks.historian.store import HistorianStore
 
     store = HistorianStore(history, readonly=True)
     try:
-        counts: dict[tuple[str, int], int] = {}
+        stored: dict[tuple[str, int], set[str]] = {}
         for value in store.read("bench", since_ns=since_ns, until_ns=until_ns):
-            key = (value.tags["server"], value.time)
-            counts[key] = counts.get(key, 0) + 1
-        return counts
+            server = value.tags["server"]
+            if not isinstance(value.value, float) or server not in window:
+                continue
+            tick = int(value.value)
+            if tick in window[server]:
+                stored.setdefault((server, tick), set()).add(value.field)
+        return stored
     finally:
         store.close()
 
