@@ -53,6 +53,7 @@ __all__ = [
     "MonitorRequest",
     "Reference",
     "SubscribeResult",
+    "SubscriptionGone",
     "Unauthorized",
     "VariableInfo",
     "explain",
@@ -135,6 +136,10 @@ for _name in (
 
 class Unauthorized(SourceError):
     """The server refused the user identity (user name, password or X.509 user)."""
+
+
+class SubscriptionGone(SourceError):
+    """A session that looked resumed has lost its subscription on the server: subscribe again."""
 
 
 @dataclass(frozen=True)
@@ -376,6 +381,7 @@ class Connection:
         self._subscriptions: list[_Subscription] = []
         self._lost_reason: str | None = None
         self._session_token = ""  # the session's authentication token: unchanged when a reconnect resumed it
+        self._server_started: Any = None  # the server's ServerStatus.StartTime: changed when it restarted
         self._type_names: dict[Any, str] = {}
         self._numeric_types: dict[Any, bool] = {}
         self.limits = Limits()
@@ -433,6 +439,7 @@ class Connection:
             raise
         self._client = client
         self._session_token = self._token()
+        self._server_started = await self._start_time()
         self._watch_task = asyncio.create_task(self._watch(), name=f"opcua-watch:{s.endpoint}")
         try:
             self.namespaces = await self.read_namespaces()
@@ -510,8 +517,11 @@ class Connection:
                         lost = False
                         # asyncua re-activates the session when the server still has it (a network
                         # that failed, not a server that restarted): same token, same subscriptions.
-                        token = self._token()
-                        resumed, self._session_token = token == previous, token
+                        # A restarted server may hand out the same token again (asyncua numbers
+                        # them from the same start in every process): its start time tells.
+                        token, started = self._token(), await self._start_time()
+                        resumed = token == previous and started is not None and started == self._server_started
+                        self._session_token, self._server_started = token, started
                         self._notify("resumed" if resumed else "connected", None)
                 elif state in ("reconnecting", "disconnected") and not lost:
                     lost = True
@@ -526,6 +536,15 @@ class Connection:
 
     def _token(self) -> str:
         return str(self._client.uaclient.session.authentication_token.to_string())
+
+    async def _start_time(self) -> Any:
+        """The server's start time (None when it cannot be read: then a reconnect subscribes again,
+        which is always safe)."""
+        try:
+            node = self._client.get_node(ua.NodeId(ua.ObjectIds.Server_ServerStatus_StartTime))
+            return await asyncio.wait_for(node.read_value(), self.settings.request_timeout)
+        except Exception:  # noqa: BLE001 - unknown means "not the same server": the safe answer
+            return None
 
     async def recover(self) -> int:
         """After a resumed session: ask the server again (Republish) for the data messages it sent
@@ -553,9 +572,20 @@ class Connection:
                             self._client.uaclient.session.republish(subscription.subscription_id, sequence),
                             self.settings.request_timeout,
                         )
+                        if message.SequenceNumber != sequence:
+                            # Some servers (asyncua's) answer an empty message instead of
+                            # BadMessageNotAvailable: the same meaning, and the end of the gap
+                            # when its end is not known (else this loop would never end).
+                            raise ua.UaStatusCodeError(ua.StatusCodes.BadMessageNotAvailable)
                     except ua.UaStatusCodeError as exc:
                         if int(exc.code) != ua.StatusCodes.BadMessageNotAvailable:
-                            raise
+                            # The session looked resumed but the server does not know the
+                            # subscription: it restarted and handed out the same token again
+                            # (asyncua numbers its tokens from the same start in every process).
+                            raise SubscriptionGone(
+                                f"{self.settings.endpoint} has no subscription {subscription.subscription_id} any "
+                                f"more ({exc.__class__.__name__}): the server restarted"
+                            ) from exc
                         if end is None:
                             break
                         # Gone from the server's retransmission queue (it keeps a bounded number).

@@ -28,6 +28,7 @@ from connectors.opcua._client import (
     Connection,
     ConnectionSettings,
     MonitorRequest,
+    SubscriptionGone,
     Unauthorized,
     VariableInfo,
     explain,
@@ -313,7 +314,7 @@ class OpcUaSource(Source):
                 try:
                     again = await conn.recover()
                 except Exception as exc:
-                    if not is_connection_problem(exc):
+                    if not (is_connection_problem(exc) or isinstance(exc, SubscriptionGone)):
                         raise
                     self.log.warning("the resumed session's subscription cannot be recovered (%s): re-creating it", exc)
                     self._restored.set()
