@@ -40,6 +40,28 @@ settings.register_profile(
 settings.load_profile(HYPOTHESIS_PROFILE)
 
 
+def _own_default_http_port() -> None:
+    """Under ``pytest -n`` (how `make test` runs), each worker's gateways listen by default on a
+    port of their own, below the ephemeral range so that no test server is handed it: two
+    workers' gateways on the product's 127.0.0.1:8080 would refuse each other's web page."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return
+    from gateway import config
+    from gateway.http.config import HttpSettings
+    from gateway.settings import GatewaySettings
+
+    HttpSettings.model_fields["listen"].default = f"127.0.0.1:{18080 + int(worker[2:])}"
+    HttpSettings.model_rebuild(force=True)
+    GatewaySettings.model_fields["http"].default = HttpSettings()
+    GatewaySettings.model_rebuild(force=True)
+    config.GatewayConfig.model_fields["gateway"].default = GatewaySettings()
+    config.GatewayConfig.model_rebuild(force=True)
+
+
+_own_default_http_port()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     """On CI a test never skips for want of a server: `make test` installs them all."""
