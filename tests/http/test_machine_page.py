@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -282,7 +283,9 @@ async def test_history_opens_on_the_last_hour_and_an_offline_machine_on_its_last
         assert window[1] < time.time() * 1000 - 4.5 * 3600e3
         assert await page.locator(".tl-row .seg").count() > 3
         # Its parts rate: one every 40 s was 90 an hour (not 0 in the bucket after its last sample).
-        assert (await page.locator('.chart[data-field="parts"] .readout').inner_text()).startswith("last 90/h · +")
+        # (89–91: where the hour's window falls on the samples moves the count by one)
+        readout = await page.locator('.chart[data-field="parts"] .readout').inner_text()
+        assert re.match(r"last (89|90|91)/h · \+", readout), readout
         await page.screenshot(path=str(screenshot_path("machine-offline", "en")), full_page=True)
 
 
