@@ -287,6 +287,11 @@ def _check_fit(shown: str, area: Area, db: int, byte: int, width: str | None, bi
         if width != "B":
             raise AddressError(f"{shown!r}: a {kind} is addressed by its first byte: write {prefix}B{byte}")
         return
+    if width not in _WIDTH_BYTES:  # X without its bit number (MX0, DB1.DBX4)
+        right = {1: "B", 2: "W", 4: "D"}.get(size, "B")
+        raise AddressError(
+            f"{shown!r} names a bit without its number: as a bool write {shown}.0, as {kind} {prefix}{right}{byte}"
+        )
     if _WIDTH_BYTES[width] != size:
         right = {1: "B", 2: "W", 4: "D"}[size]
         raise AddressError(

@@ -169,6 +169,7 @@ def apply(gateway: GatewayRun, generation: int, how: Callable[[], None]) -> dict
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 @pytest.mark.timeout(400)
 def test_six_reloads_by_signal_watch_and_api_lose_nothing_and_touch_nothing_else(
     mosquitto: Mosquitto, victoriametrics: VictoriaMetrics, gateway_run: list[GatewayRun], tmp_path: Path
