@@ -19,7 +19,7 @@ from typing import Literal
 
 from snap7.tags import Tag, load_csv, load_json, load_tia_xml
 
-from connectors.s7.address import MAX_STRING, Variable
+from connectors.s7.address import MAX_STRING, TYPES, Variable
 
 __all__ = ["FORMATS", "TagFileError", "TagFileFormat", "TagVariable", "field_name", "format_of", "read_tag_file"]
 
@@ -31,28 +31,8 @@ _EXPECTED = {
     "csv": "CSV with the columns tag, db, offset, type (and optionally bit)",
     "json": 'JSON {"name": {"db": 1, "offset": 0, "type": "REAL", "bit": 0}, …}',
 }
-#: S7 type names (as the loaders give them, upper case) → the connector's types.
-_TYPES = {
-    name.upper(): name
-    for name in (
-        "bool",
-        "byte",
-        "char",
-        "sint",
-        "usint",
-        "word",
-        "int",
-        "uint",
-        "dword",
-        "dint",
-        "udint",
-        "real",
-        "lword",
-        "lint",
-        "ulint",
-        "lreal",
-    )
-}
+#: S7 type names (as the loaders give them, upper case) → the connector's types (STRING[n]: below).
+_TYPES = {name.upper(): name for name in TYPES if name != "string"}
 _STRING = re.compile(r"^STRING\s*(?:\[\s*(?P<length>\d+)\s*\])?$")
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
 
