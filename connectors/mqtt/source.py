@@ -44,10 +44,11 @@ __all__ = ["MqttSource"]
 
 #: Most messages decoded and emitted as one batch (one acknowledgement packet).
 BATCH_MESSAGES = 5000
-#: Below this many waiting messages, gather more for up to LINGER_SECONDS while they keep
-#: coming (a pause of LINGER_QUIET ends it): at a thousand messages a second a batch then carries
-#: ~50 messages, so the disk syncs, acknowledgement packets and wake-ups downstream are 20 a
-#: second, not hundreds — a fifth of the CPU of a steady 1,000 msg/s stream, measured.
+#: Below this many waiting messages, gather more for up to LINGER_SECONDS, or until the broker's
+#: in-flight window is full (MQTT 5; with 3.1.1 a pause of LINGER_QUIET ends it): at a thousand
+#: messages a second a batch then carries ~50 messages, so the disk syncs, acknowledgement
+#: packets and wake-ups downstream are 20 a second, not a hundred — measured, 1,000 msg/s into
+#: the disk buffer took 5 % of a core instead of 13 %, into the historian 4.5 % instead of 6.3 %.
 LINGER_BELOW = 500
 LINGER_SECONDS = 0.05
 LINGER_QUIET = 0.005

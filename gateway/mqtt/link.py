@@ -505,6 +505,8 @@ class MqttLink:
         self.connected = False
         self.accepting = True
         self.dropped = 0
+        #: QoS 1/2 messages delivered on the current connection and not acknowledged yet
+        self.unacked = 0
         self.resent = 0  # PUBLISH and PUBREL packets sent again after a reconnect
         self.session_present = False
         self.connack: ConnAck | None = None
@@ -514,6 +516,8 @@ class MqttLink:
         self._closing = False
         self._closed = asyncio.Event()
         self._wake = asyncio.Event()
+        #: while batches() gathers a batch: the waiting count that ends it early (None: not gathering)
+        self._gather_until: int | None = None
         self._error: BaseException | None = None
         self._task_group: asyncio.TaskGroup | None = None
         self._supervisor: asyncio.Task[None] | None = None
@@ -734,6 +738,8 @@ class MqttLink:
                     self.dropped += 1
                     continue
                 incoming.append(_new(Incoming, (packet[0], packet[1], qos, packet[3], now, generation)))
+                if qos:
+                    self.unacked += 1
             elif type(packet) is Ack:
                 if packet[0] == wire.PUBREL:
                     # The broker released a QoS 2 message we acknowledged with PUBREC: complete it.
@@ -754,7 +760,9 @@ class MqttLink:
             self.events.dropped(self.dropped)
             self.dropped = 0
         if len(incoming) != before:
-            self._wake.set()
+            gather_until = self._gather_until
+            if gather_until is None or len(incoming) >= gather_until or self.unacked >= self.broker_window:
+                self._wake.set()
             if len(incoming) >= limit and incoming[-1].qos and not conn.reading_paused and conn.transport:
                 # QoS 1/2 beyond the bound (MQTT 3.1.1 with an unlimited broker window): stop reading.
                 conn.reading_paused = True
@@ -794,6 +802,7 @@ class MqttLink:
             conn.keepalive = float(properties["server_keep_alive"])
         self._limits = _Limits.of(connack)
         self._window = max(1, min(self.options.max_inflight, properties.get("receive_maximum", 65535), 65534))
+        self.unacked = 0  # what the previous connection delivered is redelivered, not acknowledged
         if not connack.session_present:
             # A new session: the broker forgot the QoS 2 exchanges it had with us.
             self._qos2_received.clear()
@@ -904,20 +913,39 @@ class MqttLink:
 
     # --- handing over and acknowledging ----------------------------------------------------------------
 
+    @property
+    def broker_window(self) -> int:
+        """How many unacknowledged QoS 1/2 messages the broker sends us before it waits for our
+        acknowledgements, as far as it tells: MQTT 5 brokers announce their in-flight limit as the
+        CONNACK's receive maximum (Mosquitto's ``max_inflight_messages``, EMQX's ``max_inflight``),
+        and none announced means none (65,535). MQTT 3.1.1 says nothing: 0, unknown."""
+        if self.options.protocol != "5":
+            return 0
+        connack = self.connack
+        return int(connack.properties.get("receive_maximum", 65535)) if connack is not None else 65535
+
     async def batches(
         self, max_messages: int, *, linger: float = 0.0, linger_below: int = 0, quiet: float = 0.005
     ) -> AsyncIterator[list[Incoming]]:
         """Received messages in lists of at most ``max_messages``, oldest first.
 
-        With fewer than ``linger_below`` waiting, gathers more for up to ``linger`` seconds while
-        they keep coming, and stops as soon as ``quiet`` seconds pass without a new one. A steady
-        stream of a thousand messages a second then makes one batch per ``linger`` instead of one
-        per message or two (every batch costs a disk sync and an acknowledgement packet
-        downstream), while a trickle, or a broker that stops sending once its in-flight window is
-        full, waits only ``quiet``. Ends once :attr:`accepting` is false (or the link closes) and
-        everything received was handed over; raises SourceError if the link failed.
+        With fewer than ``linger_below`` waiting, gathers more for up to ``linger`` seconds, so
+        that a steady stream of a thousand messages a second makes one batch per ``linger``
+        instead of one per message or per read (every batch costs a disk sync and an
+        acknowledgement packet downstream). Gathering ends early once ``linger_below`` messages
+        wait, or once the broker's in-flight window is full (:attr:`broker_window`): it sends no
+        more until we acknowledge, and waiting would only cost throughput. With MQTT 3.1.1 the
+        window is unknown, and gathering ends when ``quiet`` seconds pass without a new message.
+
+        The window, not the pauses, decides with MQTT 5 because a pause says little: Mosquitto
+        (Nagle's algorithm on, by default) holds small messages until our side acknowledges the
+        TCP segments it sent, so under a steady stream it goes quiet between reads as a broker
+        with a full window does, and ending the batch on every such pause made a batch — a disk
+        sync and an acknowledgement round — every few milliseconds.
+
+        Ends once :attr:`accepting` is false (or the link closes) and everything received was
+        handed over; raises SourceError if the link failed.
         """
-        loop = self._loop
         while True:
             if not self.incoming:
                 if self._error is not None:
@@ -927,17 +955,49 @@ class MqttLink:
                 self._wake.clear()
                 await self._wake.wait()
                 if linger and self.accepting:
-                    # Polled every `quiet` seconds rather than woken per message: the wake-ups
-                    # would cost more than the batching saves.
-                    deadline = loop.time() + linger
-                    seen = len(self.incoming)
-                    while seen < linger_below and self.accepting and loop.time() < deadline:
-                        await asyncio.sleep(min(quiet, max(0.0, deadline - loop.time())))
-                        if len(self.incoming) == seen:
-                            break
-                        seen = len(self.incoming)
+                    if self.broker_window:
+                        await self._gather(linger, linger_below)
+                    else:
+                        await self._gather_while_coming(linger, linger_below, quiet)
                 continue
             yield self.take(max_messages)
+
+    async def _gather(self, linger: float, enough: int) -> None:
+        """Wait up to ``linger`` seconds for ``enough`` messages or a full broker window.
+
+        Woken once, by the reader when either is reached or by the timer; not per message."""
+        loop = self._loop
+        deadline = loop.time() + linger
+        timer = loop.call_at(deadline, self._wake.set)
+        self._gather_until = enough
+        try:
+            while (
+                len(self.incoming) < enough
+                and self.unacked < self.broker_window
+                and self.accepting
+                and not self._closing
+                and self._error is None
+                and loop.time() < deadline
+            ):
+                self._wake.clear()
+                await self._wake.wait()
+        finally:
+            self._gather_until = None
+            timer.cancel()
+
+    async def _gather_while_coming(self, linger: float, enough: int, quiet: float) -> None:
+        """MQTT 3.1.1: wait up to ``linger`` seconds for ``enough`` messages while they keep coming.
+
+        Polled every ``quiet`` seconds rather than woken per message: the wake-ups would cost more
+        than the batching saves."""
+        loop = self._loop
+        deadline = loop.time() + linger
+        seen = len(self.incoming)
+        while seen < enough and self.accepting and loop.time() < deadline:
+            await asyncio.sleep(min(quiet, max(0.0, deadline - loop.time())))
+            if len(self.incoming) == seen:
+                break
+            seen = len(self.incoming)
 
     def stop_receiving(self) -> None:
         """Deliver nothing more (what arrives is not acknowledged: the broker keeps it); ends :meth:`batches`."""
@@ -992,7 +1052,9 @@ class MqttLink:
             conn.write(wire.encode_acks(wire.PUBACK, ones) + wire.encode_acks(wire.PUBREC, twos))
         elif ones:
             conn.write(wire.encode_acks(wire.PUBACK, ones))
-        return len(ones) + len(twos)
+        sent = len(ones) + len(twos)
+        self.unacked = max(0, self.unacked - sent)
+        return sent
 
     # --- publishing ---------------------------------------------------------------------------------------
 

@@ -490,6 +490,74 @@ async def test_the_brokers_receive_maximum_bounds_the_messages_in_flight(mosquit
     assert highest == 5
 
 
+async def _first_batch(link: MqttLink, timeout: float, **gather: Any) -> list[Incoming]:
+    async def first() -> list[Incoming]:
+        async for batch in link.batches(1000, **gather):
+            return batch
+        raise AssertionError("batches() ended without a batch")
+
+    return await asyncio.wait_for(first(), timeout)
+
+
+async def test_mqtt5_gathering_goes_on_through_pauses_until_enough_messages_wait(mosquitto: Mosquitto) -> None:
+    """A pause no longer ends a batch: under a steady stream Mosquitto (Nagle on) pauses between
+    reads until our side acknowledges, and a batch per pause cost a disk sync every few ms."""
+    subs = (Subscription("g/#", 1),)
+    async with MqttLink(options(mosquitto, "gw-gather", subscriptions=subs), events := Recorder()) as link:
+        await subscribed(link, events)
+        assert link.broker_window == 65535  # Mosquitto with max_inflight_messages 0 announces no limit
+        reader = asyncio.create_task(_first_batch(link, 60, linger=60.0, linger_below=3, quiet=0.001))
+        await asyncio.sleep(0)  # the reader runs up to its wait for the first message
+        with Publisher(mosquitto, client_id="gather-pub") as publisher:
+            for i in range(3):
+                publisher.publish(f"g/{i}", f"m{i}".encode(), qos=1)
+                await asyncio.to_thread(publisher.wait)
+                # each arrival seen before the next is published: pauses far longer than `quiet`
+                await async_wait_until(lambda n=i: reader.done() or len(link.incoming) > n, timeout=30)
+        batch = await reader
+        assert [m.payload for m in batch] == [b"m0", b"m1", b"m2"]
+        assert link.unacked == 3
+        assert link.ack([(m.generation, m.mid, m.qos) for m in batch]) == 3
+        assert link.unacked == 0
+
+
+async def test_mqtt5_gathering_ends_at_once_when_the_brokers_window_is_full(mosquitto_factory: Any) -> None:
+    """With max_inflight_messages 5 Mosquitto sends five and waits for our acknowledgements:
+    the batch is handed over then, not at the end of a 60 s linger (the test's 30 s wait)."""
+    broker = mosquitto_factory(max_inflight_messages=5)
+    subs = (Subscription("w/#", 1),)
+    async with MqttLink(options(broker, "gw-full", subscriptions=subs), events := Recorder()) as link:
+        await subscribed(link, events)
+        assert link.broker_window == 5
+        with Publisher(broker, client_id="window-pub") as publisher:
+            for i in range(15):
+                publisher.publish(f"w/{i}", f"m{i}".encode(), qos=1)
+            publisher.wait()
+        received: list[bytes] = []
+        while len(received) < 10:  # two windows' worth at least, each handed over when it was full
+            batch = await _first_batch(link, 30, linger=60.0, linger_below=500)
+            # (Mosquitto 2.0 may send a few more than its window once acknowledgements come in)
+            assert link.unacked >= max(5, len(batch))
+            received += [m.payload for m in batch]
+            link.ack([(m.generation, m.mid, m.qos) for m in batch])
+        assert received == [f"m{i}".encode() for i in range(len(received))]
+
+
+async def test_mqtt311_gathering_ends_after_a_quiet_pause(mosquitto: Mosquitto) -> None:
+    """MQTT 3.1.1 brokers do not announce their window: a pause of `quiet` ends the batch."""
+    subs = (Subscription("q/#", 1),)
+    async with MqttLink(
+        options(mosquitto, "gw-quiet", protocol="3.1.1", subscriptions=subs), events := Recorder()
+    ) as link:
+        await subscribed(link, events)
+        assert link.broker_window == 0
+        with Publisher(mosquitto, client_id="quiet-pub", protocol=311) as publisher:
+            publisher.publish("q/0", b"m0", qos=1)
+            publisher.wait()
+            batch = await _first_batch(link, 30, linger=60.0, linger_below=500, quiet=0.01)
+        assert [m.payload for m in batch] == [b"m0"]
+
+
 def _split_stream(data: bytes) -> tuple[list[bytes], bytes]:
     packets: list[bytes] = []
     while True:
