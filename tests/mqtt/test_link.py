@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import os
 import queue
@@ -490,6 +491,10 @@ async def test_the_brokers_receive_maximum_bounds_the_messages_in_flight(mosquit
     assert highest == 5
 
 
+def _arrived(reader: asyncio.Task[Any], link: MqttLink, count: int) -> bool:
+    return reader.done() or len(link.incoming) >= count
+
+
 async def _first_batch(link: MqttLink, timeout: float, **gather: Any) -> list[Incoming]:
     async def first() -> list[Incoming]:
         async for batch in link.batches(1000, **gather):
@@ -513,7 +518,7 @@ async def test_mqtt5_gathering_goes_on_through_pauses_until_enough_messages_wait
                 publisher.publish(f"g/{i}", f"m{i}".encode(), qos=1)
                 await asyncio.to_thread(publisher.wait)
                 # each arrival seen before the next is published: pauses far longer than `quiet`
-                await async_wait_until(lambda n=i: reader.done() or len(link.incoming) > n, timeout=30)
+                await async_wait_until(functools.partial(_arrived, reader, link, i + 1), timeout=30)
         batch = await reader
         assert [m.payload for m in batch] == [b"m0", b"m1", b"m2"]
         assert link.unacked == 3
