@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from gateway.errors import PointError
@@ -23,7 +23,7 @@ INT64_MAX: Final = 2**63 - 1
 TIME_MIN: Final = INT64_MIN + 2
 TIME_MAX: Final = INT64_MAX - 1
 
-__all__ = ["FieldValue", "Point", "now_ns"]
+__all__ = ["FieldValue", "Point", "check_names", "check_tags", "now_ns"]
 
 
 def now_ns() -> int:
@@ -97,6 +97,44 @@ def _check_field(key: str, value: object) -> None:
         )
 
 
+def check_names(measurement: str, tags: Mapping[str, str] | None, fields: Iterable[str]) -> None:
+    """PointError unless the measurement, the tags (keys and values) and the field keys can all
+    be written as line protocol; ``fields`` may be a mapping (its keys are checked)."""
+    _check_name("measurement", measurement)
+    if measurement[0] in "#\t":
+        why = "'#', which line protocol reads as a comment"
+        if measurement[0] != "#":
+            why = "a tab, which line protocol parsers skip"
+        raise PointError(f"measurement {measurement!r:.60} starts with {why}")
+    if tags:
+        check_tags(tags)
+    empty = True
+    for key in fields:
+        empty = False
+        _check_name("field key", key)
+        if key[0] == "\t":
+            raise PointError(f"field key {key!r:.60} starts with a tab, which line protocol parsers skip")
+    if empty:
+        raise PointError(f"point {measurement!r:.60} has no fields")
+
+
+def check_tags(tags: Mapping[str, str]) -> None:
+    """PointError unless every tag key and value can be written as line protocol."""
+    for key, tag_value in tags.items():
+        _check_name("tag key", key)
+        _check_name(f"tag {key!r:.60} value", tag_value)
+
+
+def _checked_time(time: object) -> int:
+    if type(time) is not int:
+        raise PointError(f"time must be integer nanoseconds, got {type(time).__name__} {time!r:.40}")
+    if not TIME_MIN <= time <= TIME_MAX:
+        raise PointError(
+            f"time {_short(time)} ns is outside the range a time-series store can hold (years 1677 to 2262)"
+        )
+    return time
+
+
 class Point:
     """One sample: ``measurement``, ``tags`` (text → text), ``fields`` and ``time`` (ns, UTC).
 
@@ -117,35 +155,32 @@ class Point:
         tags: Mapping[str, str] | None = None,
         time: int | None = None,
     ) -> None:
-        _check_name("measurement", measurement)
-        if measurement[0] in "#\t":
-            why = "'#', which line protocol reads as a comment"
-            if measurement[0] != "#":
-                why = "a tab, which line protocol parsers skip"
-            raise PointError(f"measurement {measurement!r:.60} starts with {why}")
-        if tags:
-            for key, tag_value in tags.items():
-                _check_name("tag key", key)
-                _check_name(f"tag {key!r:.60} value", tag_value)
-        if not fields:
-            raise PointError(f"point {measurement!r:.60} has no fields")
+        check_names(measurement, tags, fields)
         for key, value in fields.items():
-            _check_name("field key", key)
-            if key[0] == "\t":
-                raise PointError(f"field key {key!r:.60} starts with a tab, which line protocol parsers skip")
             _check_field(key, value)
-        if time is None:
-            time = now_ns()
-        elif type(time) is not int:
-            raise PointError(f"time must be integer nanoseconds, got {type(time).__name__} {time!r:.40}")
-        elif not TIME_MIN <= time <= TIME_MAX:
-            raise PointError(
-                f"time {_short(time)} ns is outside the range a time-series store can hold (years 1677 to 2262)"
-            )
         self.measurement = measurement
         self.tags = tags if tags is not None else {}
         self.fields = fields
-        self.time = time
+        self.time = now_ns() if time is None else _checked_time(time)
+
+    @classmethod
+    def with_checked_names(
+        cls, measurement: str, fields: Mapping[str, FieldValue], tags: Mapping[str, str], time: int
+    ) -> Point:
+        """A point whose measurement, tag and field names already passed :func:`check_names`:
+        only the values and the time are checked. A decoder checks the names of its configuration
+        (and of each topic's tags) once instead of for every message: they were a third of the
+        cost of a point."""
+        if not fields:
+            raise PointError(f"point {measurement!r:.60} has no fields")
+        for key, value in fields.items():
+            _check_field(key, value)
+        point = cls.__new__(cls)
+        point.measurement = measurement
+        point.tags = tags
+        point.fields = fields
+        point.time = _checked_time(time)
+        return point
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Point):

@@ -23,6 +23,7 @@ store keeps it as an integer; ``numbers: float``, the default, stores it as a fl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -35,7 +36,7 @@ import orjson
 from connectors.mqtt.config import FieldSpec, TimeSpec, TopicConfig
 from gateway.errors import DecodeError, PointError
 from gateway.lineprotocol import parse as parse_line_protocol
-from gateway.point import INT64_MAX, INT64_MIN, FieldValue, Point
+from gateway.point import INT64_MAX, INT64_MIN, FieldValue, Point, check_names, check_tags
 
 __all__ = ["TopicDecoder", "TopicMatcher", "excerpt", "filter_matches"]
 
@@ -401,12 +402,23 @@ class TopicDecoder:
         self._time: tuple[str, Path, Callable[[Any], int]] | None = None
         if config.time is not None:
             self._time = (config.time.path, _compile_path(config.time.path), _time_reader(config.time))
-        self._fields: tuple[tuple[str, str, Path, Convert], ...] | None = None
+        # (name, path text, path, conversion, the key when the path is one key, else None)
+        self._fields: tuple[tuple[str, str, Path, Convert, str | None], ...] | None = None
         if config.fields is not None:
             self._fields = tuple(
-                (name, spec.path, _compile_path(spec.path), _converter(spec, config.numbers))
+                (name, spec.path, path, _converter(spec, config.numbers), path[0][0] if len(path) == 1 else None)
                 for name, spec in config.fields.items()
+                for path in (_compile_path(spec.path),)
             )
+        # Names the configuration fixes are checked once here, and each topic's tags once per
+        # topic, so that a message's point only has its values checked (Point.with_checked_names).
+        # A name that fails is left to each message's point to report, as before.
+        self._names_checked = False
+        if self._fields is not None and not self._payload_tags and not config.flatten:
+            with contextlib.suppress(PointError):
+                check_names(self.measurement, None, [name for name, *_ in self._fields])
+                self._names_checked = True
+        self._checked_tags: dict[str, dict[str, str] | None] = {}
         self._auto = _auto(config.numbers)
         self._auto_numbers = config.numbers == "auto"
         self._records = None if config.records is None else _compile_path(config.records)
@@ -452,6 +464,24 @@ class TopicDecoder:
         except OverflowError as exc:
             raise DecodeError(f"a number in the payload is out of range ({exc})") from None
 
+    def _tags_checked(self, topic: str) -> dict[str, str] | None:
+        """The topic's tags if every key and value passes the point's checks (remembered per topic)."""
+        try:
+            return self._checked_tags[topic]
+        except KeyError:
+            pass
+        tags = self.tags_for(topic)
+        checked: dict[str, str] | None = tags
+        try:
+            check_tags(tags)
+        except PointError:
+            checked = None
+        if len(topic) <= _CACHED_TOPIC_LENGTH:
+            if len(self._checked_tags) >= _TAG_CACHE_LIMIT:
+                self._checked_tags.clear()
+            self._checked_tags[topic] = checked
+        return checked
+
     # -- formats --
 
     def _json(self, topic: str, payload: bytes, received_ns: int) -> list[Point]:
@@ -465,7 +495,9 @@ class TopicDecoder:
             _check_unique_keys(payload, document)
             if self._auto_numbers and _LONG_DIGITS.search(payload) is not None:
                 document = json.loads(payload, parse_int=_parse_int)
-        tags = self.tags_for(topic)
+        checked = self._tags_checked(topic) if self._names_checked else None
+        trusted = checked is not None
+        tags = checked if checked is not None else self.tags_for(topic)
         if self._records is not None:
             if type(document) is not dict:
                 raise DecodeError(f"payload is {_describe(document)}, expected a JSON object with records")
@@ -473,21 +505,27 @@ class TopicDecoder:
             if type(records) is not list:
                 found = "missing" if records is _MISSING else _describe(records)
                 raise DecodeError(f"records {self.config.records!r} is {found}, expected a list of objects")
-            return [self._record(item, document, tags, received_ns, i) for i, item in enumerate(records)]
+            return [self._record(item, document, tags, received_ns, i, trusted) for i, item in enumerate(records)]
         kind = type(document)
         if kind is dict:
-            return [self._object(document, None, tags, received_ns)]
+            return [self._object(document, None, tags, received_ns, trusted)]
         if kind is list:
-            return [self._record(item, None, tags, received_ns, i) for i, item in enumerate(document)]
+            return [self._record(item, None, tags, received_ns, i, trusted) for i, item in enumerate(document)]
         raise DecodeError(f"payload is {_describe(document)}, expected a JSON object or an array of objects")
 
     def _record(
-        self, item: Any, parent: dict[str, Any] | None, tags: dict[str, str], received_ns: int, index: int
+        self,
+        item: Any,
+        parent: dict[str, Any] | None,
+        tags: dict[str, str],
+        received_ns: int,
+        index: int,
+        trusted: bool = False,
     ) -> Point:
         if type(item) is not dict:
             raise DecodeError(f"element {index} of the array is {_describe(item)}, expected an object")
         try:
-            return self._object(item, parent, tags, received_ns)
+            return self._object(item, parent, tags, received_ns, trusted)
         except DecodeError as exc:
             raise DecodeError(f"element {index}: {exc}") from None
 
@@ -498,8 +536,14 @@ class TopicDecoder:
         return value
 
     def _object(
-        self, obj: dict[str, Any], parent: dict[str, Any] | None, tags: dict[str, str], received_ns: int
+        self,
+        obj: dict[str, Any],
+        parent: dict[str, Any] | None,
+        tags: dict[str, str],
+        received_ns: int,
+        trusted: bool = False,
     ) -> Point:
+        """``trusted``: the measurement, field names and ``tags`` passed the point's checks already."""
         if self._payload_tags:
             tags = dict(tags)
             for name, path_text, path in self._payload_tags:
@@ -527,8 +571,13 @@ class TopicDecoder:
             if not fields:
                 raise DecodeError("payload has no number, boolean or text value to store")
         else:
-            for name, path_text, path, convert in self._fields:
-                raw = self._lookup(obj, parent, path)
+            for name, path_text, path, convert, key in self._fields:
+                if key is None:
+                    raw = self._lookup(obj, parent, path)
+                else:  # one key: what _lookup does, without its calls
+                    raw = obj.get(key, _MISSING)
+                    if raw is _MISSING and parent is not None:
+                        raw = parent.get(key, _MISSING)
                 if raw is _MISSING:
                     raise DecodeError(f"field {name!r} (path {path_text!r}) is missing")
                 if type(raw) is dict and self.config.flatten:
@@ -542,6 +591,8 @@ class TopicDecoder:
                     raise DecodeError(
                         f"field {name!r} (path {path_text!r}) is {_describe(raw)}, expected {exc}"
                     ) from None
+        if trusted:
+            return Point.with_checked_names(self.measurement, fields, tags, time)
         return Point(self.measurement, fields, tags, time)
 
     def _all_fields(self, obj: dict[str, Any], fields: dict[str, FieldValue]) -> None:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from connectors.mqtt.config import MqttConfig, TopicConfig
 from connectors.mqtt.decode import TopicDecoder, TopicMatcher, excerpt, filter_matches
 from gateway.config import load_config
-from gateway.errors import DecodeError
+from gateway.errors import DecodeError, PointError
 from gateway.point import Point
 from tests.helpers import contract_energy_connector
 
@@ -518,3 +518,40 @@ def test_machine_state_example() -> None:
         {"parts": 3},
         1714564800 * 10**9,
     )
+
+
+# --- names checked once: the configuration's at start, each topic's tags at its first message --------
+
+
+def test_a_topic_whose_tag_cannot_be_stored_is_malformed_and_the_next_topic_still_decodes() -> None:
+    d = decoder(tags_from_topic={"line": 1, "meter": 3}, fields={"power_w": "p"})
+    assert d._names_checked
+    with pytest.raises(DecodeError, match=r"tag 'meter' value 'm\\x00' contains a NUL"):
+        d.decode("factory/A/energy/m\x00", b'{"p": 1.5}', RECEIVED)
+    with pytest.raises(DecodeError, match=r"tag 'meter' value 'm\\x00'"):  # remembered, said again
+        d.decode("factory/A/energy/m\x00", b'{"p": 2.5}', RECEIVED)
+    [point] = d.decode("factory/A/energy/m7", b'{"p": 3.5}', RECEIVED)
+    assert point == Point("default", {"power_w": 3.5}, {"line": "A", "meter": "m7"}, RECEIVED)
+
+
+def test_a_configured_name_that_cannot_be_stored_is_reported_by_every_message() -> None:
+    d = decoder(measurement="#energy", fields={"power_w": "p"})
+    assert not d._names_checked
+    for _ in range(2):
+        with pytest.raises(DecodeError, match="measurement '#energy' starts with '#'"):
+            d.decode("factory/A/energy/m7", b'{"p": 1.5}', RECEIVED)
+
+
+def test_points_with_checked_names_still_have_their_values_and_time_checked() -> None:
+    d = decoder(fields={"power_w": "p"}, time={"path": "ts", "unit": "s"}, numbers="auto")
+    assert d._names_checked
+    with pytest.raises(DecodeError, match="field 'power_w' = 9223372036854775808 does not fit in a 64-bit integer"):
+        d.decode("factory/A/energy/m7", b'{"p": 9223372036854775808, "ts": 1}', RECEIVED)
+    with pytest.raises(DecodeError, match="1677 to 2262"):
+        d.decode("factory/A/energy/m7", b'{"p": 1, "ts": 1e12}', RECEIVED)
+    fast = Point.with_checked_names("m", {"v": 1.0}, {"t": "a"}, RECEIVED)
+    assert fast == Point("m", {"v": 1.0}, {"t": "a"}, RECEIVED)
+    with pytest.raises(PointError, match="NaN"):
+        Point.with_checked_names("m", {"v": float("nan")}, {}, RECEIVED)
+    with pytest.raises(PointError, match="has no fields"):
+        Point.with_checked_names("m", {}, {}, RECEIVED)
