@@ -32,6 +32,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel
 
+from gateway import heap
 from gateway.audit import AuditTrail
 from gateway.buffer import DiskQueue
 from gateway.component import FieldUnits, OnStored, RuntimeContext, Sink, Source, State, Status
@@ -164,6 +165,8 @@ class Gateway:
         self._tasks = asyncio.TaskGroup()
         self._stop = asyncio.Event()
         self._reload_lock = asyncio.Lock()
+        self._heap_frozen = False  # (freeze_heap)
+        self._refreeze: asyncio.TimerHandle | None = None
         self._restart_required: tuple[str, ...] = ()
         #: when each connector was connected (<data_dir>/link/), for the interconnection report
         self.link_journal = LinkJournal(self.config.gateway.data_dir)
@@ -203,9 +206,11 @@ class Gateway:
 
     def statuses(self) -> list[Status]:
         kpi = [self._kpi.source.status] if self._kpi is not None else []
-        return [slot.source.status for slot in self._connectors.values()] + kpi + [
-            slot.route.status for slot in self._sinks.values()
-        ]
+        return (
+            [slot.source.status for slot in self._connectors.values()]
+            + kpi
+            + [slot.route.status for slot in self._sinks.values()]
+        )
 
     def kpi(self) -> KpiEngine | None:
         """The KPI engine in force (None without ``machines:``); a reload of the machines replaces it."""
@@ -250,6 +255,24 @@ class Gateway:
     def _field_unit(self, measurement: str, field: str) -> str:
         """A field's unit as the web page shows it, from the config in force (it may change by a reload)."""
         return self.config.gateway.http.overview.catalogue.display(measurement, field, self.units).unit
+
+    #: seconds after an applied reload before the heap is collected and frozen again: the
+    #: replaced components finish closing (their last tasks end) in the meantime
+    REFREEZE_DELAY = 5.0
+
+    def freeze_heap(self) -> None:
+        """Leave the started gateway's objects out of the collector's walks (:mod:`gateway.heap`),
+        and do so again after every applied reload. For ``gateway run``'s own process."""
+        heap.freeze()
+        self._heap_frozen = True
+
+    def _refreeze_soon(self) -> None:
+        """Unfreeze now (what the old configuration held can be collected again), and collect and
+        freeze once the replaced components have finished closing."""
+        heap.unfreeze()
+        if self._refreeze is not None:
+            self._refreeze.cancel()
+        self._refreeze = asyncio.get_running_loop().call_later(self.REFREEZE_DELAY, heap.freeze)
 
     async def __aenter__(self) -> Self:
         await self._tasks.__aenter__()
@@ -670,6 +693,8 @@ class Gateway:
                 generation=self.generation.number,
             )
             self.reloads.record(attempt)
+            if self._heap_frozen:
+                self._refreeze_soon()
             for line in plan.restart_required:
                 log.warning("%s", line)
             summary = ", ".join(f"{name} {what}" for name, what in plan.changes.items()) or "nothing applied"
@@ -755,6 +780,8 @@ class Gateway:
         timeout = self.config.gateway.shutdown_timeout
         deadline = time.monotonic() + timeout
         self._stop.set()
+        if self._refreeze is not None:
+            self._refreeze.cancel()
         async with self._reload_lock:  # a reload in progress finishes first
             connectors = list(self._connectors.values()) + ([self._kpi] if self._kpi is not None else [])
             sinks = list(self._sinks.values())
@@ -805,6 +832,7 @@ async def run_gateway(config: LoadedConfig | GatewayConfig, *, watch: bool = Fal
     Reloading needs the files: ``config`` from :func:`~gateway.config.load_config_source`."""
     loop = asyncio.get_running_loop()
     async with Gateway(config) as gateway:
+        gateway.freeze_heap()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, _on_signal, gateway, sig)
         if isinstance(config, LoadedConfig):
