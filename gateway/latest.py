@@ -36,6 +36,8 @@ Quality = Literal["good", "uncertain", "bad"]
 _QUALITY_TAG = "quality"
 _QUALITIES: dict[str, Quality] = {"good": "good", "uncertain": "uncertain", "bad": "bad"}
 _STATUS_SUFFIX = "_status"
+#: series remembered by their tags object (LatestValues._entry); cleared when full
+_BY_TAGS_LIMIT = 20_000
 
 
 def _split_quality(tags: Mapping[str, str]) -> tuple[Mapping[str, str], Quality]:
@@ -140,6 +142,8 @@ class LatestValues:
 
     def __init__(self) -> None:
         self._series: dict[SeriesKey, SeriesLatest] = {}
+        #: id(tags) → (tags, measurement, series, quality): see _entry
+        self._by_tags: dict[int, tuple[Mapping[str, str], str, SeriesLatest, Quality]] = {}
         self.version = 0
         self.points_seen = 0
         #: points emitted per connector name
@@ -158,14 +162,27 @@ class LatestValues:
         self.version += 1
         version = self.version
         now = time.time()
-        series = self._series
+        by_tags = self._by_tags
         for point in points:
-            tags, quality = _split_quality(point.tags)
-            key = (point.measurement, frozenset(tags.items()))
-            entry = series.get(key)
-            if entry is None:
-                entry = series[key] = SeriesLatest(point.measurement, dict(tags), source)
-            entry.put_point(point.fields, point.time, quality)
+            tags = point.tags
+            known = by_tags.get(id(tags))
+            if known is not None and known[0] is tags and known[1] == point.measurement:
+                entry, quality = known[2], known[3]
+            else:
+                entry, quality = self._entry(point.measurement, tags, source)
+            time_ns = point.time
+            if quality == "good":  # (SeriesLatest.put_point, inlined for the common case)
+                fields = entry.fields
+                for name, value in point.fields.items():
+                    old = fields.get(name)
+                    if old is None:
+                        fields[name] = FieldLatest(value, time_ns)
+                    elif old.time <= time_ns or old.value is None:
+                        old.value, old.time = value, time_ns
+                        if time_ns >= old.status_time:
+                            old.quality, old.status = "good", None
+            else:
+                entry.put_point(point.fields, time_ns, quality)
             entry.seen = now
             entry.version = version
         self.points_seen += len(points)
@@ -174,6 +191,20 @@ class LatestValues:
         for observer in self._observers:
             observer(points)
         self._changed.set()
+
+    def _entry(self, measurement: str, tags: Mapping[str, str], source: str | None) -> tuple[SeriesLatest, Quality]:
+        """The series of a point and its quality; remembered by the tags' identity, since a
+        connector hands the same tags object to every point of a series (a decoder caches them per
+        topic), which saves building the series key for every point."""
+        plain, quality = _split_quality(tags)
+        key = (measurement, frozenset(plain.items()))
+        entry = self._series.get(key)
+        if entry is None:
+            entry = self._series[key] = SeriesLatest(measurement, dict(plain), source)
+        if len(self._by_tags) >= _BY_TAGS_LIMIT:
+            self._by_tags.clear()
+        self._by_tags[id(tags)] = (tags, measurement, entry, quality)  # (holding tags keeps the id theirs)
+        return entry, quality
 
     def add_observer(self, observer: Callable[[Sequence[Point]], None]) -> None:
         """Call ``observer`` with every batch recorded from now on (it must be quick: it runs in ``emit``)."""
