@@ -16,7 +16,7 @@ from gateway.component import Status
 from gateway.errors import GatewayError
 from gateway.http.app import AppContext
 from gateway.http.config import HttpSettings
-from gateway.http.server import HttpServer
+from gateway.http.server import HttpServer, _Server
 from gateway.point import Point
 from tests.helpers import async_wait_until
 
@@ -109,3 +109,17 @@ async def test_keep_alive_requests_are_not_delayed() -> None:
         for connection in connections:
             sock = connection.transport.get_extra_info("socket")
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), "Nagle's algorithm is on"
+
+
+async def test_a_stop_does_not_wait_for_uvicorns_next_tick(monkeypatch: pytest.MonkeyPatch) -> None:
+    """uvicorn's loop ticks once a second here (not ten times), so a stop must wake it: with an
+    hour between ticks the server still stops within the test's 30 s."""
+    monkeypatch.setattr(_Server, "TICK_SECONDS", 3600.0)
+    server = HttpServer(context())
+    async with asyncio.timeout(30):
+        async with server, httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+            response = await client.get("/healthz")
+            assert response.status_code == 200
+            assert response.headers["date"].endswith("GMT")  # still sent, refreshed at each tick
+    # Stopped by itself, not cancelled after close()'s 15 s grace.
+    assert server._task is not None and server._task.done() and not server._task.cancelled()
