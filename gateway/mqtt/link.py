@@ -982,18 +982,25 @@ class MqttLink:
         """Wait up to ``linger`` seconds for ``enough`` messages or a full broker window.
 
         Woken once, by the reader when either is reached or by the timer; not per message."""
-        loop = self._loop
-        deadline = loop.time() + linger
-        timer = loop.call_at(deadline, self._wake.set)
+        expired = False
+
+        def expire() -> None:
+            # A flag, not a comparison of clocks: asyncio may run a timer up to its clock
+            # resolution early, and a loop that went on waiting then would wait for a message.
+            nonlocal expired
+            expired = True
+            self._wake.set()
+
+        timer = self._loop.call_later(linger, expire)
         self._gather_until = enough
         try:
             while (
-                len(self.incoming) < enough
+                not expired
+                and len(self.incoming) < enough
                 and self.unacked < self._broker_window
                 and self.accepting
                 and not self._closing
                 and self._error is None
-                and loop.time() < deadline
             ):
                 self._wake.clear()
                 await self._wake.wait()

@@ -526,6 +526,20 @@ async def test_mqtt5_gathering_goes_on_through_pauses_until_enough_messages_wait
         assert link.unacked == 0
 
 
+async def test_mqtt5_gathering_ends_when_the_linger_runs_out(mosquitto: Mosquitto) -> None:
+    """One message, neither enough nor a full window: it is handed over when the linger ends."""
+    subs = (Subscription("l/#", 1),)
+    async with MqttLink(options(mosquitto, "gw-linger", subscriptions=subs), events := Recorder()) as link:
+        await subscribed(link, events)
+        reader = asyncio.create_task(_first_batch(link, 30, linger=0.2, linger_below=500))
+        await asyncio.sleep(0)  # the reader runs up to its wait for the first message
+        with Publisher(mosquitto, client_id="linger-pub") as publisher:
+            publisher.publish("l/0", b"m0", qos=1)
+            await asyncio.to_thread(publisher.wait)
+            batch = await reader
+        assert [m.payload for m in batch] == [b"m0"]
+
+
 async def test_mqtt5_gathering_ends_at_once_when_the_brokers_window_is_full(mosquitto_factory: Any) -> None:
     """With max_inflight_messages 5 Mosquitto sends five and waits for our acknowledgements:
     the batch is handed over then, not at the end of a 60 s linger (the test's 30 s wait)."""
