@@ -170,19 +170,7 @@ class LatestValues:
                 entry, quality = known[2], known[3]
             else:
                 entry, quality = self._entry(point.measurement, tags, source)
-            time_ns = point.time
-            if quality == "good":  # (SeriesLatest.put_point, inlined for the common case)
-                fields = entry.fields
-                for name, value in point.fields.items():
-                    old = fields.get(name)
-                    if old is None:
-                        fields[name] = FieldLatest(value, time_ns)
-                    elif old.time <= time_ns or old.value is None:
-                        old.value, old.time = value, time_ns
-                        if time_ns >= old.status_time:
-                            old.quality, old.status = "good", None
-            else:
-                entry.put_point(point.fields, time_ns, quality)
+            entry.put_point(point.fields, point.time, quality)
             entry.seen = now
             entry.version = version
         self.points_seen += len(points)
