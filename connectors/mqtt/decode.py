@@ -397,7 +397,8 @@ class TopicDecoder:
         self.static_tags = {**(tags or {}), **config.tags}
         self.max_payload_size = max_payload_size
         self._topic_tags = tuple(config.tags_from_topic.items())
-        self._tag_cache: dict[str, dict[str, str]] = {}
+        #: topic → its tags, and whether they passed the point's checks (only when _names_checked)
+        self._tag_cache: dict[str, tuple[dict[str, str], bool]] = {}
         self._payload_tags = tuple((name, path, _compile_path(path)) for name, path in config.tags_from_payload.items())
         self._time: tuple[str, Path, Callable[[Any], int]] | None = None
         if config.time is not None:
@@ -418,7 +419,6 @@ class TopicDecoder:
             with contextlib.suppress(PointError):
                 check_names(self.measurement, None, [name for name, *_ in self._fields])
                 self._names_checked = True
-        self._checked_tags: dict[str, dict[str, str] | None] = {}
         self._auto = _auto(config.numbers)
         self._auto_numbers = config.numbers == "auto"
         self._records = None if config.records is None else _compile_path(config.records)
@@ -430,8 +430,13 @@ class TopicDecoder:
 
     def tags_for(self, topic: str) -> dict[str, str]:
         """Static tags plus tags from the topic's segments (cached per topic)."""
-        tags = self._tag_cache.get(topic)
-        if tags is None:
+        return self._tags_of(topic)[0]
+
+    def _tags_of(self, topic: str) -> tuple[dict[str, str], bool]:
+        """The topic's tags, and whether they all pass the point's checks (checked once per topic,
+        and only when the configured names passed theirs: see ``_names_checked``)."""
+        entry = self._tag_cache.get(topic)
+        if entry is None:
             tags = dict(self.static_tags)
             if self._topic_tags:
                 segments = topic.split("/")
@@ -439,11 +444,18 @@ class TopicDecoder:
                 for name, index in self._topic_tags:
                     if -count <= index < count and segments[index]:
                         tags[name] = segments[index]
+            checked = self._names_checked
+            if checked:
+                try:
+                    check_tags(tags)
+                except PointError:
+                    checked = False  # each message's point says why
+            entry = (tags, checked)
             if len(topic) <= _CACHED_TOPIC_LENGTH:
                 if len(self._tag_cache) >= _TAG_CACHE_LIMIT:
                     self._tag_cache.clear()
-                self._tag_cache[topic] = tags
-        return tags
+                self._tag_cache[topic] = entry
+        return entry
 
     def decode(self, topic: str, payload: bytes, received_ns: int) -> list[Point]:
         """The points of one message; DecodeError if the payload cannot give them."""
@@ -464,24 +476,6 @@ class TopicDecoder:
         except OverflowError as exc:
             raise DecodeError(f"a number in the payload is out of range ({exc})") from None
 
-    def _tags_checked(self, topic: str) -> dict[str, str] | None:
-        """The topic's tags if every key and value passes the point's checks (remembered per topic)."""
-        try:
-            return self._checked_tags[topic]
-        except KeyError:
-            pass
-        tags = self.tags_for(topic)
-        checked: dict[str, str] | None = tags
-        try:
-            check_tags(tags)
-        except PointError:
-            checked = None
-        if len(topic) <= _CACHED_TOPIC_LENGTH:
-            if len(self._checked_tags) >= _TAG_CACHE_LIMIT:
-                self._checked_tags.clear()
-            self._checked_tags[topic] = checked
-        return checked
-
     # -- formats --
 
     def _json(self, topic: str, payload: bytes, received_ns: int) -> list[Point]:
@@ -495,9 +489,7 @@ class TopicDecoder:
             _check_unique_keys(payload, document)
             if self._auto_numbers and _LONG_DIGITS.search(payload) is not None:
                 document = json.loads(payload, parse_int=_parse_int)
-        checked = self._tags_checked(topic) if self._names_checked else None
-        trusted = checked is not None
-        tags = checked if checked is not None else self.tags_for(topic)
+        tags, trusted = self._tags_of(topic)
         if self._records is not None:
             if type(document) is not dict:
                 raise DecodeError(f"payload is {_describe(document)}, expected a JSON object with records")
