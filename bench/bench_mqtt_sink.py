@@ -64,10 +64,10 @@ def sink(folder: Path, port: int, name: str, qos: int = 1) -> tuple[MqttSink, Mq
     return MqttSink(config, context), config
 
 
-
 def _figure(value: float | str) -> str:
     """A rate with thousands separators, or the time-out text that stands in for it."""
     return value if isinstance(value, str) else f"{value:,.0f}"
+
 
 async def _until(predicate: Callable[[], bool], timeout: float) -> None:
     deadline = time.monotonic() + timeout
