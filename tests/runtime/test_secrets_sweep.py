@@ -14,7 +14,6 @@ under data_dir and every HTTP body and header are searched: no secret may appear
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import ssl
@@ -31,7 +30,7 @@ import yaml
 
 from tests.fixtures.influxdb import Influxd
 from tests.fixtures.mosquitto import Mosquitto, Publisher
-from tests.helpers import free_port, stop_process
+from tests.helpers import async_wait_until, free_port, stop_process
 from tests.http.tls import make_pki
 
 pytestmark = pytest.mark.slow
@@ -306,10 +305,7 @@ async def _exercise(
                 return None
             return dict(response.json()) if response.status_code == 200 else None
 
-        started = time.monotonic()
-        while (await status()) is None:
-            assert time.monotonic() - started < 90, "the gateway's HTTPS API did not answer"
-            await asyncio.sleep(0.2)
+        await async_wait_until(status, timeout=90, interval=0.2, message="the gateway's HTTPS API to answer")
 
         def component(state: dict[str, Any], name: str) -> dict[str, Any]:
             return next(c for c in state["components"] if c["name"] == name)
@@ -331,10 +327,10 @@ async def _exercise(
                     sent += 1
                 return errors and stored and mqtt and influx
 
-            deadline = time.monotonic() + 120
-            while not await settled():
-                assert time.monotonic() < deadline, f"not settled: {await status()}"
-                await asyncio.sleep(0.5)
+            try:
+                await async_wait_until(settled, timeout=120, interval=0.5)
+            except AssertionError:
+                raise AssertionError(f"not settled: {await status()}") from None
 
         # Every endpoint of the spec, as admin.
         spec = (await get("/api/openapi.json")).json()
@@ -374,13 +370,14 @@ async def _exercise(
             response = await client.post("/api/reload")
             outputs[f"POST /api/reload {label}"] = _raw(response)
             assert response.status_code == (422 if label == "invalid" else 200), response.text
-        restarted = time.monotonic() + 60
-        while True:
+
+        async def refusal_reported() -> bool:
             state = await status()
-            if state is not None and component(state, "energy-wrong")["last_error"]:
-                break
-            assert time.monotonic() < restarted, "the reloaded connector never reported its refusal"
-            await asyncio.sleep(0.3)
+            return state is not None and bool(component(state, "energy-wrong")["last_error"])
+
+        await async_wait_until(
+            refusal_reported, timeout=60, interval=0.3, message="the reloaded connector to report its refusal"
+        )
         await get("/api/status")
         await get("/api/components/energy-wrong")
         # Failed logins (their attempts are not secrets, the gateway's are).
