@@ -135,6 +135,9 @@ class _LinkRunner:
             self.reason = reason
             self.up.clear()
             self.lost.set()
+            # The status says so at once, not when this runner's task next gets a turn: a page
+            # or an alarm reading it right after a device saw the loss must not see "running".
+            self.poller.link_state(self, State.RECONNECTING)
 
     async def run(self, stop: asyncio.Event) -> None:
         poller = self.poller

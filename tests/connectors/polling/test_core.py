@@ -135,6 +135,18 @@ async def test_a_lost_link_is_reopened_with_backoff_and_all_its_devices_wait() -
     assert views["other"]["counters"]["read_errors"] == 0  # waiting for the connection is not a read error
 
 
+def test_the_connector_stops_claiming_to_run_the_moment_a_device_finds_its_link_lost() -> None:
+    link = FakeLink()
+    poller, status = _poller([(link, [FakeDevice("d", 0.05)])])
+    runner, _ = poller.runners[0]
+    runner.up.set()
+    poller.link_state(runner, State.RUNNING)
+    runner.report_lost("connection reset")
+    # Before the link's own task gets a turn: a page refreshed now must not show "running".
+    assert status.state is State.RECONNECTING
+    assert runner.lost.is_set() and not runner.up.is_set()
+
+
 async def test_overruns_and_field_errors_are_counted_never_values(caplog: pytest.LogCaptureFixture) -> None:
     link = FakeLink()
     slow = FakeDevice("slow", 0.02, ["field", "field"], took=0.05)
