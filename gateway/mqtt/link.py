@@ -534,6 +534,7 @@ class MqttLink:
         self._wake = asyncio.Event()
         #: while batches() gathers a batch: the waiting count that ends it early (None: not gathering)
         self._gather_until: int | None = None
+        self._reads_with_messages = 0  # (a steady stream brings several per batch)
         self._broker_window = 65535 if options.protocol == "5" else 0  # (see broker_window)
         self._error: BaseException | None = None
         self._task_group: asyncio.TaskGroup | None = None
@@ -777,6 +778,7 @@ class MqttLink:
             self.events.dropped(self.dropped)
             self.dropped = 0
         if len(incoming) != before:
+            self._reads_with_messages += 1
             gather_until = self._gather_until
             if gather_until is None or len(incoming) >= gather_until or self.unacked >= self._broker_window:
                 self._wake.set()
@@ -959,29 +961,47 @@ class MqttLink:
         with a full window does, and ending the batch on every such pause made a batch — a disk
         sync and an acknowledgement round — every few milliseconds.
 
+        Once a stream is steady the link reads once per batch instead of at every arrival (see
+        :meth:`_gather`).
+
         Ends once :attr:`accepting` is false (or the link closes) and everything received was
         handed over; raises SourceError if the link failed.
         """
+        streaming = False
         while True:
             if not self.incoming:
                 if self._error is not None:
                     raise SourceError(f"the MQTT connection stopped unexpectedly: {self._error!r}")
                 if not self.accepting or self._closing:
                     return
-                self._wake.clear()
-                await self._wake.wait()
-                if linger and self.accepting:
-                    if self.broker_window:
-                        await self._gather(linger, linger_below)
-                    else:
+                if not streaming:
+                    self._wake.clear()
+                    await self._wake.wait()
+                if linger and self.accepting and self.broker_window:
+                    streaming = await self._gather(linger, linger_below, read_at_end=streaming)
+                else:
+                    streaming = False
+                    if linger and self.accepting:
                         await self._gather_while_coming(linger, linger_below, quiet)
                 continue
             yield self.take(max_messages)
 
-    async def _gather(self, linger: float, enough: int) -> None:
-        """Wait up to ``linger`` seconds for ``enough`` messages or a full broker window.
+    async def _gather(self, linger: float, enough: int, *, read_at_end: bool = False) -> bool:
+        """Wait up to ``linger`` seconds for ``enough`` messages or a full broker window; return
+        whether a steady stream goes on (more than one read brought messages, the linger ran out).
 
-        Woken once, by the reader when either is reached or by the timer; not per message."""
+        Woken once, by the reader when either is reached or by the timer; not per message.
+
+        With ``read_at_end`` (a stream goes on) and room for ``enough`` more messages in the
+        broker's window, the link does not read until the linger ends, then reads everything that
+        arrived into this batch. A wake-up of the process costs more than handling the messages a
+        read brings (50–190 µs of CPU each on the 2-core test machine, against about 2 µs per
+        message decoded): under 1,000 msg/s from Mosquitto the gateway woke about three times per
+        batch (two reads and the timer), now once. Nothing waits longer
+        for it (a batch is still handed over ``linger`` after it began), but a message without a
+        timestamp of its own is stamped when it is read, up to ``linger`` after it arrived, instead
+        of at the next read. A sparse stream (one read per batch) is read as it arrives.
+        """
         expired = False
 
         def expire() -> None:
@@ -992,6 +1012,9 @@ class MqttLink:
             self._wake.set()
 
         timer = self._loop.call_later(linger, expire)
+        conn = self._conn
+        paused = read_at_end and self._broker_window - self.unacked >= enough and self._pause_reading(conn)
+        reads = self._reads_with_messages
         self._gather_until = enough
         try:
             while (
@@ -1007,6 +1030,28 @@ class MqttLink:
         finally:
             self._gather_until = None
             timer.cancel()
+            if paused:
+                self._resume_reading(conn)
+        if not paused:
+            return expired and self._reads_with_messages > reads
+        # What arrived meanwhile belongs to this batch: the transport reads it on the loop's next
+        # turn (a TLS transport hands it over on the one after), before this task goes on.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return expired and bool(self.incoming)
+
+    @staticmethod
+    def _pause_reading(conn: _Connection | None) -> bool:
+        """Stop reading ``conn`` for a while; false if it is closed or paused already (a full buffer)."""
+        if conn is None or conn.transport is None or conn.reading_paused:
+            return False
+        conn.transport.pause_reading()
+        return True
+
+    @staticmethod
+    def _resume_reading(conn: _Connection | None) -> None:
+        if conn is not None and conn.transport is not None and not conn.reading_paused:
+            conn.transport.resume_reading()
 
     async def _gather_while_coming(self, linger: float, enough: int, quiet: float) -> None:
         """MQTT 3.1.1: wait up to ``linger`` seconds for ``enough`` messages while they keep coming.

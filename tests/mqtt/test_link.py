@@ -22,6 +22,7 @@ import functools
 import itertools
 import os
 import queue
+import select
 import signal
 import time
 from collections.abc import Callable
@@ -269,6 +270,7 @@ class FakeTransport:
         self.conn = conn
         self.written: list[bytes] = []
         self.aborted = False
+        self.pauses = self.resumes = 0
 
     def write(self, data: bytes) -> None:
         self.written.append(data)
@@ -284,10 +286,10 @@ class FakeTransport:
         return self.aborted
 
     def pause_reading(self) -> None:
-        pass
+        self.pauses += 1
 
     def resume_reading(self) -> None:
-        pass
+        self.resumes += 1
 
 
 GENERATIONS = itertools.count(1_000_000)
@@ -560,6 +562,85 @@ async def test_mqtt5_gathering_ends_at_once_when_the_brokers_window_is_full(mosq
             received += [m.payload for m in batch]
             link.ack([(m.generation, m.mid, m.qos) for m in batch])
         assert received == [f"m{i}".encode() for i in range(len(received))]
+
+
+def _holds_more_than(link: MqttLink, count: int) -> bool:
+    return len(link.incoming) > count
+
+
+def _readable(sock: Any, timeout: float) -> bool:
+    return bool(select.select([sock.fileno()], [], [], timeout)[0])
+
+
+async def test_a_steady_stream_is_read_once_per_batch_and_what_came_meanwhile_is_in_it(mosquitto: Mosquitto) -> None:
+    """Once messages come in several reads per batch, the link stops reading until the linger
+    ends (each wake-up of the process costs more than the messages it brings), then reads what
+    arrived into that batch: nothing waits a linger longer. When the stream stops, it reads as
+    messages come again."""
+    linger = 3.0
+    subs = (Subscription("s/#", 1),)
+    async with MqttLink(options(mosquitto, "gw-steady", subscriptions=subs), events := Recorder()) as link:
+        await subscribed(link, events)
+        handed: asyncio.Queue[tuple[float, list[bytes]]] = asyncio.Queue()
+
+        async def consume() -> None:
+            async for batch in link.batches(1000, linger=linger, linger_below=500):
+                handed.put_nowait((time.monotonic(), [m.payload for m in batch]))
+                link.ack([(m.generation, m.mid, m.qos) for m in batch])
+
+        consumer = asyncio.create_task(consume())
+        try:
+            with Publisher(mosquitto, client_id="steady-pub") as publisher:
+                for i in range(2):  # two reads within one linger: a stream, not a lone message
+                    publisher.publish(f"s/{i}", f"m{i}".encode(), qos=1)
+                    await asyncio.to_thread(publisher.wait)
+                    await async_wait_until(functools.partial(_holds_more_than, link, i), timeout=30, message="read")
+                _, first = await asyncio.wait_for(handed.get(), 30)
+                assert first == [b"m0", b"m1"]
+                conn = link._conn
+                assert conn is not None and conn.transport is not None
+                transport, sock = conn.transport, conn.transport.get_extra_info("socket")
+                await async_wait_until(lambda: not transport.is_reading(), timeout=30, message="reading paused")
+                paused_at = time.monotonic()
+                # The scenario: a message arrives a third into the linger.
+                await async_wait_until(lambda: time.monotonic() >= paused_at + linger / 3, timeout=30)
+                publisher.publish("s/2", b"m2", qos=1)
+                await asyncio.to_thread(publisher.wait)
+                assert await asyncio.to_thread(_readable, sock, 30)  # in our socket, not read
+                waiting_since = time.monotonic()
+                assert not link.incoming
+                handed_at, second = await asyncio.wait_for(handed.get(), 30)
+                assert second == [b"m2"]
+                # Handed over when the linger it arrived in ended (about 2 s later), not a whole
+                # linger after it was read (3 s or more).
+                assert handed_at - waiting_since < linger - 0.5
+                # The next linger finds nothing: the stream stopped, and the link reads again.
+                await async_wait_until(transport.is_reading, timeout=30, message="reading again")
+                publisher.publish("s/3", b"m3", qos=1)
+                await asyncio.to_thread(publisher.wait)
+                await async_wait_until(lambda: link.incoming, timeout=30, message="m3 read as it came")
+                _, third = await asyncio.wait_for(handed.get(), 30)
+                assert third == [b"m3"]
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+
+
+async def test_a_stream_goes_on_being_read_as_it_comes_when_the_brokers_window_is_small() -> None:
+    """With a window smaller than a batch (Mosquitto's default of 20), a full window must be seen
+    as it happens, so the link never stops reading to save wake-ups."""
+    async with MqttLink(LinkOptions("127.0.0.1", 1, "cid", reconnect_min=60, reconnect_max=60), Recorder()) as link:
+        _, small = fake_connection(link, properties={"receive_maximum": 20})
+        assert link.broker_window == 20
+        assert await link._gather(0.01, 500, read_at_end=True) is False
+        assert small.pauses == 0
+        _, wide = fake_connection(link)
+        assert link.broker_window == 65535
+        await link._gather(0.01, 500, read_at_end=True)
+        assert (wide.pauses, wide.resumes) == (1, 1)
+        await link._gather(0.01, 500, read_at_end=False)  # a lone message: read as it comes
+        assert (wide.pauses, wide.resumes) == (1, 1)
 
 
 async def test_mqtt311_gathering_ends_after_a_quiet_pause(mosquitto: Mosquitto) -> None:
