@@ -236,6 +236,9 @@ class Gateway:
             **self.generation.as_dict(),
             "reloads": {result.value: count for result, count in self.reloads.counts.items()},
             "last_reload": last.as_dict() if last is not None else None,
+            # An applied reload stays visible after later attempts: a file watcher that sees the
+            # same save as a SIGHUP records an "unchanged" attempt right after it.
+            "recent_reloads": [attempt.as_dict() for attempt in self.reloads.attempts],
             "restart_required": list(self._restart_required),
             "reloadable": self.loaded is not None,
         }

@@ -342,9 +342,11 @@ def create_app(ctx: AppContext) -> FastAPI:
         if ctx.config_state is None:
             return None
         state = dict(ctx.config_state())
-        last = state.get("last_reload")
-        if last is not None and role is not Role.ADMIN:
-            state["last_reload"] = {**last, "errors": []}  # a value in the wrong place may be a secret
+        if role is not Role.ADMIN:  # a value in the wrong place may be a secret: the count only
+            last = state.get("last_reload")
+            if last is not None:
+                state["last_reload"] = {**last, "errors": []}
+            state["recent_reloads"] = [{**attempt, "errors": []} for attempt in state.get("recent_reloads", [])]
         return ConfigOut(**state)
 
     @app.get("/api/status", response_model=StatusOut, tags=["api"])

@@ -93,6 +93,9 @@ class ConfigOut(BaseModel):
     files: list[str]
     reloads: dict[str, int] = Field(description="Reload attempts per result since the start.")
     last_reload: ReloadOut | None
+    recent_reloads: list[ReloadOut] = Field(
+        default_factory=list, description="The last ten reload attempts, the newest last (last_reload among them)."
+    )
     restart_required: list[str] = Field(description="Changes waiting for a restart of the gateway.")
     reloadable: bool = Field(description="False when the gateway was not started from config files.")
 

@@ -247,12 +247,27 @@ async def test_the_api_reload_is_for_the_admin_and_answers_422_when_invalid(tmp_
             status = (await client.get("/api/status", headers=viewer)).json()
             assert status["gateway"]["config"]["last_reload"]["result"] == "failed"
             assert status["gateway"]["config"]["generation"] == 1
+            [seen] = status["gateway"]["config"]["recent_reloads"]
+            assert seen["errors"] == [] and seen["error_count"] == 1, "a viewer sees how many problems, not their text"
+            [seen] = (await client.get("/api/status", headers=admin)).json()["gateway"]["config"]["recent_reloads"]
+            assert "unknown key 'qos'" in seen["errors"][0]
             doc["connectors"].append({"type": "fake", "name": "b"})
             write(path, doc)
             good = await client.post("/api/reload", headers=admin)
             assert good.status_code == 200
             assert good.json()["changes"] == {"connector:b": "added"}
             assert good.json()["trigger"] == "api"
+            same = await client.post("/api/reload", headers=admin)
+            assert same.json()["result"] == "unchanged"
+            config = (await client.get("/api/status", headers=viewer)).json()["gateway"]["config"]
+            assert config["last_reload"]["result"] == "unchanged"
+            # the applied reload is still there to read, after the later attempt
+            assert [(r["result"], r["generation"]) for r in config["recent_reloads"]] == [
+                ("failed", None),
+                ("applied", 2),
+                ("unchanged", 2),
+            ]
+            assert config["recent_reloads"][1]["changes"] == {"connector:b": "added"}
             metrics = (await client.get("/metrics", headers=viewer)).text
             assert "gateway_config_generation 2.0" in metrics
             assert 'gateway_config_reloads_total{result="applied"} 1.0' in metrics

@@ -184,8 +184,10 @@ def apply(gateway: GatewayRun, generation: int, how: Callable[[], None]) -> dict
         message=f"config generation {generation} applied\n{gateway.log_tail()}",
     )
     assert state["generation"] == generation, state
-    assert state["last_reload"]["result"] == "applied", state["last_reload"]
-    return state
+    # The attempt that applied it: with --watch on, a save followed by SIGHUP or an API call is
+    # seen by the watcher too, whose attempt ("unchanged") may already be the last one.
+    [applied] = [r for r in state["recent_reloads"] if r["generation"] == generation and r["result"] == "applied"]
+    return {**state, "last_reload": applied}
 
 
 @pytest.mark.slow
@@ -203,7 +205,9 @@ def test_six_reloads_by_signal_watch_and_api_lose_nothing_and_touch_nothing_else
         path.write_text(text)
 
     save(document)
-    gateway = GatewayRun(path, port, tmp_path / "gateway.log", ["--watch", "--watch-debounce", "300ms"])
+    # The SIGHUP and API steps save the file too, and the watcher sees it: its quiet second lets
+    # the signal or the request be the one that applies it, even on a loaded machine.
+    gateway = GatewayRun(path, port, tmp_path / "gateway.log", ["--watch", "--watch-debounce", "1s"])
     gateway_run.append(gateway)
     gateway.start()
     wait_until(
