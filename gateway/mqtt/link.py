@@ -997,10 +997,10 @@ class MqttLink:
         arrived into this batch. A wake-up of the process costs more than handling the messages a
         read brings (50–190 µs of CPU each on the 2-core test machine, against about 2 µs per
         message decoded): under 1,000 msg/s from Mosquitto the gateway woke about three times per
-        batch (two reads and the timer), now once. Nothing waits longer
-        for it (a batch is still handed over ``linger`` after it began), but a message without a
-        timestamp of its own is stamped when it is read, up to ``linger`` after it arrived, instead
-        of at the next read. A sparse stream (one read per batch) is read as it arrives.
+        batch (two reads and the timer), now once. Nothing waits longer for it (a batch is still
+        handed over ``linger`` after it began), but a message without a timestamp of its own is
+        stamped when it is read, up to ``linger`` after it arrived, instead of at the next read.
+        A sparse stream (one read per batch) is read as it arrives.
         """
         expired = False
 
