@@ -564,10 +564,6 @@ async def test_mqtt5_gathering_ends_at_once_when_the_brokers_window_is_full(mosq
         assert received == [f"m{i}".encode() for i in range(len(received))]
 
 
-def _holds_more_than(link: MqttLink, count: int) -> bool:
-    return len(link.incoming) > count
-
-
 def _readable(sock: Any, timeout: float) -> bool:
     return bool(select.select([sock.fileno()], [], [], timeout)[0])
 
@@ -594,7 +590,7 @@ async def test_a_steady_stream_is_read_once_per_batch_and_what_came_meanwhile_is
                 for i in range(2):  # two reads within one linger: a stream, not a lone message
                     publisher.publish(f"s/{i}", f"m{i}".encode(), qos=1)
                     await asyncio.to_thread(publisher.wait)
-                    await async_wait_until(functools.partial(_holds_more_than, link, i), timeout=30, message="read")
+                    await async_wait_until(functools.partial(_arrived, consumer, link, i + 1), timeout=30)
                 _, first = await asyncio.wait_for(handed.get(), 30)
                 assert first == [b"m0", b"m1"]
                 conn = link._conn
